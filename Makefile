@@ -1,0 +1,45 @@
+# Verdant: `make run` serves the API with a worker and beat; `make test` runs the whole suite.
+# Both create .venv and, when DATABASE_URL / REDIS_URL are unset, private PostgreSQL and Redis
+# under .data/ (settings/devstack.py).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: run test lint bench lock migrate manage stop-data
+
+$(STAMP): requirements.lock pyproject.toml
+	@echo "[setup] installing pinned dependencies into $(VENV) (the first time takes a minute or two)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --disable-pip-version-check --quiet -r requirements.lock
+	@rm -f $(VENV)/.installed-* && touch $@
+	@echo "[setup] done"
+
+run: $(STAMP)
+	@$(PY) -m settings.devstack run
+
+test: $(STAMP)
+	@$(PY) -m settings.devstack test $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	@echo "[lint] ruff" && $(VENV)/bin/ruff check .
+	@echo "[lint] mypy" && $(VENV)/bin/mypy .
+	@echo "[lint] makemigrations --check" && \
+		$(PY) -m settings.devstack manage makemigrations --check --dry-run
+
+bench: $(STAMP)
+	@$(PY) -m settings.devstack bench $(BENCH_ARGS)
+
+migrate: $(STAMP)
+	@$(PY) -m settings.devstack manage migrate_schemas --noinput
+
+lock:
+	@$(PY) -m pip install --quiet uv && $(VENV)/bin/uv pip compile pyproject.toml --extra dev \
+		--python-version 3.11 --no-header -o requirements.lock
+
+stop-data:
+	@$(PY) -m settings.devstack stop
+
+manage: $(STAMP)
+	@$(PY) -m settings.devstack manage $(ARGS)

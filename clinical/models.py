@@ -1,0 +1,1 @@
+"""Clinical domain models (facilities, patients, appointments, prescriptions, documents)."""

@@ -1,0 +1,1 @@
+"""Farm domain models (farms, fields, crops, plantings, observations, harvests)."""

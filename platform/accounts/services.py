@@ -1,0 +1,122 @@
+"""Writes for accounts: users, roles, logins."""
+
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from rest_framework.exceptions import ValidationError
+
+from accounts.models import User
+from accounts.roles import Role, is_staff_role
+from accounts.tokens import TokenPair, refresh_tokens_revoke_all, token_pair_issue
+from apikit.errors import APIError
+
+INVALID_CREDENTIALS_DETAIL = "Email or password is incorrect."
+ACCOUNT_INACTIVE_DETAIL = "This account is not active. Ask your organisation's admin to activate it."
+EMAIL_TAKEN_DETAIL = "A user with this email already exists."
+LAST_ADMIN_DETAIL = "This is the last active tenant admin; make another user tenant_admin first."
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def _check_password_strength(*, password: str, user: User) -> None:
+    try:
+        validate_password(password, user=user)
+    except DjangoValidationError as exc:
+        raise ValidationError({"password": list(exc.messages)}) from None
+
+
+@transaction.atomic
+def user_create(
+    *,
+    email: str,
+    role: str,
+    password: str | None,
+    is_active: bool = False,
+    full_name: str = "",
+    validate_strength: bool = True,
+) -> User:
+    """Create a staff account in the current tenant. Without a password the account cannot log
+    in until one is set; ``is_active`` defaults to False (unverified)."""
+    email = normalize_email(email)
+    if User.objects.filter(email=email).exists():
+        raise ValidationError({"email": [EMAIL_TAKEN_DETAIL]})
+    user = User(
+        email=email, role=role, full_name=full_name, is_active=is_active,
+        is_staff=is_staff_role(role),
+    )
+    if password is None:
+        user.set_unusable_password()
+    else:
+        if validate_strength:
+            _check_password_strength(password=password, user=user)
+        user.set_password(password)
+    user.save()
+    return user
+
+
+def _other_active_admins_exist(*, user: User) -> bool:
+    return (
+        User.objects.filter(role=Role.TENANT_ADMIN, is_active=True).exclude(pk=user.pk).exists()
+    )
+
+
+@transaction.atomic
+def user_update(
+    *,
+    user: User,
+    role: str | None = None,
+    full_name: str | None = None,
+    is_active: bool | None = None,
+) -> User:
+    """Change a user's role, name or active flag. The last active tenant admin cannot be
+    demoted or deactivated, so a tenant can never lock itself out."""
+    user = User.objects.select_for_update().get(pk=user.pk)
+    losing_admin = user.role == Role.TENANT_ADMIN and user.is_active and (
+        (role is not None and role != Role.TENANT_ADMIN) or is_active is False
+    )
+    if losing_admin:
+        # Serialise concurrent demotions of the last two admins.
+        list(User.objects.select_for_update().filter(role=Role.TENANT_ADMIN, is_active=True))
+        if not _other_active_admins_exist(user=user):
+            raise APIError(status=409, code="last_tenant_admin", detail=LAST_ADMIN_DETAIL)
+    update_fields = ["updated_at"]
+    if role is not None:
+        user.role = role
+        user.is_staff = is_staff_role(role)
+        update_fields += ["role", "is_staff"]
+    if full_name is not None:
+        user.full_name = full_name
+        update_fields.append("full_name")
+    if is_active is not None:
+        user.is_active = is_active
+        update_fields.append("is_active")
+    user.save(update_fields=update_fields)
+    if is_active is False:
+        refresh_tokens_revoke_all(user=user)
+    return user
+
+
+def user_deactivate(*, user: User) -> User:
+    """Deactivate and revoke every refresh token; access tokens stop working at once because
+    authentication re-reads ``is_active``."""
+    return user_update(user=user, is_active=False)
+
+
+def auth_login(*, email: str, password: str) -> TokenPair:
+    """Check credentials in the current tenant and issue a token pair.
+
+    Unknown email, wrong password and a user of another tenant answer identically; whether the
+    account is inactive is only revealed to someone who knows its password.
+    """
+    user = User.objects.filter(email=normalize_email(email)).first()
+    if user is None:
+        # Spend the same hashing time as a real check so response time does not enumerate users.
+        User().set_password(password)
+        raise APIError(status=401, code="invalid_credentials", detail=INVALID_CREDENTIALS_DETAIL)
+    if not user.check_password(password):
+        raise APIError(status=401, code="invalid_credentials", detail=INVALID_CREDENTIALS_DETAIL)
+    if not user.is_active:
+        raise APIError(status=401, code="account_inactive", detail=ACCOUNT_INACTIVE_DETAIL)
+    return token_pair_issue(user=user)

@@ -1,0 +1,149 @@
+"""The one error shape every 4xx/5xx answer uses (DESIGN.md section 5):
+
+    {"error": {"status": 400, "code": "validation_error", "detail": "...", "fields": {...}}}
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+logger = logging.getLogger(__name__)
+
+SERVER_ERROR_DETAIL = "Something went wrong on our side. It has been logged; try again later."
+NOT_FOUND_DETAIL = "Not found."
+
+# Default machine codes per DRF exception, where DRF's own code is not the contract's.
+_CODE_BY_EXCEPTION: dict[type[exceptions.APIException], str] = {
+    exceptions.ValidationError: "validation_error",
+    exceptions.ParseError: "parse_error",
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "throttled",
+}
+
+
+def error_body(
+    *, status: int, code: str, detail: str, fields: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    error: dict[str, Any] = {"status": status, "code": code, "detail": detail}
+    if fields is not None:
+        error["fields"] = fields
+    return {"error": error}
+
+
+def error_response(
+    *, status: int, code: str, detail: str, fields: dict[str, Any] | None = None
+) -> JsonResponse:
+    """A plain Django response in the envelope, for code running outside DRF (middleware)."""
+    return JsonResponse(error_body(status=status, code=code, detail=detail, fields=fields), status=status)
+
+
+class APIError(exceptions.APIException):
+    """Raise from services/views with an explicit status and contract code."""
+
+    def __init__(self, *, status: int, code: str, detail: str) -> None:
+        super().__init__(detail=detail, code=code)
+        self.status_code = status
+        self.contract_code = code
+
+
+def _code_for(exc: exceptions.APIException) -> str:
+    if isinstance(exc, APIError):
+        return exc.contract_code
+    if isinstance(exc, exceptions.AuthenticationFailed):
+        codes = exc.get_codes()
+        return codes if isinstance(codes, str) else "authentication_failed"
+    for exc_type, code in _CODE_BY_EXCEPTION.items():
+        if isinstance(exc, exc_type):
+            return code
+    codes = exc.get_codes()
+    return codes if isinstance(codes, str) else "error"
+
+
+def _flatten_detail(detail: Any) -> str:
+    if isinstance(detail, list):
+        return " ".join(_flatten_detail(item) for item in detail)
+    if isinstance(detail, dict):
+        return " ".join(_flatten_detail(item) for item in detail.values())
+    return str(detail)
+
+
+def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """DRF EXCEPTION_HANDLER: every exception becomes the envelope; unknown ones a 500."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(NOT_FOUND_DETAIL)
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    if not isinstance(exc, exceptions.APIException):
+        request = context.get("request")
+        logger.error(
+            "unhandled exception in %s",
+            getattr(request, "path", "?"),
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        set_rollback()
+        return Response(
+            error_body(status=500, code="server_error", detail=SERVER_ERROR_DETAIL), status=500
+        )
+
+    headers: dict[str, str] = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        headers["Retry-After"] = str(int(exc.wait) + (0 if exc.wait == int(exc.wait) else 1))
+
+    fields = None
+    if isinstance(exc, exceptions.ValidationError):
+        detail_data = exc.detail
+        if isinstance(detail_data, dict):
+            fields = {key: _as_messages(value) for key, value in detail_data.items()}
+            detail = "The request has invalid fields; see fields."
+            non_field = fields.pop("non_field_errors", None)
+            if non_field:
+                detail = " ".join(str(m) for m in non_field)
+                if not fields:
+                    fields = None
+        else:
+            detail = _flatten_detail(detail_data)
+            fields = None
+    else:
+        detail = _flatten_detail(exc.detail)
+
+    set_rollback()
+    body = error_body(status=exc.status_code, code=_code_for(exc), detail=detail, fields=fields)
+    if isinstance(exc, exceptions.ValidationError) and fields is None:
+        body["error"]["fields"] = {}
+    return Response(body, status=exc.status_code, headers=headers)
+
+
+def _as_messages(value: Any) -> Any:
+    """Field errors as lists of strings; nested serializers keep their structure."""
+    if isinstance(value, dict):
+        return {key: _as_messages(item) for key, item in value.items()}
+    if isinstance(value, list):
+        if all(isinstance(item, str) for item in value):
+            return [str(item) for item in value]
+        return [_as_messages(item) for item in value]
+    return [str(value)]
+
+
+def json_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler404: unknown routes answer in the envelope too."""
+    return error_response(status=404, code="not_found", detail="No such endpoint: check the URL.")
+
+
+def json_server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: never a stack trace."""
+    return error_response(status=500, code="server_error", detail=SERVER_ERROR_DETAIL)

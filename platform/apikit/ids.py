@@ -1,0 +1,10 @@
+"""Primary keys for tenant data: UUIDv7 (time-ordered, so inserts stay index-friendly, and
+revealing nothing about row counts). Field apps may supply their own UUIDs."""
+
+import uuid
+
+import uuid_utils
+
+
+def new_id() -> uuid.UUID:
+    return uuid.UUID(bytes=uuid_utils.uuid7().bytes)

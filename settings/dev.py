@@ -1,0 +1,15 @@
+"""Local development: `make run`. Debug on, an insecure key unless one is given."""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "dev-insecure-key-for-local-use-only-never-in-production")
+os.environ.setdefault("DEBUG", "true")
+
+from .base import *  # noqa: E402, F403
+from .base import REST_FRAMEWORK  # noqa: E402
+
+REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"] = [
+    "rest_framework.renderers.JSONRenderer",
+    "rest_framework.renderers.BrowsableAPIRenderer",
+]
+CSRF_TRUSTED_ORIGINS = ["http://*.localhost:8000", "http://localhost:8000"]

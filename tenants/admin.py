@@ -1,0 +1,154 @@
+"""The platform operators' admin, served on the public host only (settings/urls_public.py).
+
+Tenant-schema models are never registered here, and tenant registry models are never registered
+on the tenant hosts' admin.
+"""
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from accounts.models import User
+from tenants.models import Domain, Plan, Tenant
+from tenants.routing import routing_changed
+from tenants.services import ProvisioningError, tenant_provision, tenant_set_status
+
+
+class OperatorAdminSite(admin.AdminSite):
+    site_header = "Verdant platform operations"
+    site_title = "Verdant operators"
+    index_title = "Tenants, domains and plans"
+
+    def has_permission(self, request: HttpRequest) -> bool:
+        return getattr(request, "tenant", None) is None and super().has_permission(request)
+
+
+operator_site = OperatorAdminSite(name="operator_admin")
+
+
+class TenantProvisionForm(forms.ModelForm):
+    admin_email = forms.EmailField(help_text="The tenant's first tenant_admin.")
+    admin_password = forms.CharField(
+        required=False, widget=forms.PasswordInput,
+        help_text="Leave blank to generate one; it is shown once after saving.",
+    )
+
+    class Meta:
+        model = Tenant
+        fields = ["slug", "name", "kind", "plan"]
+
+
+@admin.register(Tenant, site=operator_site)
+class TenantAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "kind", "plan", "status", "ready", "created_at"]
+    list_filter = ["kind", "status", "plan"]
+    search_fields = ["slug", "name"]
+    list_select_related = ["plan"]
+    actions = ["suspend", "reactivate"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
+        return super().get_queryset(request).filter(is_template=False)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = TenantProvisionForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ["slug", "name", "kind", "plan", "admin_email", "admin_password"]
+        return ["slug", "schema_name", "name", "kind", "plan", "status", "ready", "created_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return []
+        return ["slug", "schema_name", "kind", "ready", "created_at"]
+
+    def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
+        if change:
+            with transaction.atomic():
+                obj.save(update_fields=["name", "plan", "status"])
+                transaction.on_commit(routing_changed)
+            return
+        try:
+            result = tenant_provision(
+                slug=form.cleaned_data["slug"],
+                name=form.cleaned_data["name"],
+                kind=form.cleaned_data["kind"],
+                plan_name=form.cleaned_data["plan"].name,
+                admin_email=form.cleaned_data["admin_email"],
+                admin_password=form.cleaned_data["admin_password"] or None,
+            )
+        except ProvisioningError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        obj.pk = result.tenant.pk
+        self.message_user(
+            request,
+            f"Provisioned {result.domain}; admin {result.admin_email} / {result.admin_password}",
+            messages.SUCCESS,
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # `manage.py drop_tenant <slug> --confirm` only: it destroys data.
+
+    @admin.action(description="Suspend selected tenants (data kept)")
+    def suspend(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        for tenant in queryset:
+            tenant_set_status(slug=tenant.slug, status=Tenant.Status.SUSPENDED)
+        self.message_user(request, f"Suspended {queryset.count()} tenant(s).")
+
+    @admin.action(description="Reactivate selected tenants")
+    def reactivate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        for tenant in queryset:
+            tenant_set_status(slug=tenant.slug, status=Tenant.Status.ACTIVE)
+        self.message_user(request, f"Reactivated {queryset.count()} tenant(s).")
+
+
+@admin.register(Domain, site=operator_site)
+class DomainAdmin(admin.ModelAdmin):
+    list_display = ["domain", "tenant", "is_primary"]
+    search_fields = ["domain", "tenant__slug"]
+    list_select_related = ["tenant"]
+
+    def save_model(self, request: HttpRequest, obj: Domain, form: Any, change: bool) -> None:
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            transaction.on_commit(routing_changed)
+
+    def delete_model(self, request: HttpRequest, obj: Domain) -> None:
+        with transaction.atomic():
+            super().delete_model(request, obj)
+            transaction.on_commit(routing_changed)
+
+
+@admin.register(Plan, site=operator_site)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = [
+        "name", "requests_per_minute", "user_burst_per_minute", "user_sustained_per_day",
+        "sms_daily_quota", "max_users",
+    ]
+
+    def save_model(self, request: HttpRequest, obj: Plan, form: Any, change: bool) -> None:
+        # Cached tenants carry their plan: republish routing so new limits apply without a restart.
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            transaction.on_commit(routing_changed)
+
+
+@admin.register(User, site=operator_site)
+class OperatorUserAdmin(DjangoUserAdmin):
+    ordering = ["email"]
+    list_display = ["email", "full_name", "is_active", "is_superuser"]
+    search_fields = ["email", "full_name"]
+    list_filter = ["is_active", "is_superuser"]
+    fieldsets = (
+        (None, {"fields": ("email", "password", "full_name")}),
+        ("Access", {"fields": ("is_active", "is_staff", "is_superuser")}),
+    )
+    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+    filter_horizontal = ()

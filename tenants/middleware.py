@@ -1,0 +1,44 @@
+"""Routes each request to its tenant's schema by host name (first middleware after health)."""
+
+from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.db import connection
+from django.http import HttpRequest, HttpResponse
+from django_tenants.middleware.main import TenantMainMiddleware
+
+from apikit.errors import error_response
+from tenants.routing import get_router
+
+TENANT_NOT_FOUND_DETAIL = "No tenant is served at this host name. Check the URL."
+TENANT_SUSPENDED_DETAIL = "This organisation's account is suspended. Contact your administrator."
+
+
+class TenantRoutingMiddleware(TenantMainMiddleware):
+    """django-tenants' host routing with a cached lookup, JSON errors and suspension.
+
+    ``BASE_DOMAIN`` itself serves the public schema (platform operators); ``<slug>.BASE_DOMAIN``
+    serves that tenant; anything else answers 404 and never falls back to public data.
+    """
+
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+        connection.set_schema_to_public()
+        try:
+            hostname = self.hostname_from_request(request)
+        except DisallowedHost:
+            return error_response(status=404, code="tenant_not_found", detail=TENANT_NOT_FOUND_DETAIL)
+
+        if hostname == settings.BASE_DOMAIN:
+            request.tenant = None  # type: ignore[attr-defined]
+            request.urlconf = settings.PUBLIC_SCHEMA_URLCONF
+            return None
+
+        tenant = get_router().resolve(hostname)
+        if tenant is None:
+            return error_response(status=404, code="tenant_not_found", detail=TENANT_NOT_FOUND_DETAIL)
+        if tenant.is_suspended:
+            return error_response(status=403, code="tenant_suspended", detail=TENANT_SUSPENDED_DETAIL)
+
+        tenant.domain_url = hostname
+        request.tenant = tenant  # type: ignore[attr-defined]
+        connection.set_tenant(tenant)
+        return None

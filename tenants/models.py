@@ -1,0 +1,78 @@
+"""The public-schema tenant registry: plans, tenants and their host names."""
+
+from django.db import models
+from django_tenants.models import DomainMixin, TenantMixin
+
+
+class Plan(models.Model):
+    """Commercial plan; its numbers drive throttles and quotas and apply without a restart."""
+
+    name = models.CharField(max_length=50, unique=True)
+    requests_per_minute = models.PositiveIntegerField(
+        default=6000, help_text="Tenant-wide ceiling on API requests per minute."
+    )
+    user_burst_per_minute = models.PositiveIntegerField(
+        default=300, help_text="Per-user burst limit per minute."
+    )
+    user_sustained_per_day = models.PositiveIntegerField(
+        default=50000, help_text="Per-user sustained limit per day."
+    )
+    sms_daily_quota = models.PositiveIntegerField(default=1000)
+    max_users = models.PositiveIntegerField(default=500)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Tenant(TenantMixin):
+    class Kind(models.TextChoices):
+        CLINIC = "clinic", "Clinic network"
+        FARM = "farm", "Agricultural operator"
+        MIXED = "mixed", "Clinic and farm"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+
+    slug = models.CharField(max_length=40, unique=True)
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="tenants")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    # The template schema new tenants are cloned from: migrated with every tenant, never routed.
+    is_template = models.BooleanField(default=False)
+    # Set last, in the provisioning transaction: routing and fan-out only ever see complete tenants.
+    ready = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    # Provisioning (tenants/provisioning.py) creates and drops schemas itself, inside one transaction.
+    auto_create_schema = False
+    auto_drop_schema = False
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_template"],
+                condition=models.Q(is_template=True),
+                name="tenants_single_template",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.status == self.Status.SUSPENDED
+
+
+class Domain(DomainMixin):
+    class Meta:
+        ordering = ["domain"]
+
+    def __str__(self) -> str:
+        return self.domain
