@@ -7,8 +7,9 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.dev")
-    import settings  # noqa: F401  (puts platform/ on sys.path before any app is imported)
     from django.core.management import execute_from_command_line
+
+    import settings  # noqa: F401  (puts platform/ on sys.path before any app is imported)
 
     execute_from_command_line(sys.argv)
 

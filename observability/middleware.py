@@ -2,10 +2,10 @@
 
 from collections.abc import Callable
 
-from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from apikit.errors import error_body
+from apikit.tenancy import activate_public
 from observability.health import run_readiness_checks
 
 
@@ -17,7 +17,7 @@ class HealthCheckMiddleware:
         if request.path == "/healthz":
             return JsonResponse({"status": "ok"})
         if request.path == "/readyz":
-            connection.set_schema_to_public()
+            activate_public()
             checks = run_readiness_checks()
             failing = [name for name, result in checks.items() if result != "ok"]
             if failing:

@@ -5,8 +5,8 @@ import os
 os.environ.setdefault("SECRET_KEY", "dev-insecure-key-for-local-use-only-never-in-production")
 os.environ.setdefault("DEBUG", "true")
 
-from .base import *  # noqa: E402, F403
-from .base import REST_FRAMEWORK  # noqa: E402
+from .base import *  # noqa: F403
+from .base import REST_FRAMEWORK
 
 REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"] = [
     "rest_framework.renderers.JSONRenderer",

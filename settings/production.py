@@ -13,7 +13,7 @@ if not os.environ.get("SECRET_KEY"):
 if len(os.environ["SECRET_KEY"]) < 50 or os.environ["SECRET_KEY"].startswith("django-insecure"):
     raise ImproperlyConfigured("SECRET_KEY is too weak: use at least 50 random characters.")
 
-from .base import *  # noqa: E402, F403
+from .base import *  # noqa: F403
 
 DEBUG = False
 # TLS ends at the ingress, which sets X-Forwarded-Proto.

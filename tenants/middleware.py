@@ -2,11 +2,11 @@
 
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
-from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django_tenants.middleware.main import TenantMainMiddleware
 
 from apikit.errors import error_response
+from apikit.tenancy import activate_public, activate_tenant
 from tenants.routing import get_router
 
 TENANT_NOT_FOUND_DETAIL = "No tenant is served at this host name. Check the URL."
@@ -21,7 +21,7 @@ class TenantRoutingMiddleware(TenantMainMiddleware):
     """
 
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
-        connection.set_schema_to_public()
+        activate_public()
         try:
             hostname = self.hostname_from_request(request)
         except DisallowedHost:
@@ -40,5 +40,5 @@ class TenantRoutingMiddleware(TenantMainMiddleware):
 
         tenant.domain_url = hostname
         request.tenant = tenant  # type: ignore[attr-defined]
-        connection.set_tenant(tenant)
+        activate_tenant(tenant)
         return None

@@ -121,7 +121,7 @@ def get_router() -> TenantRouter:
             if _router is None:
                 _router = TenantRouter(
                     redis_url=settings.REDIS_URL,
-                    key_prefix=settings.CACHES["default"]["KEY_PREFIX"],
+                    key_prefix=str(settings.CACHES["default"]["KEY_PREFIX"]),
                     recheck_seconds=settings.TENANT_ROUTING_RECHECK_SECONDS,
                 )
     return _router

@@ -3,10 +3,11 @@ issued it (django-tenants #983, simplejwt #758)."""
 
 from typing import Any
 
-from django.db import connection
 from rest_framework import exceptions
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.tokens import Token
+
+from apikit.tenancy import current_schema_name
 
 TENANT_CLAIM = "tid"
 ROLE_CLAIM = "role"
@@ -14,7 +15,7 @@ WRONG_TENANT_DETAIL = "This token was issued for another organisation; log in on
 
 
 def token_belongs_here(token: Token | dict[str, Any]) -> bool:
-    return token.get(TENANT_CLAIM) == connection.schema_name
+    return token.get(TENANT_CLAIM) == current_schema_name()
 
 
 class TenantJWTAuthentication(JWTAuthentication):

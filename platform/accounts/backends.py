@@ -17,12 +17,11 @@ class RolePermissionBackend(ModelBackend):
         username: str | None = None,
         password: str | None = None,
         **kwargs: Any,
-    ) -> AbstractBaseUser | None:
+    ) -> Any:
         # Emails are stored lower-cased; accept any case at the admin login form.
-        return super().authenticate(
-            request, username=username.strip().lower() if username else username,
-            password=password, **kwargs,
-        )
+        if username is not None:
+            username = username.strip().lower()
+        return super().authenticate(request, username=username, password=password, **kwargs)
 
     def get_user_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
         return set()

@@ -3,17 +3,19 @@
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from rest_framework_simplejwt.exceptions import TokenBackendError
 from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.state import token_backend
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.authentication import ROLE_CLAIM, TENANT_CLAIM, token_belongs_here
 from accounts.models import User
 from apikit.errors import APIError
+from apikit.tenancy import current_schema_name
 
-TOKEN_INVALID_DETAIL = "The refresh token is invalid, expired or already used; log in again."
+TOKEN_INVALID_DETAIL = "The refresh token is invalid, expired or already used; log in again."  # noqa: S105
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class TokenPair:
 def token_pair_issue(*, user: User) -> TokenPair:
     """A new refresh + access pair carrying the tenant (``tid``) and role."""
     refresh = RefreshToken.for_user(user)
-    refresh[TENANT_CLAIM] = connection.schema_name
+    refresh[TENANT_CLAIM] = current_schema_name()
     refresh[ROLE_CLAIM] = user.role
     return TokenPair(access=str(refresh.access_token), refresh=str(refresh))
 
@@ -37,7 +39,7 @@ def _invalid() -> APIError:
 def _verified_refresh_claims(raw: str) -> dict[str, Any]:
     """Claims of a correctly signed, unexpired refresh token issued by this tenant."""
     try:
-        claims: dict[str, Any] = RefreshToken.get_token_backend().decode(raw, verify=True)
+        claims: dict[str, Any] = token_backend.decode(raw, verify=True)  # type: ignore[arg-type]
     except TokenBackendError:
         raise _invalid() from None
     if claims.get(api_settings.TOKEN_TYPE_CLAIM) != "refresh" or not token_belongs_here(claims):
@@ -74,7 +76,7 @@ def token_pair_rotate(*, raw_refresh: str) -> TokenPair:
     revoked (refresh-token rotation with reuse detection, OAuth 2.0 Security BCP).
     """
     claims = _verified_refresh_claims(raw_refresh)
-    user = User.objects.filter(pk=claims.get(api_settings.USER_ID_CLAIM), is_active=True).first()
+    user = User.objects.filter(pk=str(claims.get(api_settings.USER_ID_CLAIM)), is_active=True).first()
     if user is None:
         raise _invalid()
     with transaction.atomic():

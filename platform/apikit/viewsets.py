@@ -14,7 +14,7 @@ from apikit.permissions import RolePermission, TenantMember
 _LOCKED_METHODS = ("get_queryset", "get_object", "get_permissions")
 
 
-class TenantScopedViewSet(GenericViewSet):  # type: ignore[type-arg]
+class TenantScopedViewSet(GenericViewSet):
     """Subclasses implement ``scoped_queryset()`` and may add ``extra_permission_classes``.
 
     ``get_queryset``, ``get_object`` and ``get_permissions`` cannot be overridden (checked when the
@@ -40,7 +40,9 @@ class TenantScopedViewSet(GenericViewSet):  # type: ignore[type-arg]
         raise NotImplementedError(f"{type(self).__name__} must implement scoped_queryset()")
 
     def get_permissions(self) -> list[BasePermission]:
-        classes = (TenantMember, RolePermission, *self.extra_permission_classes)
+        classes: tuple[type[BasePermission], ...] = (
+            TenantMember, RolePermission, *self.extra_permission_classes,
+        )
         return [permission() for permission in classes]
 
     def get_queryset(self) -> QuerySet[Any]:
