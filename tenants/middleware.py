@@ -25,7 +25,9 @@ class TenantRoutingMiddleware(TenantMainMiddleware):
         try:
             hostname = self.hostname_from_request(request)
         except DisallowedHost:
-            return error_response(status=404, code="tenant_not_found", detail=TENANT_NOT_FOUND_DETAIL)
+            return error_response(
+                status=404, code="tenant_not_found", detail=TENANT_NOT_FOUND_DETAIL
+            )
 
         if hostname == settings.BASE_DOMAIN:
             request.tenant = None  # type: ignore[attr-defined]
@@ -34,9 +36,13 @@ class TenantRoutingMiddleware(TenantMainMiddleware):
 
         tenant = get_router().resolve(hostname)
         if tenant is None:
-            return error_response(status=404, code="tenant_not_found", detail=TENANT_NOT_FOUND_DETAIL)
+            return error_response(
+                status=404, code="tenant_not_found", detail=TENANT_NOT_FOUND_DETAIL
+            )
         if tenant.is_suspended:
-            return error_response(status=403, code="tenant_suspended", detail=TENANT_SUSPENDED_DETAIL)
+            return error_response(
+                status=403, code="tenant_suspended", detail=TENANT_SUSPENDED_DETAIL
+            )
 
         tenant.domain_url = hostname
         request.tenant = tenant  # type: ignore[attr-defined]

@@ -46,7 +46,9 @@ class PendingOnlyExecutor:
         self._inner.run_multi_type_migrations(tenants=tenants)
 
 
-def get_executor(codename: str | None = None) -> Callable[[Any, dict[str, Any]], PendingOnlyExecutor]:
+def get_executor(
+    codename: str | None = None,
+) -> Callable[[Any, dict[str, Any]], PendingOnlyExecutor]:
     inner_class = get_django_tenants_executor(codename)
 
     def build(args: Any, options: dict[str, Any]) -> PendingOnlyExecutor:

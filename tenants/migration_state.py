@@ -73,7 +73,10 @@ def column_signatures(schemas: Iterable[str]) -> dict[str, frozenset[Column]]:
 
 
 def drift_report(
-    *, template_schema: str, tenant_schemas: list[str], batch_size: int = 200,
+    *,
+    template_schema: str,
+    tenant_schemas: list[str],
+    batch_size: int = 200,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, list[str]]:
     """Schemas whose applied migrations or columns differ from the template's.
@@ -87,7 +90,9 @@ def drift_report(
     findings: dict[str, list[str]] = {}
     if not expected <= template_applied:
         missing = sorted(expected - template_applied)
-        findings[template_schema] = [f"template is missing {len(missing)} migration(s): {_names(missing)}"]
+        findings[template_schema] = [
+            f"template is missing {len(missing)} migration(s): {_names(missing)}"
+        ]
     total = len(tenant_schemas)
     for start in range(0, total, batch_size):
         batch = tenant_schemas[start : start + batch_size]

@@ -42,7 +42,9 @@ class TenantRouter:
         recheck_seconds: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._redis = redis.Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._redis = redis.Redis.from_url(
+            redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
         # One counter per deployment (KEY_PREFIX), so stacks sharing a Redis do not interfere.
         self._generation_key = f"{key_prefix}:tenant-routing-generation"
         self._recheck_seconds = recheck_seconds
@@ -90,8 +92,10 @@ class TenantRouter:
             generation = self._redis.get(self._generation_key)
         except redis.RedisError:
             if self._redis_healthy:
-                logger.warning("tenant routing: Redis unreachable, cache entries now expire after %ss",
-                               FALLBACK_TTL_SECONDS)
+                logger.warning(
+                    "tenant routing: Redis unreachable, cache entries now expire after %ss",
+                    FALLBACK_TTL_SECONDS,
+                )
             self._redis_healthy = False
             return
         self._redis_healthy = True

@@ -63,7 +63,9 @@ def _validate_request(*, slug: str, kind: str, admin_email: str, plan_name: str)
     if slug in RESERVED_SLUGS:
         raise ProvisioningError(f"slug {slug!r} is reserved; choose another")
     if kind not in Tenant.Kind.values:
-        raise ProvisioningError(f"invalid kind {kind!r}: use one of {', '.join(Tenant.Kind.values)}")
+        raise ProvisioningError(
+            f"invalid kind {kind!r}: use one of {', '.join(Tenant.Kind.values)}"
+        )
     try:
         validate_email(admin_email)
     except Exception:
@@ -123,7 +125,11 @@ def tenant_provision(
 
     with transaction.atomic():
         tenant = Tenant.objects.create(
-            slug=slug, schema_name=schema_name_for(slug), name=name, kind=kind, plan=plan,
+            slug=slug,
+            schema_name=schema_name_for(slug),
+            name=name,
+            kind=kind,
+            plan=plan,
         )
         # DATA mode copies the template's bookkeeping rows (django_migrations, auth_permission),
         # so the new schema is at the latest migration without running or faking any.
@@ -131,14 +137,21 @@ def tenant_provision(
         domain = Domain.objects.create(domain=tenant_host(slug), tenant=tenant, is_primary=True)
         with tenant_context(tenant):
             user_create(
-                email=admin_email, role=Role.TENANT_ADMIN, password=password, is_active=True,
-                full_name=f"{name} admin", validate_strength=not password_generated,
+                email=admin_email,
+                role=Role.TENANT_ADMIN,
+                password=password,
+                is_active=True,
+                full_name=f"{name} admin",
+                validate_strength=not password_generated,
             )
         tenant.ready = True
         tenant.save(update_fields=["ready"])
         transaction.on_commit(routing_changed)
     return ProvisionedTenant(
-        tenant=tenant, domain=domain.domain, admin_email=admin_email, admin_password=password,
+        tenant=tenant,
+        domain=domain.domain,
+        admin_email=admin_email,
+        admin_password=password,
         password_generated=password_generated,
     )
 

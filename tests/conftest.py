@@ -41,13 +41,19 @@ def _seed(slug: str) -> None:
     tenant = Tenant.objects.filter(slug=slug).first()
     if tenant is None:
         tenant = tenant_provision(
-            slug=slug, name=f"{slug.title()} Org", kind=Tenant.Kind.MIXED,
-            admin_email=ADMIN_EMAIL, admin_password=PASSWORDS[slug],
+            slug=slug,
+            name=f"{slug.title()} Org",
+            kind=Tenant.Kind.MIXED,
+            admin_email=ADMIN_EMAIL,
+            admin_password=PASSWORDS[slug],
         ).tenant
     with tenant_context(tenant):
         if not User.objects.filter(pk=CLINICIAN_ID).exists():
             clinician = User(
-                id=CLINICIAN_ID, email=CLINICIAN_EMAIL, role=Role.CLINICIAN, is_active=True,
+                id=CLINICIAN_ID,
+                email=CLINICIAN_EMAIL,
+                role=Role.CLINICIAN,
+                is_active=True,
                 full_name=f"{slug} clinician",
             )
             clinician.set_password(PASSWORDS[slug])
@@ -88,7 +94,9 @@ def beta(db: None) -> TenantWorld:
     return _world("beta")
 
 
-def login(world: TenantWorld, *, email: str = ADMIN_EMAIL, password: str | None = None) -> APIClient:
+def login(
+    world: TenantWorld, *, email: str = ADMIN_EMAIL, password: str | None = None
+) -> APIClient:
     """An API client on the tenant's host, authenticated with a fresh access token."""
     client = world.client()
     response = client.post(

@@ -15,7 +15,11 @@ def _run_production(command: list[str], **env: str) -> subprocess.CompletedProce
     base = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG"}}
     return subprocess.run(
         [sys.executable, "manage.py", *command],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
         env={**base, "DJANGO_SETTINGS_MODULE": "settings.production", **env},
     )
 
@@ -37,6 +41,8 @@ def test_production_refuses_insecure_configuration(env: dict[str, str], message:
 
 
 def test_check_deploy_reports_no_warnings() -> None:
-    result = _run_production(["check", "--deploy", "--fail-level", "WARNING"], SECRET_KEY=STRONG_KEY)
+    result = _run_production(
+        ["check", "--deploy", "--fail-level", "WARNING"], SECRET_KEY=STRONG_KEY
+    )
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues" in result.stdout

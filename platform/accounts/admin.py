@@ -33,7 +33,9 @@ class TenantUserAdmin(DjangoUserAdmin):
     filter_horizontal = ()
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return getattr(request, "tenant", None) is not None and super().has_module_permission(request)
+        return getattr(request, "tenant", None) is not None and super().has_module_permission(
+            request
+        )
 
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
         if change:
@@ -45,7 +47,10 @@ class TenantUserAdmin(DjangoUserAdmin):
                 self.message_user(request, str(exc.detail), messages.ERROR)
             return
         created = services.user_create(
-            email=obj.email, role=obj.role, password=form.cleaned_data.get("password1"),
-            is_active=True, full_name=obj.full_name,
+            email=obj.email,
+            role=obj.role,
+            password=form.cleaned_data.get("password1"),
+            is_active=True,
+            full_name=obj.full_name,
         )
         obj.pk = created.pk

@@ -23,8 +23,15 @@ def _perms(app_label: str, model: str, *actions: str) -> frozenset[str]:
 
 
 _ALL = ("view", "add", "change", "delete")
-_CLINICAL_MODELS = ("facility", "patient", "appointment", "prescription", "prescriptionitem",
-                    "patientdocument", "remindermessage")
+_CLINICAL_MODELS = (
+    "facility",
+    "patient",
+    "appointment",
+    "prescription",
+    "prescriptionitem",
+    "patientdocument",
+    "remindermessage",
+)
 _FARM_MODELS = ("farm", "field", "crop", "planting", "observation", "harvest")
 
 
@@ -63,9 +70,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("clinical", "patient", "view", "add", "change")
         | _perms("clinical", "appointment", "view", "add", "change")
     ),
-    Role.AGRONOMIST: (
-        _everything("farms", _FARM_MODELS) - _perms("farms", "farm", "delete")
-    ),
+    Role.AGRONOMIST: (_everything("farms", _FARM_MODELS) - _perms("farms", "farm", "delete")),
     Role.FIELD_AGENT: (
         _view_all("farms", _FARM_MODELS)
         | _perms("farms", "observation", "add")

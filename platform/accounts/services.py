@@ -11,7 +11,9 @@ from accounts.tokens import TokenPair, refresh_tokens_revoke_all, token_pair_iss
 from apikit.errors import APIError
 
 INVALID_CREDENTIALS_DETAIL = "Email or password is incorrect."
-ACCOUNT_INACTIVE_DETAIL = "This account is not active. Ask your organisation's admin to activate it."
+ACCOUNT_INACTIVE_DETAIL = (
+    "This account is not active. Ask your organisation's admin to activate it."
+)
 EMAIL_TAKEN_DETAIL = "A user with this email already exists."
 LAST_ADMIN_DETAIL = "This is the last active tenant admin; make another user tenant_admin first."
 
@@ -43,7 +45,10 @@ def user_create(
     if User.objects.filter(email=email).exists():
         raise ValidationError({"email": [EMAIL_TAKEN_DETAIL]})
     user = User(
-        email=email, role=role, full_name=full_name, is_active=is_active,
+        email=email,
+        role=role,
+        full_name=full_name,
+        is_active=is_active,
         is_staff=is_staff_role(role),
     )
     if password is None:
@@ -57,9 +62,7 @@ def user_create(
 
 
 def _other_active_admins_exist(*, user: User) -> bool:
-    return (
-        User.objects.filter(role=Role.TENANT_ADMIN, is_active=True).exclude(pk=user.pk).exists()
-    )
+    return User.objects.filter(role=Role.TENANT_ADMIN, is_active=True).exclude(pk=user.pk).exists()
 
 
 @transaction.atomic
@@ -73,8 +76,10 @@ def user_update(
     """Change a user's role, name or active flag. The last active tenant admin cannot be
     demoted or deactivated, so a tenant can never lock itself out."""
     user = User.objects.select_for_update().get(pk=user.pk)
-    losing_admin = user.role == Role.TENANT_ADMIN and user.is_active and (
-        (role is not None and role != Role.TENANT_ADMIN) or is_active is False
+    losing_admin = (
+        user.role == Role.TENANT_ADMIN
+        and user.is_active
+        and ((role is not None and role != Role.TENANT_ADMIN) or is_active is False)
     )
     if losing_admin:
         # Serialise concurrent demotions of the last two admins.

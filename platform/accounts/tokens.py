@@ -76,7 +76,9 @@ def token_pair_rotate(*, raw_refresh: str) -> TokenPair:
     revoked (refresh-token rotation with reuse detection, OAuth 2.0 Security BCP).
     """
     claims = _verified_refresh_claims(raw_refresh)
-    user = User.objects.filter(pk=str(claims.get(api_settings.USER_ID_CLAIM)), is_active=True).first()
+    user = User.objects.filter(
+        pk=str(claims.get(api_settings.USER_ID_CLAIM)), is_active=True
+    ).first()
     if user is None:
         raise _invalid()
     with transaction.atomic():

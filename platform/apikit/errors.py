@@ -1,6 +1,6 @@
 """The one error shape every 4xx/5xx answer uses (DESIGN.md section 5):
 
-    {"error": {"status": 400, "code": "validation_error", "detail": "...", "fields": {...}}}
+{"error": {"status": 400, "code": "validation_error", "detail": "...", "fields": {...}}}
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ def error_response(
     *, status: int, code: str, detail: str, fields: dict[str, Any] | None = None
 ) -> JsonResponse:
     """A plain Django response in the envelope, for code running outside DRF (middleware)."""
-    return JsonResponse(error_body(status=status, code=code, detail=detail, fields=fields), status=status)
+    return JsonResponse(
+        error_body(status=status, code=code, detail=detail, fields=fields), status=status
+    )
 
 
 class APIError(exceptions.APIException):

@@ -41,7 +41,9 @@ class TenantScopedViewSet(GenericViewSet):
 
     def get_permissions(self) -> list[BasePermission]:
         classes: tuple[type[BasePermission], ...] = (
-            TenantMember, RolePermission, *self.extra_permission_classes,
+            TenantMember,
+            RolePermission,
+            *self.extra_permission_classes,
         )
         return [permission() for permission in classes]
 

@@ -16,7 +16,11 @@ LOGOUT_URL = "/api/v1/auth/logout/"
 ME_URL = "/api/v1/auth/me/"
 
 INVALID_CREDENTIALS = {
-    "error": {"status": 401, "code": "invalid_credentials", "detail": "Email or password is incorrect."}
+    "error": {
+        "status": 401,
+        "code": "invalid_credentials",
+        "detail": "Email or password is incorrect.",
+    }
 }
 
 
@@ -63,7 +67,9 @@ def test_bad_credentials_get_one_identical_answer(
 
 def test_user_of_another_tenant_cannot_log_in_here(alpha: TenantWorld, beta: TenantWorld) -> None:
     with tenant_context(beta.tenant):
-        user_create(email="only-beta@example.com", role=Role.NURSE, password="beta-Only-123", is_active=True)
+        user_create(
+            email="only-beta@example.com", role=Role.NURSE, password="beta-Only-123", is_active=True
+        )
     assert _obtain(alpha, "only-beta@example.com", "beta-Only-123") == (401, INVALID_CREDENTIALS)
     assert _obtain(beta, "only-beta@example.com", "beta-Only-123")[0] == 200
 
@@ -87,7 +93,9 @@ def test_missing_or_malformed_login_input_is_a_validation_error(alpha: TenantWor
     assert garbled.json()["error"]["code"] == "parse_error"
 
 
-def test_access_token_is_rejected_on_another_tenants_host(alpha: TenantWorld, beta: TenantWorld) -> None:
+def test_access_token_is_rejected_on_another_tenants_host(
+    alpha: TenantWorld, beta: TenantWorld
+) -> None:
     _, body = _obtain(alpha, CLINICIAN_EMAIL, alpha.password)
     on_beta = beta.client()
     on_beta.credentials(HTTP_AUTHORIZATION=f"Bearer {body['access']}")
@@ -144,7 +152,10 @@ def test_refresh_token_of_another_tenant_is_rejected(alpha: TenantWorld, beta: T
     response = beta.client().post(REFRESH_URL, {"refresh": tokens["refresh"]}, format="json")
     assert response.status_code == 401
     # ...and it still works at home: the attempt on beta did not blacklist it there.
-    assert alpha.client().post(REFRESH_URL, {"refresh": tokens["refresh"]}, format="json").status_code == 200
+    assert (
+        alpha.client().post(REFRESH_URL, {"refresh": tokens["refresh"]}, format="json").status_code
+        == 200
+    )
 
 
 def test_refresh_rejects_garbage_access_tokens_and_inactive_users(alpha: TenantWorld) -> None:
@@ -154,7 +165,9 @@ def test_refresh_rejects_garbage_access_tokens_and_inactive_users(alpha: TenantW
     assert client.post(REFRESH_URL, {"refresh": tokens["access"]}, format="json").status_code == 401
     with tenant_context(alpha.tenant):
         User.objects.filter(pk=CLINICIAN_ID).update(is_active=False)
-    assert client.post(REFRESH_URL, {"refresh": tokens["refresh"]}, format="json").status_code == 401
+    assert (
+        client.post(REFRESH_URL, {"refresh": tokens["refresh"]}, format="json").status_code == 401
+    )
 
 
 def test_logout_blacklists_the_refresh_token(alpha: TenantWorld) -> None:
@@ -166,6 +179,11 @@ def test_logout_blacklists_the_refresh_token(alpha: TenantWorld) -> None:
     assert response.status_code == 401
 
 
-def test_logout_with_another_tenants_token_is_rejected(alpha: TenantWorld, beta: TenantWorld) -> None:
+def test_logout_with_another_tenants_token_is_rejected(
+    alpha: TenantWorld, beta: TenantWorld
+) -> None:
     _, tokens = _obtain(alpha, CLINICIAN_EMAIL, alpha.password)
-    assert beta.client().post(LOGOUT_URL, {"refresh": tokens["refresh"]}, format="json").status_code == 401
+    assert (
+        beta.client().post(LOGOUT_URL, {"refresh": tokens["refresh"]}, format="json").status_code
+        == 401
+    )

@@ -51,7 +51,9 @@ def test_admin_session_cookie_is_useless_on_another_tenants_host(
     assert response["Location"].startswith("/admin/login/")
 
 
-def test_tenant_admin_cannot_log_in_to_another_tenants_admin(alpha: TenantWorld, beta: TenantWorld) -> None:
+def test_tenant_admin_cannot_log_in_to_another_tenants_admin(
+    alpha: TenantWorld, beta: TenantWorld
+) -> None:
     response = Client(HTTP_HOST=beta.host).post(
         "/admin/login/?next=/admin/", {"username": ADMIN_EMAIL, "password": alpha.password}
     )
@@ -61,7 +63,8 @@ def test_tenant_admin_cannot_log_in_to_another_tenants_admin(alpha: TenantWorld,
 
 def test_non_admin_roles_cannot_use_the_tenant_admin(alpha: TenantWorld) -> None:
     response = Client(HTTP_HOST=alpha.host).post(
-        "/admin/login/?next=/admin/", {"username": "clinician@example.com", "password": alpha.password}
+        "/admin/login/?next=/admin/",
+        {"username": "clinician@example.com", "password": alpha.password},
     )
     assert response.status_code == 200
     assert b"Please enter the correct" in response.content

@@ -25,7 +25,9 @@ def test_admin_lists_only_own_tenants_users(alpha: TenantWorld, beta: TenantWorl
 @pytest.mark.parametrize("role", [r for r in Role.values if r != Role.TENANT_ADMIN])
 def test_other_roles_are_refused(alpha: TenantWorld, role: str) -> None:
     with tenant_context(alpha.tenant):
-        user_create(email=f"{role}@example.org", role=role, password="role-Password-1", is_active=True)
+        user_create(
+            email=f"{role}@example.org", role=role, password="role-Password-1", is_active=True
+        )
     client = login(alpha, email=f"{role}@example.org", password="role-Password-1")
     assert client.get(USERS_URL).status_code == 403
     created = client.post(USERS_URL, {"email": "x@example.org", "role": "viewer"}, format="json")
@@ -43,7 +45,12 @@ def test_anonymous_is_refused(alpha: TenantWorld) -> None:
 def test_admin_creates_an_active_user_who_can_log_in(alpha: TenantWorld, beta: TenantWorld) -> None:
     response = login(alpha).post(
         USERS_URL,
-        {"email": "Nurse@Example.com", "role": "nurse", "password": "nurse-Password-7", "full_name": "N"},
+        {
+            "email": "Nurse@Example.com",
+            "role": "nurse",
+            "password": "nurse-Password-7",
+            "full_name": "N",
+        },
         format="json",
     )
     assert response.status_code == 201
@@ -61,7 +68,9 @@ def test_create_validates_input(alpha: TenantWorld) -> None:
     response = client.post(USERS_URL, {"email": "bad", "role": "wizard"}, format="json")
     assert response.status_code == 400
     assert set(response.json()["error"]["fields"]) == {"email", "role"}
-    weak = client.post(USERS_URL, {"email": "w@example.com", "role": "nurse", "password": "123"}, format="json")
+    weak = client.post(
+        USERS_URL, {"email": "w@example.com", "role": "nurse", "password": "123"}, format="json"
+    )
     assert weak.status_code == 400
     assert "password" in weak.json()["error"]["fields"]
     taken = client.post(USERS_URL, {"email": CLINICIAN_EMAIL, "role": "nurse"}, format="json")
@@ -72,8 +81,13 @@ def test_create_validates_input(alpha: TenantWorld) -> None:
 def test_create_ignores_server_managed_fields(alpha: TenantWorld) -> None:
     response = login(alpha).post(
         USERS_URL,
-        {"email": "sneaky@example.com", "role": "viewer", "is_staff": True, "is_superuser": True,
-         "id": str(CLINICIAN_ID)},
+        {
+            "email": "sneaky@example.com",
+            "role": "viewer",
+            "is_staff": True,
+            "is_superuser": True,
+            "id": str(CLINICIAN_ID),
+        },
         format="json",
     )
     assert response.status_code == 201
@@ -123,7 +137,9 @@ def test_unknown_or_malformed_user_id_is_404(alpha: TenantWorld) -> None:
     assert response.json()["error"]["code"] == "not_found"
 
 
-def test_list_query_count_is_constant(alpha: TenantWorld, django_assert_num_queries: object) -> None:
+def test_list_query_count_is_constant(
+    alpha: TenantWorld, django_assert_num_queries: object
+) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 

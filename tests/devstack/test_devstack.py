@@ -114,6 +114,8 @@ def test_taken_port_is_reported(data_dir: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        server = devstack.PrivateRedis(data_dir=data_dir, port=port, binary=devstack.find_redis_server())
+        server = devstack.PrivateRedis(
+            data_dir=data_dir, port=port, binary=devstack.find_redis_server()
+        )
         with pytest.raises(devstack.StackError, match="VERDANT_REDIS_PORT"):
             server.start()

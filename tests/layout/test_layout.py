@@ -54,7 +54,9 @@ def test_platform_apps_import_from_their_folder() -> None:
     ids=["python-c", "after-settings-bootstrap", "manage.py"],
 )
 def test_import_platform_is_the_standard_library_from_the_repo_root(command: list[str]) -> None:
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stderr
     reported = result.stdout.strip().splitlines()[-1]
     assert reported.endswith("platform.py")

@@ -14,8 +14,12 @@ def _recheck_migrations() -> None:
     health._migrations_ok.clear()
 
 
-@pytest.mark.parametrize("host", ["verdant.test", "alpha.verdant.test", "unknown.verdant.test", "10.0.0.7"])
-def test_healthz_answers_on_any_host_without_io(db: None, host: str, django_assert_num_queries: object) -> None:
+@pytest.mark.parametrize(
+    "host", ["verdant.test", "alpha.verdant.test", "unknown.verdant.test", "10.0.0.7"]
+)
+def test_healthz_answers_on_any_host_without_io(
+    db: None, host: str, django_assert_num_queries: object
+) -> None:
     with django_assert_num_queries(0):  # type: ignore[operator]
         response = Client(HTTP_HOST=host).get("/healthz")
     assert response.status_code == 200
@@ -44,7 +48,9 @@ def test_readyz_names_redis_when_it_is_unreachable(db: None, settings: Any) -> N
 
 def test_readyz_names_unapplied_migrations(db: None) -> None:
     with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM public.django_migrations WHERE app = 'tenants' AND name = '0002_default_plans'")
+        cursor.execute(
+            "DELETE FROM public.django_migrations WHERE app = 'tenants' AND name = '0002_default_plans'"
+        )
     response = Client(HTTP_HOST="verdant.test").get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["migrations"] == "failed: RuntimeError"

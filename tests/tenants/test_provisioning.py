@@ -24,8 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def _provision(slug: str = "gamma", **overrides: str) -> str:
     out = io.StringIO()
     options = {
-        "name": "Gamma Org", "kind": "clinic", "admin_email": "Boss@Gamma.Example",
-        "admin_password": "gamma-Password-9", **overrides,
+        "name": "Gamma Org",
+        "kind": "clinic",
+        "admin_email": "Boss@Gamma.Example",
+        "admin_password": "gamma-Password-9",
+        **overrides,
     }
     call_command("provision_tenant", slug, stdout=out, **options)
     return out.getvalue()
@@ -141,9 +144,24 @@ def test_cli_exits_non_zero_with_one_line_for_an_existing_slug(alpha: TenantWorl
         "DJANGO_SETTINGS_MODULE": "settings.test",
     }
     result = subprocess.run(
-        [sys.executable, "manage.py", "provision_tenant", "alpha", "--name", "X", "--kind", "farm",
-         "--admin-email", "x@example.com"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "manage.py",
+            "provision_tenant",
+            "alpha",
+            "--name",
+            "X",
+            "--kind",
+            "farm",
+            "--admin-email",
+            "x@example.com",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 1
     assert result.stderr.strip() == "CommandError: provision_tenant: tenant 'alpha' already exists"
@@ -193,7 +211,9 @@ def test_drift_check_catches_a_schema_that_missed_a_migration(
     err = io.StringIO()
     with pytest.raises(CommandError, match="1 schema"):
         call_command("check_schema_drift", stdout=io.StringIO(), stderr=err)
-    assert "t_beta: missing 1 migration(s) the template has: accounts.0001_initial" in err.getvalue()
+    assert (
+        "t_beta: missing 1 migration(s) the template has: accounts.0001_initial" in err.getvalue()
+    )
     assert "t_alpha" not in err.getvalue()
 
 

@@ -43,7 +43,9 @@ def test_suspended_tenant_answers_403_and_other_tenant_keeps_working(
     with django_capture_on_commit_callbacks(execute=True):  # type: ignore[operator]
         tenant_archive(slug="alpha")
     response = alpha.client().post(
-        "/api/v1/auth/token/", {"email": "admin@example.com", "password": alpha.password}, format="json"
+        "/api/v1/auth/token/",
+        {"email": "admin@example.com", "password": alpha.password},
+        format="json",
     )
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "tenant_suspended"
@@ -64,7 +66,9 @@ def test_warm_request_issues_no_domain_query(alpha: TenantWorld) -> None:
     assert not [sql for sql in statements if "tenants_domain" in sql or "tenants_tenant" in sql]
 
 
-def test_change_published_by_one_process_reaches_another(alpha: TenantWorld, settings: object) -> None:
+def test_change_published_by_one_process_reaches_another(
+    alpha: TenantWorld, settings: object
+) -> None:
     """Two routers stand for two web processes sharing Redis."""
     from django.conf import settings as django_settings
 
@@ -109,7 +113,9 @@ def test_router_hands_out_private_copies(alpha: TenantWorld) -> None:
 def test_router_falls_back_to_ttl_when_redis_is_down(alpha: TenantWorld) -> None:
     clock = [0.0]
     router = TenantRouter(
-        redis_url="redis://127.0.0.1:1/0", key_prefix="x", recheck_seconds=1.0,
+        redis_url="redis://127.0.0.1:1/0",
+        key_prefix="x",
+        recheck_seconds=1.0,
         clock=lambda: clock[0],
     )
     assert router.resolve(alpha.host) is not None

@@ -121,4 +121,3 @@ class UserViewSet(
     def deactivate(self, request: Request, pk: str) -> Response:
         user = services.user_deactivate(user=self.get_object())
         return Response(serializers.UserOutputSerializer(user).data)
-

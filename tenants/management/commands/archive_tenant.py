@@ -16,4 +16,6 @@ class Command(BaseCommand):
             tenant = tenant_archive(slug=options["slug"])
         except ProvisioningError as exc:
             raise CommandError(f"archive_tenant: {exc}") from None
-        self.stdout.write(f"Suspended tenant {tenant.slug!r}; data kept in schema {tenant.schema_name}.")
+        self.stdout.write(
+            f"Suspended tenant {tenant.slug!r}; data kept in schema {tenant.schema_name}."
+        )

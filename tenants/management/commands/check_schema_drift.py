@@ -15,7 +15,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         schemas = list(
-            Tenant.objects.filter(is_template=False).order_by("schema_name")
+            Tenant.objects.filter(is_template=False)
+            .order_by("schema_name")
             .values_list("schema_name", flat=True)
         )
         verbose = options["verbosity"] >= 1
@@ -25,7 +26,8 @@ class Command(BaseCommand):
                 self.stdout.write(f"  checked {done}/{total} tenant schemas")
 
         findings = drift_report(
-            template_schema=settings.TENANT_TEMPLATE_SCHEMA, tenant_schemas=schemas,
+            template_schema=settings.TENANT_TEMPLATE_SCHEMA,
+            tenant_schemas=schemas,
             progress=progress,
         )
         for schema, reasons in findings.items():

@@ -10,7 +10,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug")
-        parser.add_argument("--confirm", action="store_true", help="required: this cannot be undone")
+        parser.add_argument(
+            "--confirm", action="store_true", help="required: this cannot be undone"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not options["confirm"]:

@@ -13,7 +13,9 @@ from tenants.services import tenant_host, tenant_provision
 
 DEMO_USERS = {
     Tenant.Kind.CLINIC: [
-        ("clinician", Role.CLINICIAN), ("nurse", Role.NURSE), ("reception", Role.RECEPTIONIST),
+        ("clinician", Role.CLINICIAN),
+        ("nurse", Role.NURSE),
+        ("reception", Role.RECEPTIONIST),
     ],
     Tenant.Kind.FARM: [("agronomist", Role.AGRONOMIST), ("agent", Role.FIELD_AGENT)],
 }
@@ -39,7 +41,10 @@ class Command(BaseCommand):
             tenant = Tenant.objects.filter(slug=slug).first()
             if tenant is None:
                 tenant = tenant_provision(
-                    slug=slug, name=name, kind=kind, admin_email=f"admin@{slug}.test",
+                    slug=slug,
+                    name=name,
+                    kind=kind,
+                    admin_email=f"admin@{slug}.test",
                     admin_password=password,
                 ).tenant
             with tenant_context(tenant):
@@ -51,9 +56,14 @@ class Command(BaseCommand):
             logins = [f"admin@{slug}.test (tenant_admin)"] + [
                 f"{local_part}@{slug}.test ({role})" for local_part, role in DEMO_USERS[kind]
             ]
-            lines.append(f"  {name}: {url}/api/v1/  admin: {url}/admin/\n    " + "\n    ".join(logins))
+            lines.append(
+                f"  {name}: {url}/api/v1/  admin: {url}/admin/\n    " + "\n    ".join(logins)
+            )
         self.stdout.write(
-            "Demo tenants (password for every demo login: " + password + "):\n" + "\n".join(lines)
+            "Demo tenants (password for every demo login: "
+            + password
+            + "):\n"
+            + "\n".join(lines)
             + f"\n  Platform operators: http://{settings.BASE_DOMAIN}:{options['port']}/admin/ "
             "(create one with `make manage ARGS=createsuperuser`)"
         )
