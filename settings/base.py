@@ -32,8 +32,8 @@ SHARED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_filters",
-    "apikit",
     "observability",
     # Last, so Django's own admin templates win over django-tenants' copies (which assume every
     # request has a tenant object; on the public host Verdant sets request.tenant = None).
@@ -46,6 +46,8 @@ TENANT_APPS = [
     "django.contrib.admin",
     "guardian",
     "rest_framework_simplejwt.token_blacklist",
+    "apikit",
+    "audit",
     "clinical",
     "farms",
 ]
@@ -67,7 +69,10 @@ GET_EXECUTOR_FUNCTION = "tenants.migration_executor.get_executor"
 MIDDLEWARE = [
     "observability.middleware.HealthCheckMiddleware",
     "tenants.middleware.TenantRoutingMiddleware",
+    "apikit.middleware.RequestGuardMiddleware",
+    "apikit.versioning.VersionLifecycleMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -165,16 +170,49 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "apikit.errors.envelope_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "apikit.schema.EnvelopeAutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["apikit.throttling.TenantRateThrottle"],
+    "DEFAULT_PAGINATION_CLASS": "apikit.pagination.CursorPagination",
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "apikit.filters.StrictOrderingFilter",
+        "apikit.filters.ExplicitSearchFilter",
+    ],
+    "DEFAULT_VERSIONING_CLASS": "apikit.versioning.PathVersioning",
+    "ALLOWED_VERSIONS": ["v1"],
+    "DEFAULT_VERSION": "v1",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%S.%fZ",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Verdant API",
+    "DESCRIPTION": (
+        "Multi-tenant API for clinic networks and agricultural operators. Call it on your "
+        "organisation's host (<slug>.<base domain>). Every error answers "
+        '{"error": {"status", "code", "detail", "fields"?}}.'
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=10 * 1024 * 1024)
+# Default ceiling on request bodies; views raise it with a ``max_body_bytes`` class attribute.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", default=1024 * 1024)
+# Deprecated API versions: {"v0": {"deprecated": "YYYY-MM-DD", "sunset": "YYYY-MM-DD", "link": url}}.
+API_VERSION_LIFECYCLE: dict[str, dict[str, str]] = {}
+# How many reverse proxies (the ingress) append to X-Forwarded-For in front of the app.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", default=0)
+# Anonymous requests per IP per minute, per tenant host (throttles for authenticated users and
+# tenant-wide ceilings come from the tenant's Plan).
+ANON_REQUESTS_PER_MINUTE = env_int("ANON_REQUESTS_PER_MINUTE", default=120)
+# Login attempts per (tenant, client IP, email) per 15 minutes.
+LOGIN_ATTEMPTS_PER_15_MINUTES = env_int("LOGIN_ATTEMPTS_PER_15_MINUTES", default=10)
 
 # --- background work -------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
@@ -190,7 +228,14 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / ".data" / "static"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / ".data" / "static")))
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / ".data" / "media")))
+# Static files (admin, Swagger UI) are served by WhiteNoise; in development straight from the apps.
+WHITENOISE_USE_FINDERS = DEBUG
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 
 LOGGING = {
     "version": 1,

@@ -12,3 +12,21 @@ from .base import *  # noqa: F403
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = ["verdant.test", ".verdant.test"]
+
+# A test-only app (tests/apikit/toy) exercises the API platform layer with its own models.
+TENANT_APPS = [*TENANT_APPS, "tests.apikit.toy"]  # noqa: F405
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.apikit.toy"]  # noqa: F405
+REST_FRAMEWORK["ALLOWED_VERSIONS"] = ["v0", "v1"]  # noqa: F405
+API_VERSION_LIFECYCLE = {
+    "v0": {
+        "deprecated": "2026-01-01",
+        "sunset": "2099-01-01",
+        "link": "https://docs.verdant.example/v1",
+    },
+}
+
+# A database per test run, so concurrent runs on one machine (CI, a developer, benchmarks) never
+# destroy each other's test database.
+DATABASES["default"]["TEST"] = {  # noqa: F405
+    "NAME": os.environ.get("TEST_DATABASE_NAME", f"test_verdant_{os.getpid()}"),
+}

@@ -7,7 +7,7 @@ from apikit.errors import json_not_found, json_server_error
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/v1/", include("accounts.api.urls")),
+    path("api/<str:version>/", include("settings.urls_api")),
 ]
 
 handler404 = json_not_found

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+import redis
+from django.conf import settings
 from django_tenants.utils import tenant_context
 from rest_framework.test import APIClient
 
@@ -70,13 +72,25 @@ def django_db_setup(django_db_setup: None, django_db_blocker: pytest.FixtureRequ
 
 @pytest.fixture(autouse=True)
 def _fresh_tenant_state() -> Iterator[None]:
-    """Each test starts on public with an empty routing cache: data a test changed inside its
-    rolled-back transaction must not linger in the per-process host map."""
+    """Each test starts on public with an empty routing cache and empty throttle buckets: state a
+    test changed (inside its rolled-back transaction, or in Redis) must not reach the next one."""
     activate_public()
     get_router().forget_local()
+    _clear_throttle_buckets()
     yield
     activate_public()
     get_router().forget_local()
+
+
+def _clear_throttle_buckets() -> None:
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        pattern = f"{settings.CACHES['default']['KEY_PREFIX']}:throttle:*"
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 def _world(slug: str) -> TenantWorld:

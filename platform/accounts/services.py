@@ -1,5 +1,7 @@
 """Writes for accounts: users, roles, logins."""
 
+from dataclasses import replace
+
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
@@ -9,6 +11,9 @@ from accounts.models import User
 from accounts.roles import Role, is_staff_role
 from accounts.tokens import TokenPair, refresh_tokens_revoke_all, token_pair_issue
 from apikit.errors import APIError
+from apikit.request_context import RequestContext
+from audit.models import AuditEvent
+from audit.services import audit_event_record, audit_object_type
 
 INVALID_CREDENTIALS_DETAIL = "Email or password is incorrect."
 ACCOUNT_INACTIVE_DETAIL = (
@@ -109,19 +114,40 @@ def user_deactivate(*, user: User) -> User:
     return user_update(user=user, is_active=False)
 
 
-def auth_login(*, email: str, password: str) -> TokenPair:
+def auth_login(*, email: str, password: str, context: RequestContext | None = None) -> TokenPair:
     """Check credentials in the current tenant and issue a token pair.
 
     Unknown email, wrong password and a user of another tenant answer identically; whether the
-    account is inactive is only revealed to someone who knows its password.
+    account is inactive is only revealed to someone who knows its password. Every attempt is
+    audited (``login`` / ``login_failed``) with the email that was tried.
     """
-    user = User.objects.filter(email=normalize_email(email)).first()
+    attempted = normalize_email(email)
+    user = User.objects.filter(email=attempted).first()
     if user is None:
         # Spend the same hashing time as a real check so response time does not enumerate users.
         User().set_password(password)
-        raise APIError(status=401, code="invalid_credentials", detail=INVALID_CREDENTIALS_DETAIL)
-    if not user.check_password(password):
+    if user is None or not user.check_password(password):
+        _audit_login(context=context, attempted=attempted, user=user, succeeded=False)
         raise APIError(status=401, code="invalid_credentials", detail=INVALID_CREDENTIALS_DETAIL)
     if not user.is_active:
+        _audit_login(context=context, attempted=attempted, user=user, succeeded=False)
         raise APIError(status=401, code="account_inactive", detail=ACCOUNT_INACTIVE_DETAIL)
+    _audit_login(context=context, attempted=attempted, user=user, succeeded=True)
     return token_pair_issue(user=user)
+
+
+def _audit_login(
+    *, context: RequestContext | None, attempted: str, user: User | None, succeeded: bool
+) -> None:
+    if context is not None:
+        context = replace(
+            context,
+            actor_id=str(user.pk) if succeeded and user is not None else None,
+            actor_email=attempted,
+        )
+    audit_event_record(
+        context=context,
+        action=AuditEvent.Action.LOGIN if succeeded else AuditEvent.Action.LOGIN_FAILED,
+        object_type=audit_object_type(User),
+        object_ids=[user.pk] if user is not None else [],
+    )

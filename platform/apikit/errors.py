@@ -10,10 +10,10 @@ import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import connections
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
-from rest_framework.views import set_rollback
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,14 @@ _CODE_BY_EXCEPTION: dict[type[exceptions.APIException], str] = {
     exceptions.UnsupportedMediaType: "unsupported_media_type",
     exceptions.Throttled: "throttled",
 }
+
+
+def set_rollback() -> None:
+    """Roll back any open atomic block: an error response must leave nothing half-written.
+    (DRF's own helper lives in rest_framework.views, which this module cannot import early.)"""
+    for connection in connections.all(initialized_only=True):
+        if connection.settings_dict["ATOMIC_REQUESTS"] and connection.in_atomic_block:
+            connection.set_rollback(True)
 
 
 def error_body(
@@ -66,6 +74,8 @@ def _code_for(exc: exceptions.APIException) -> str:
         return exc.contract_code
     if isinstance(exc, exceptions.AuthenticationFailed):
         codes = exc.get_codes()
+        if isinstance(codes, dict) and isinstance(codes.get("code"), str):
+            return str(codes["code"])  # SimpleJWT's InvalidToken: {"detail", "code", "messages"}
         return codes if isinstance(codes, str) else "authentication_failed"
     for exc_type, code in _CODE_BY_EXCEPTION.items():
         if isinstance(exc, exc_type):
@@ -122,6 +132,8 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
         else:
             detail = _flatten_detail(detail_data)
             fields = None
+    elif isinstance(exc.detail, dict) and "detail" in exc.detail:
+        detail = str(exc.detail["detail"])
     else:
         detail = _flatten_detail(exc.detail)
 

@@ -1,31 +1,65 @@
 """The one base class for tenant endpoints. It fixes authentication, tenant membership, role
-permissions and object scoping; subclasses only say which rows the user may see."""
+permissions, object scoping, idempotent POSTs and ETags; subclasses only say which rows the user
+may see and call services for writes."""
 
-from typing import Any, ClassVar
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, NoReturn
 
 from django.core.exceptions import ValidationError
 from django.db.models import Model, QuerySet
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModified
 from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 from rest_framework.viewsets import GenericViewSet
 
+from apikit import conditional, idempotency
+from apikit.models import TenantModel
 from apikit.permissions import RolePermission, TenantMember
+from apikit.request_context import request_context
+from audit.models import AuditEvent
+from audit.services import (
+    audit_denied_record,
+    audit_event_record,
+    audit_object_type,
+    audit_read_record,
+    audit_reads_required,
+)
 
-_LOCKED_METHODS = ("get_queryset", "get_object", "get_permissions")
+_READ_METHODS = frozenset({"GET", "HEAD"})
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+_LOCKED_METHODS = (
+    "get_queryset",
+    "get_object",
+    "get_permissions",
+    "get_authenticators",
+    "dispatch",
+    "initial",
+)
 
 
 class TenantScopedViewSet(GenericViewSet):
     """Subclasses implement ``scoped_queryset()`` and may add ``extra_permission_classes``.
 
-    ``get_queryset``, ``get_object`` and ``get_permissions`` cannot be overridden (checked when the
-    class is created), so no endpoint can forget the tenant, role or scope checks. An object
-    outside the user's scope answers 404, exactly like a missing one.
+    ``get_queryset``, ``get_object``, ``get_permissions``, ``get_authenticators``, ``dispatch``
+    and ``initial`` cannot be overridden (checked when the class is created), so no endpoint can
+    forget the tenant, role or scope checks. An object outside the user's scope answers 404,
+    exactly like a missing one.
     """
 
     model: ClassVar[type[Model]]
     extra_permission_classes: ClassVar[tuple[type[BasePermission], ...]] = ()
     required_permissions: ClassVar[dict[str, str | None]] = {}
+    # None: audit reads when the model is marked sensitive (``audit_reads = True`` on the model).
+    audit_reads: ClassVar[bool | None] = None
     lookup_field = "pk"
+    # Actions may name the fields they changed (names only) for the write's audit event.
+    audit_changed_fields: list[str] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -36,8 +70,13 @@ class TenantScopedViewSet(GenericViewSet):
                     "or add extra_permission_classes instead."
                 )
 
+    # --- the hook subclasses implement ---------------------------------------------------------
+
     def scoped_queryset(self) -> QuerySet[Any]:
+        """Rows of ``model`` this request's user may see (already tenant-scoped by schema)."""
         raise NotImplementedError(f"{type(self).__name__} must implement scoped_queryset()")
+
+    # --- locked plumbing ---------------------------------------------------------------------------
 
     def get_permissions(self) -> list[BasePermission]:
         classes: tuple[type[BasePermission], ...] = (
@@ -60,3 +99,176 @@ class TenantScopedViewSet(GenericViewSet):
             raise Http404 from None
         self.check_object_permissions(self.request, obj)
         return obj
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """DRF's dispatch, with POSTs carrying an Idempotency-Key run at most once."""
+        self.args = args
+        self.kwargs = kwargs
+        key = request.headers.get(idempotency.HEADER) if request.method == "POST" else None
+        if key is not None:
+            request.body  # noqa: B018  (read now: the fingerprint needs the exact bytes)
+        drf_request = self.initialize_request(request, *args, **kwargs)
+        self.request = drf_request
+        self.headers = self.default_response_headers
+        try:
+            self.initial(drf_request, *args, **kwargs)
+            handler = self._handler_for(drf_request)
+            if key is not None:
+                response = idempotency.run_idempotently(
+                    drf_request,
+                    key=key,
+                    handler=lambda: self._respond(handler, drf_request, args, kwargs),
+                )
+                self.response = response  # type: ignore[assignment]
+                return response
+            response = handler(drf_request, *args, **kwargs)
+        except Exception as exc:
+            response = self.handle_exception(exc)
+        finalized: HttpResponse = self.finalize_response(drf_request, response, *args, **kwargs)
+        self.response = finalized  # type: ignore[assignment]
+        return finalized
+
+    def _handler_for(self, request: Request) -> Callable[..., HttpResponse]:
+        method = (request.method or "").lower()
+        if method in self.http_method_names:
+            found: Callable[..., HttpResponse] = getattr(self, method, self.http_method_not_allowed)
+            return found
+        return self.http_method_not_allowed
+
+    def _respond(
+        self, handler: Callable[..., HttpResponse], request: Request, args: Any, kwargs: Any
+    ) -> HttpResponse:
+        try:
+            response = handler(request, *args, **kwargs)
+        except Exception as exc:
+            response = self.handle_exception(exc)
+        finalized: HttpResponse = self.finalize_response(request, response, *args, **kwargs)
+        return finalized
+
+    # --- audit: every successful write, sensitive reads, denials --------------------------------
+
+    def _reads_are_audited(self) -> bool:
+        return (
+            self.audit_reads if self.audit_reads is not None else audit_reads_required(self.model)
+        )
+
+    def paginate_queryset(self, queryset: Any) -> list[Any] | None:
+        page: list[Any] | None = super().paginate_queryset(queryset)
+        if page is not None and self.request.method in _READ_METHODS and self._reads_are_audited():
+            audit_read_record(context=request_context(self.request), model=self.model, objects=page)
+        return page
+
+    def check_object_permissions(self, request: Request, obj: Any) -> None:
+        super().check_object_permissions(request, obj)
+        if request.method in _READ_METHODS and self._reads_are_audited():
+            audit_read_record(context=request_context(request), model=type(obj), objects=[obj])
+
+    def permission_denied(
+        self, request: Request, message: Any = None, code: Any = None
+    ) -> NoReturn:
+        # Authenticated refusals only: anonymous traffic must not be able to flood the trail.
+        if request.user and request.user.is_authenticated:
+            action = (
+                _write_action(request, self)
+                if request.method in _WRITE_METHODS
+                else AuditEvent.Action.READ
+            )
+            pk = self.kwargs.get(self.lookup_url_kwarg or self.lookup_field)
+            audit_denied_record(
+                context=request_context(request),
+                action=action,
+                model=self.model,
+                object_ids=[pk] if pk and _is_uuid(pk) else [],
+            )
+        super().permission_denied(request, message=message, code=code)
+
+    def finalize_response(
+        self, request: Request, response: Any, *args: Any, **kwargs: Any
+    ) -> Response:
+        finalized = super().finalize_response(request, response, *args, **kwargs)
+        if request.method in _WRITE_METHODS and 200 <= finalized.status_code < 300:
+            self._audit_write(request, finalized)
+        return finalized
+
+    def _audit_write(self, request: Request, response: HttpResponse) -> None:
+        object_id = self.kwargs.get(self.lookup_url_kwarg or self.lookup_field)
+        data = getattr(response, "data", None)
+        if object_id is None and isinstance(data, dict):
+            object_id = data.get("id")
+        audit_event_record(
+            context=request_context(request),
+            action=_write_action(request, self),
+            object_type=audit_object_type(self.model),
+            object_ids=[object_id] if object_id and _is_uuid(object_id) else [],
+            changed_fields=self.audit_changed_fields or (),
+        )
+
+    # --- helpers for actions -----------------------------------------------------------------------
+
+    def detail_response(
+        self,
+        instance: Any,
+        serializer_class: type[BaseSerializer[Any]],
+        *,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """Serialize one object, with its ETag when it is versioned."""
+        response_headers = dict(headers or {})
+        if isinstance(instance, TenantModel):
+            response_headers["ETag"] = conditional.etag_for(instance)
+        data = serializer_class(instance, context=self.get_serializer_context()).data
+        return Response(data, status=status, headers=response_headers)
+
+    def expected_version(self, instance: TenantModel) -> int:
+        """The version a write may apply to (If-Match / body ``version``; 412 or 409 if stale)."""
+        return conditional.expected_version(self.request, instance)
+
+
+class ListMixin:
+    """``list``: filtered, paginated, with ``list_serializer_class``."""
+
+    list_serializer_class: ClassVar[type[BaseSerializer[Any]]]
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        view: Any = self
+        queryset = view.filter_queryset(view.get_queryset())
+        page = view.paginate_queryset(queryset)
+        rows: Iterable[Any] = page if page is not None else queryset
+        data = self.list_serializer_class(
+            rows, many=True, context=view.get_serializer_context()
+        ).data
+        if page is not None:
+            return view.get_paginated_response(data)
+        return Response(data)
+
+
+class RetrieveMixin:
+    """``retrieve``: ``detail_serializer_class`` with ETag; ``If-None-Match`` answers 304."""
+
+    detail_serializer_class: ClassVar[type[BaseSerializer[Any]]]
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+        view: Any = self
+        instance = view.get_object()
+        if isinstance(instance, TenantModel) and conditional.is_not_modified(request, instance):
+            not_modified = HttpResponseNotModified()
+            not_modified["ETag"] = conditional.etag_for(instance)
+            return not_modified
+        return view.detail_response(instance, self.detail_serializer_class)
+
+
+def _write_action(request: Request, view: TenantScopedViewSet) -> AuditEvent.Action:
+    if request.method == "DELETE":
+        return AuditEvent.Action.DELETE
+    if request.method == "POST" and not view.detail:
+        return AuditEvent.Action.CREATE
+    return AuditEvent.Action.UPDATE
+
+
+def _is_uuid(value: Any) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True

@@ -1,5 +1,7 @@
 """Auth and user-management endpoints: thin views over accounts.services."""
 
+from typing import Any
+
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
@@ -16,21 +18,26 @@ from accounts.tokens import refresh_token_revoke, token_pair_rotate
 from apikit.inputs import validated
 from apikit.pagination import CursorPagination
 from apikit.permissions import TenantMember
+from apikit.request_context import request_context
 from apikit.viewsets import TenantScopedViewSet
 
 
 class TokenObtainView(APIView):
     authentication_classes = ()
     permission_classes = (AllowAny,)
+    # Adds the per (tenant, client IP, email) login bucket to the throttle check.
+    throttle_scope = "login"
 
     @extend_schema(
         request=serializers.LoginInputSerializer,
         responses={200: serializers.TokenPairOutputSerializer},
         summary="Log in with email and password",
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = validated(serializers.LoginInputSerializer, request.data)
-        pair = services.auth_login(email=data["email"], password=data["password"])
+        pair = services.auth_login(
+            email=data["email"], password=data["password"], context=request_context(request)
+        )
         return Response({"access": pair.access, "refresh": pair.refresh})
 
 
@@ -43,7 +50,7 @@ class TokenRefreshView(APIView):
         responses={200: serializers.TokenPairOutputSerializer},
         summary="Rotate a refresh token (the old one is blacklisted)",
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = validated(serializers.RefreshInputSerializer, request.data)
         pair = token_pair_rotate(raw_refresh=data["refresh"])
         return Response({"access": pair.access, "refresh": pair.refresh})
@@ -58,7 +65,7 @@ class LogoutView(APIView):
         responses={204: None},
         summary="Log out: blacklist the refresh token",
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = validated(serializers.RefreshInputSerializer, request.data)
         refresh_token_revoke(raw_refresh=data["refresh"])
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -68,7 +75,7 @@ class MeView(APIView):
     permission_classes = (IsAuthenticated, TenantMember)
 
     @extend_schema(responses={200: serializers.MeOutputSerializer}, summary="Who am I")
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         user = request.user
         tenant = request.tenant  # type: ignore[attr-defined]
         body = {
@@ -101,7 +108,7 @@ class UserViewSet(
         request=serializers.UserCreateInputSerializer,
         responses={201: serializers.UserOutputSerializer},
     )
-    def create(self, request: Request) -> Response:
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = validated(serializers.UserCreateInputSerializer, request.data)
         user = services.user_create(**data)
         return Response(serializers.UserOutputSerializer(user).data, status=status.HTTP_201_CREATED)
@@ -110,7 +117,7 @@ class UserViewSet(
         request=serializers.UserUpdateInputSerializer,
         responses={200: serializers.UserOutputSerializer},
     )
-    def partial_update(self, request: Request, pk: str) -> Response:
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         user = self.get_object()
         data = validated(serializers.UserUpdateInputSerializer, request.data)
         user = services.user_update(user=user, **data)
@@ -118,6 +125,6 @@ class UserViewSet(
 
     @extend_schema(request=None, responses={200: serializers.UserOutputSerializer})
     @action(detail=True, methods=["post"])
-    def deactivate(self, request: Request, pk: str) -> Response:
+    def deactivate(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         user = services.user_deactivate(user=self.get_object())
         return Response(serializers.UserOutputSerializer(user).data)

@@ -1,0 +1,51 @@
+"""Filtering conventions: FilterSets for fields, an ordering allowlist, explicit search fields.
+Invalid values answer 400 (never a 500, never silently ignored)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.db.models import QuerySet
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework.exceptions import ValidationError
+from rest_framework.filters import OrderingFilter, SearchFilter
+from rest_framework.request import Request
+
+
+class StrictOrderingFilter(OrderingFilter):
+    """``?ordering=`` accepts only the view's ``ordering_fields`` (an explicit allowlist; ``__all__``
+    is refused), each optionally prefixed with ``-``; anything else is a 400."""
+
+    def get_valid_fields(
+        self, queryset: QuerySet[Any], view: Any, context: Mapping[str, Any] | None = None
+    ) -> list[tuple[str, str]]:
+        fields = getattr(view, "ordering_fields", None)
+        if fields is None or fields == "__all__":
+            return []
+        return [(field, field) for field in fields]
+
+    def get_ordering(self, request: Request, queryset: QuerySet[Any], view: Any) -> Any:
+        raw = request.query_params.get(self.ordering_param)
+        if raw is None:
+            return self.get_default_ordering(view)
+        requested = [term.strip() for term in raw.split(",") if term.strip()]
+        allowed = {name for name, _ in self.get_valid_fields(queryset, view)}
+        invalid = [term for term in requested if term.lstrip("-") not in allowed]
+        if invalid or not requested:
+            choices = ", ".join(sorted(allowed)) or "none"
+            raise ValidationError(
+                {
+                    self.ordering_param: [
+                        f"Cannot order by {', '.join(invalid) or raw!r}; use one of: {choices}."
+                    ]
+                }
+            )
+        return requested
+
+
+class ExplicitSearchFilter(SearchFilter):
+    """``?search=`` over the view's ``search_fields`` only; views without them ignore it."""
+
+
+DEFAULT_FILTER_BACKENDS = (DjangoFilterBackend, StrictOrderingFilter, ExplicitSearchFilter)

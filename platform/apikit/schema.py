@@ -1,0 +1,124 @@
+"""OpenAPI generation: every operation documents the error envelope for the statuses it can
+answer, and the Idempotency-Key / If-Match / If-None-Match headers the base viewset honours."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+
+# Built with type(): a declared field named "fields" would clash with Serializer.fields for mypy.
+ErrorSerializer: type[serializers.Serializer[Any]] = type(
+    "ErrorSerializer",
+    (serializers.Serializer,),
+    {
+        "status": serializers.IntegerField(),
+        "code": serializers.CharField(
+            help_text="Stable machine-readable code, e.g. validation_error."
+        ),
+        "detail": serializers.CharField(help_text="Human-readable explanation of what to do."),
+        "fields": serializers.DictField(
+            child=serializers.ListField(child=serializers.CharField()),
+            required=False,
+            help_text="Validation errors per field (validation_error only).",
+        ),
+        "trace_id": serializers.CharField(required=False),
+    },
+)
+
+
+class ErrorEnvelopeSerializer(serializers.Serializer[Any]):
+    error = ErrorSerializer()
+
+
+_DESCRIPTIONS = {
+    400: "Invalid input (validation_error, parse_error) or invalid filter / ordering / cursor.",
+    401: "Not authenticated, or the token belongs to another tenant.",
+    403: "The role or the tenant's status does not allow this.",
+    404: "No such object, or it is outside your scope.",
+    409: "Conflict: version_conflict, idempotency_key_in_use, or a domain conflict.",
+    410: "This API version is retired.",
+    412: "If-Match does not match the current version (precondition_failed).",
+    413: "The request body is larger than this endpoint accepts.",
+    415: "Unsupported Content-Type.",
+    422: "Idempotency-Key reused with a different body (idempotency_key_reused).",
+    429: "Throttled; retry after the Retry-After header's seconds.",
+    500: "Server error; nothing was changed.",
+}
+
+
+class EnvelopeAutoSchema(AutoSchema):
+    def _is_scoped_viewset(self) -> bool:
+        from apikit.viewsets import TenantScopedViewSet
+
+        return isinstance(self.view, TenantScopedViewSet)
+
+    def _allows_anonymous(self) -> bool:
+        return any(isinstance(permission, AllowAny) for permission in self.view.get_permissions())
+
+    def _error_statuses(self) -> list[int]:
+        statuses = {429, 500}
+        if not self._allows_anonymous():
+            statuses |= {401, 403}
+        if "{" in self.path:
+            statuses.add(404)
+        if self.method in {"POST", "PUT", "PATCH"}:
+            statuses |= {400, 413, 415}
+        if self.method == "GET" and "{" not in self.path:
+            statuses.add(400)  # filters, ordering, cursor
+        if self._is_scoped_viewset():
+            if self.method in {"PUT", "PATCH", "DELETE"}:
+                statuses |= {409, 412}
+            if self.method == "POST":
+                statuses |= {409, 422}
+        return sorted(statuses)
+
+    def _get_response_bodies(self, direction: Any = "response") -> Any:
+        responses = super()._get_response_bodies(direction)
+        if direction != "response":
+            return responses
+        for status in self._error_statuses():
+            code = str(status)
+            if code not in responses:
+                response = self._get_response_for_code(ErrorEnvelopeSerializer, code)
+                response["description"] = _DESCRIPTIONS[status]
+                responses[code] = response
+        return responses
+
+    def get_override_parameters(self) -> list[Any]:
+        parameters = list(super().get_override_parameters())
+        if not self._is_scoped_viewset():
+            return parameters
+        if self.method == "POST":
+            parameters.append(
+                OpenApiParameter(
+                    "Idempotency-Key",
+                    OpenApiTypes.STR,
+                    OpenApiParameter.HEADER,
+                    description="Retry-safe POST: the same key and body replay the first response "
+                    "(Idempotent-Replayed: true) for 24 hours.",
+                )
+            )
+        if self.method in {"PUT", "PATCH", "DELETE"}:
+            parameters.append(
+                OpenApiParameter(
+                    "If-Match",
+                    OpenApiTypes.STR,
+                    OpenApiParameter.HEADER,
+                    description="The ETag you read; a stale one answers 412.",
+                )
+            )
+        if self.method == "GET" and "{" in self.path:
+            parameters.append(
+                OpenApiParameter(
+                    "If-None-Match",
+                    OpenApiTypes.STR,
+                    OpenApiParameter.HEADER,
+                    description="An ETag you hold; answers 304 when unchanged.",
+                )
+            )
+        return parameters

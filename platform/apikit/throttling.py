@@ -1,0 +1,316 @@
+"""Per-tenant request throttles, shared by every web worker through Redis.
+
+Every request on a tenant host is charged to a few *buckets* (DESIGN.md section 5):
+
+* an authenticated user: ``user-burst`` (Plan.user_burst_per_minute per minute) and
+  ``user-sustained`` (Plan.user_sustained_per_day per day);
+* an anonymous caller: ``anon`` per client IP (ANON_REQUESTS_PER_MINUTE per minute);
+* everyone: the ``tenant`` ceiling (Plan.requests_per_minute per minute);
+* the login view (``throttle_scope = "login"``) also: ``login`` per client IP + email
+  (LOGIN_ATTEMPTS_PER_15_MINUTES per 15 minutes), so one address cannot be guessed at from one
+  place, whatever else the caller does.
+
+Every key carries the deployment's cache prefix and the tenant's schema
+(``<prefix>:throttle:<schema>:<bucket>:<ident>``): the same user id or IP in two tenants never
+shares a bucket, and one tenant exhausting its ceiling never slows another.
+
+Not throttled: the public host (``request.tenant is None``: platform operators) and superusers.
+Tenant staff, tenant_admin included, are throttled like everyone else.
+
+Why GCRA (the generic cell rate algorithm) and not fixed windows or a sliding log:
+
+* fixed windows let a client spend a full window's allowance just before the boundary and
+  another just after (twice the limit in a moment), and their Retry-After is only "the end of the
+  window";
+* a sliding log is exact but stores one entry per request: 50,000 entries per user per day;
+* GCRA keeps one integer per bucket (the "theoretical arrival time"), allows a burst of exactly
+  ``limit`` and then one request per ``period / limit``, and knows precisely when the next
+  request will be allowed, so Retry-After is exact.
+
+Why one Lua script (``throttle.lua``): it reads every bucket, and charges them only if all of
+them allow, atomically and in a single round trip (EVALSHA; redis-py falls back to loading the
+script when Redis does not know it yet). A refused request therefore costs nothing, so a user
+hammering past their burst limit does not also eat the tenant's ceiling. The script takes the
+time from Redis, so workers on hosts with skewed clocks still agree.
+
+Plan numbers are read from ``request.tenant.plan`` on every request (routing loads it with the
+tenant, at no extra query), so a plan change applies as soon as the routing cache is refreshed:
+no restart. What a caller already used carries over as a share of the window (a bucket stores
+time, not a count): half the minute used under the old plan is half the minute under the new.
+
+If Redis cannot be reached the request is served (throttling is a protection, not a gate), the
+failure is counted in ``observability.metrics`` and a warning is logged (once per outage, then
+at most every FAILURE_LOG_INTERVAL_SECONDS, so an outage cannot flood the logs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import redis
+from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.commands.core import Script
+from redis.retry import Retry
+from rest_framework import exceptions
+from rest_framework.throttling import BaseThrottle
+
+from apikit.request_context import client_ip
+from observability import metrics
+
+if TYPE_CHECKING:
+    # rest_framework.views imports this module while it is being defined (APIView's
+    # throttle_classes reads DEFAULT_THROTTLE_CLASSES), so a runtime import would be circular.
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
+
+logger = logging.getLogger(__name__)
+
+LOGIN_SCOPE = "login"
+REDIS_FAILURE_COUNTER = "throttle_redis_failures"
+# A throttle check must never be what makes a request slow: give up on Redis quickly.
+REDIS_TIMEOUT_SECONDS = 0.25
+FAILURE_LOG_INTERVAL_SECONDS = 30.0
+
+MINUTE = 60
+DAY = 86_400
+LOGIN_PERIOD_SECONDS = 15 * MINUTE
+_MICROSECONDS = 1_000_000
+
+_SCRIPT_SOURCE = Path(__file__).with_name("throttle.lua").read_text(encoding="utf-8")
+
+
+class PlanLimits(Protocol):
+    """What throttling reads from tenants.models.Plan."""
+
+    @property
+    def requests_per_minute(self) -> int: ...
+    @property
+    def user_burst_per_minute(self) -> int: ...
+    @property
+    def user_sustained_per_day(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """``limit`` requests per ``period_seconds``, counted under ``key``."""
+
+    key: str
+    limit: int
+    period_seconds: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    wait_seconds: float
+
+
+class TenantRateThrottle(BaseThrottle):
+    """The only DRF throttle class: every scope of a request, checked in one Redis call."""
+
+    def __init__(self) -> None:
+        self._wait: float | None = None
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        tenant = getattr(request, "tenant", None)
+        if tenant is None or bool(getattr(request.user, "is_superuser", False)):
+            return True
+
+        email: str | None = None
+        unreadable_body: exceptions.APIException | None = None
+        if getattr(view, "throttle_scope", None) == LOGIN_SCOPE:
+            try:
+                email = login_email(data=request.data)
+            except (exceptions.ParseError, exceptions.UnsupportedMediaType) as exc:
+                # A malformed login attempt is still an attempt: charge it as email "".
+                email, unreadable_body = "", exc
+
+        user = request.user
+        buckets = request_buckets(
+            key_prefix=str(settings.CACHES["default"]["KEY_PREFIX"]),
+            schema=str(tenant.schema_name),
+            plan=tenant.plan,
+            user_id=str(user.pk) if user.is_authenticated else None,
+            ip=client_ip(request),
+            login_email=email,
+        )
+        verdict = buckets_check_or_allow(buckets=buckets)
+        if not verdict.allowed:
+            self._wait = verdict.wait_seconds
+            return False
+        if unreadable_body is not None:
+            # DRF has already swapped the unparsable body for an empty one; re-raising keeps the
+            # answer the contract's 400 parse_error / 415 instead of a misleading validation error.
+            raise unreadable_body
+        return True
+
+    def wait(self) -> float | None:
+        """Seconds until every refusing bucket allows again (the handler ceils it)."""
+        return self._wait
+
+
+def request_buckets(
+    *,
+    key_prefix: str,
+    schema: str,
+    plan: PlanLimits,
+    user_id: str | None,
+    ip: str,
+    login_email: str | None,
+) -> list[Bucket]:
+    """The buckets one request is charged to (see the module docstring)."""
+    base = f"{key_prefix}:throttle:{schema}"
+    if user_id is not None:
+        buckets = [
+            Bucket(
+                key=f"{base}:user-burst:{user_id}",
+                limit=plan.user_burst_per_minute,
+                period_seconds=MINUTE,
+            ),
+            Bucket(
+                key=f"{base}:user-sustained:{user_id}",
+                limit=plan.user_sustained_per_day,
+                period_seconds=DAY,
+            ),
+        ]
+    else:
+        buckets = [
+            Bucket(
+                key=f"{base}:anon:{ip}",
+                limit=settings.ANON_REQUESTS_PER_MINUTE,
+                period_seconds=MINUTE,
+            )
+        ]
+    buckets.append(
+        Bucket(key=f"{base}:tenant", limit=plan.requests_per_minute, period_seconds=MINUTE)
+    )
+    if login_email is not None:
+        buckets.append(
+            Bucket(
+                key=f"{base}:login:{ip}:{_email_digest(email=login_email)}",
+                limit=settings.LOGIN_ATTEMPTS_PER_15_MINUTES,
+                period_seconds=LOGIN_PERIOD_SECONDS,
+            )
+        )
+    return buckets
+
+
+def login_email(*, data: object) -> str:
+    """The normalised email a login body names (as accounts.services matches it), else ""."""
+    if not isinstance(data, Mapping):
+        return ""
+    email = data.get("email")
+    return email.strip().lower() if isinstance(email, str) else ""
+
+
+def _email_digest(*, email: str) -> str:
+    """Hashed, so the key stays short whatever the body holds and Redis never lists addresses."""
+    return hashlib.sha256(email.encode("utf-8")).hexdigest()[:32]
+
+
+def buckets_check(*, buckets: Sequence[Bucket]) -> Verdict:
+    """Charge every bucket if all allow, else none; one Redis round trip. Raises RedisError."""
+    args: list[int] = []
+    for bucket in buckets:
+        args += [bucket.limit, bucket.period_seconds * _MICROSECONDS]
+    allowed, wait_us = _throttle_script()(keys=[bucket.key for bucket in buckets], args=args)
+    return Verdict(allowed=bool(allowed), wait_seconds=int(wait_us) / _MICROSECONDS)
+
+
+def buckets_check_or_allow(*, buckets: Sequence[Bucket]) -> Verdict:
+    """``buckets_check``, failing open: Redis being down must not take the API down with it."""
+    try:
+        verdict = buckets_check(buckets=buckets)
+    except redis.RedisError as error:
+        _redis_health.failed(error=error)
+        return Verdict(allowed=True, wait_seconds=0.0)
+    _redis_health.succeeded()
+    return verdict
+
+
+# --- Redis connection ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ScriptHandle:
+    url: str
+    script: Script
+
+
+_handle: _ScriptHandle | None = None
+_handle_lock = threading.Lock()
+
+
+def _connect(*, url: str) -> redis.Redis:
+    """No retries: EVALSHA charges buckets, so repeating it after a timeout could charge twice,
+    and waiting for Redis is exactly what a fail-open throttle must not do."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def _throttle_script() -> Script:
+    """The registered script on a per-process client, created on first use (so after gunicorn
+    forks) and recreated when ``settings.REDIS_URL`` changes (tests point it elsewhere)."""
+    global _handle
+    url = str(settings.REDIS_URL)
+    handle = _handle
+    if handle is None or handle.url != url:
+        with _handle_lock:
+            handle = _handle
+            if handle is None or handle.url != url:
+                handle = _ScriptHandle(
+                    url=url, script=_connect(url=url).register_script(_SCRIPT_SOURCE)
+                )
+                _handle = handle
+    return handle.script
+
+
+class _RedisHealth:
+    """Counts every failure, but logs the first of an outage and then at most one warning per
+    FAILURE_LOG_INTERVAL_SECONDS (with the count since the last one)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_warning_at: float | None = None
+        self._unreported = 0
+
+    def failed(self, *, error: redis.RedisError) -> None:
+        metrics.increment(REDIS_FAILURE_COUNTER)
+        now = time.monotonic()
+        with self._lock:
+            self._unreported += 1
+            last = self._last_warning_at
+            if last is not None and now - last < FAILURE_LOG_INTERVAL_SECONDS:
+                return
+            count, self._unreported, self._last_warning_at = self._unreported, 0, now
+        logger.warning(
+            "throttling: Redis unreachable, serving requests unthrottled "
+            "(%d failure(s) since the last warning): %s: %s",
+            count,
+            type(error).__name__,
+            error,
+        )
+
+    def succeeded(self) -> None:
+        if self._last_warning_at is None:  # the common case: no lock on the hot path
+            return
+        with self._lock:
+            recovered = self._last_warning_at is not None  # another thread may have got here first
+            self._last_warning_at, self._unreported = None, 0
+        if recovered:
+            logger.info("throttling: Redis reachable again, throttles apply")
+
+
+_redis_health = _RedisHealth()

@@ -1,0 +1,147 @@
+"""Every 4xx/5xx answers in the one envelope (DESIGN.md section 5)."""
+
+import logging
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from tests.apikit.conftest import ITEM_ID, ToyWorld
+from tests.conftest import TenantWorld, login
+
+pytestmark = pytest.mark.urls("tests.apikit.urls")
+
+
+def _assert_envelope(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert error["status"] == status
+    assert error["code"] == code
+    assert isinstance(error["detail"], str)
+    assert error["detail"]
+    return error
+
+
+def test_unknown_route_is_404(alpha: TenantWorld) -> None:
+    _assert_envelope(login(alpha).get("/api/v1/no/such/thing/"), 404, "not_found")
+    _assert_envelope(alpha.client().get("/nothing-here"), 404, "not_found")
+
+
+def test_unknown_version_is_404(alpha: TenantWorld) -> None:
+    _assert_envelope(login(alpha).get("/api/v7/toy/items/"), 404, "not_found")
+
+
+def test_wrong_method_is_405(toy_alpha: ToyWorld) -> None:
+    error = _assert_envelope(
+        login(toy_alpha.world).put("/api/v1/toy/items/"), 405, "method_not_allowed"
+    )
+    assert "PUT" in str(error["detail"])
+
+
+def test_unacceptable_accept_header_is_406(toy_alpha: ToyWorld) -> None:
+    response = login(toy_alpha.world).get("/api/v1/toy/items/", HTTP_ACCEPT="application/xml")
+    _assert_envelope(response, 406, "not_acceptable")
+
+
+def test_unsupported_media_type_is_415(toy_alpha: ToyWorld) -> None:
+    response = login(toy_alpha.world).post(
+        "/api/v1/toy/items/", data="name=x", content_type="application/x-www-form-urlencoded"
+    )
+    _assert_envelope(response, 415, "unsupported_media_type")
+
+
+def test_malformed_json_is_400_parse_error(toy_alpha: ToyWorld) -> None:
+    response = login(toy_alpha.world).post(
+        "/api/v1/toy/items/", data='{"name": ', content_type="application/json"
+    )
+    _assert_envelope(response, 400, "parse_error")
+
+
+def test_oversized_body_is_413_before_anything_reads_it(toy_alpha: ToyWorld) -> None:
+    body = '{"name": "' + "x" * settings.API_MAX_BODY_BYTES + '"}'
+    response = login(toy_alpha.world).post(
+        "/api/v1/toy/items/", data=body, content_type="application/json"
+    )
+    error = _assert_envelope(response, 413, "payload_too_large")
+    assert str(settings.API_MAX_BODY_BYTES) in str(error["detail"])
+
+
+def test_validation_error_is_400_with_fields(toy_alpha: ToyWorld) -> None:
+    response = login(toy_alpha.world).post(
+        "/api/v1/toy/items/", {"name": "", "quantity": -1}, format="json"
+    )
+    error = _assert_envelope(response, 400, "validation_error")
+    assert error["fields"] == {
+        "site": ["This field is required."],
+        "name": ["This field may not be blank."],
+        "quantity": ["Ensure this value is greater than or equal to 0."],
+    }
+
+
+def test_unauthenticated_is_401(toy_alpha: ToyWorld) -> None:
+    _assert_envelope(toy_alpha.world.client().get("/api/v1/toy/items/"), 401, "not_authenticated")
+
+
+def test_bad_token_is_401(toy_alpha: ToyWorld) -> None:
+    client = toy_alpha.world.client()
+    client.credentials(HTTP_AUTHORIZATION="Bearer not.a.token")
+    _assert_envelope(client.get("/api/v1/toy/items/"), 401, "token_not_valid")
+
+
+def test_missing_role_permission_is_403(toy_alpha: ToyWorld) -> None:
+    from tests.apikit.conftest import STAFF_PASSWORD, make_staff
+
+    make_staff(toy_alpha.world, role="receptionist")
+    client = login(toy_alpha.world, email="staff@example.com", password=STAFF_PASSWORD)
+    _assert_envelope(client.get("/api/v1/toy/items/"), 403, "permission_denied")
+
+
+def test_missing_object_is_404(toy_alpha: ToyWorld) -> None:
+    client = login(toy_alpha.world)
+    _assert_envelope(
+        client.get("/api/v1/toy/items/01900000-0000-7000-8000-00000000ffff/"), 404, "not_found"
+    )
+    _assert_envelope(client.get("/api/v1/toy/items/42/"), 404, "not_found")
+
+
+def test_version_conflict_is_409_and_precondition_is_412(toy_alpha: ToyWorld) -> None:
+    client = login(toy_alpha.world)
+    url = f"/api/v1/toy/items/{ITEM_ID}/"
+    _assert_envelope(
+        client.patch(url, {"name": "x", "version": 99}, format="json"), 409, "version_conflict"
+    )
+    _assert_envelope(
+        client.patch(url, {"name": "x"}, format="json", HTTP_IF_MATCH='W/"99"'),
+        412,
+        "precondition_failed",
+    )
+
+
+def test_reused_idempotency_key_is_422(toy_alpha: ToyWorld) -> None:
+    client = login(toy_alpha.world)
+    first = {"site": str(toy_alpha.site.pk), "name": "spade", "quantity": 1}
+    assert (
+        client.post(
+            "/api/v1/toy/items/", first, format="json", HTTP_IDEMPOTENCY_KEY="k1"
+        ).status_code
+        == 201
+    )
+    response = client.post(
+        "/api/v1/toy/items/", {**first, "quantity": 2}, format="json", HTTP_IDEMPOTENCY_KEY="k1"
+    )
+    _assert_envelope(response, 422, "idempotency_key_reused")
+
+
+def test_unhandled_exception_is_500_without_internals(
+    toy_alpha: ToyWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        response = login(toy_alpha.world).get("/api/v1/toy/explode/")
+    error = _assert_envelope(response, 500, "server_error")
+    assert "boom" not in response.content.decode()
+    assert "postgres://" not in response.content.decode()
+    assert "Traceback" not in response.content.decode()
+    assert str(error["detail"]).startswith("Something went wrong")
+    assert any("boom" in record.getMessage() or record.exc_info for record in caplog.records)

@@ -1,0 +1,213 @@
+"""Idempotency-Key on POST: replay, reuse, in-flight, failure release, real concurrency."""
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+from rest_framework.test import APIClient
+
+from accounts.models import User
+from apikit.idempotency import idempotency_records_purge
+from apikit.models import IdempotencyRecord
+from tenants.services import tenant_drop, tenant_host, tenant_provision
+from tests.apikit.conftest import ToyWorld
+from tests.apikit.toy.models import Item, Site
+from tests.conftest import login
+
+pytestmark = pytest.mark.urls("tests.apikit.urls")
+URL = "/api/v1/toy/items/"
+
+
+def _payload(world: ToyWorld, name: str = "spade") -> dict[str, object]:
+    return {"site": str(world.site.pk), "name": name, "quantity": 1}
+
+
+def test_same_key_and_body_replays_the_first_response(toy_alpha: ToyWorld) -> None:
+    client = login(toy_alpha.world)
+    first = client.post(URL, _payload(toy_alpha), format="json", HTTP_IDEMPOTENCY_KEY="abc")
+    again = client.post(URL, _payload(toy_alpha), format="json", HTTP_IDEMPOTENCY_KEY="abc")
+    assert first.status_code == again.status_code == 201
+    assert again.content == first.content
+    assert again["Idempotent-Replayed"] == "true"
+    assert again["ETag"] == first["ETag"]
+    assert not first.has_header("Idempotent-Replayed")
+    with tenant_context(toy_alpha.world.tenant):
+        assert Item.objects.filter(name="spade").count() == 1
+
+
+def test_keys_are_per_user_and_per_tenant(toy_alpha: ToyWorld, toy_beta: ToyWorld) -> None:
+    alpha_client, beta_client = login(toy_alpha.world), login(toy_beta.world)
+    assert (
+        alpha_client.post(
+            URL, _payload(toy_alpha), format="json", HTTP_IDEMPOTENCY_KEY="same"
+        ).status_code
+        == 201
+    )
+    beta = beta_client.post(URL, _payload(toy_beta), format="json", HTTP_IDEMPOTENCY_KEY="same")
+    assert beta.status_code == 201
+    assert not beta.has_header("Idempotent-Replayed")
+    with tenant_context(toy_beta.world.tenant):
+        assert Item.objects.filter(name="spade").count() == 1
+        assert IdempotencyRecord.objects.count() == 1
+
+
+def _claim_left_in_progress(world: ToyWorld, *, key: str, locked_for: timedelta) -> None:
+    """Make ``key``'s record look like a request still running (or one that died mid-way)."""
+    client = login(world.world)
+    assert (
+        client.post(
+            URL, _payload(world, "first"), format="json", HTTP_IDEMPOTENCY_KEY=key
+        ).status_code
+        == 201
+    )
+    with tenant_context(world.world.tenant):
+        Item.objects.filter(name="first").delete()
+        IdempotencyRecord.objects.filter(key=key).update(
+            state=IdempotencyRecord.State.IN_PROGRESS,
+            response_status=None,
+            response_body=None,
+            locked_until=timezone.now() + locked_for,
+        )
+
+
+def test_in_flight_duplicate_is_409(toy_alpha: ToyWorld) -> None:
+    _claim_left_in_progress(toy_alpha, key="busy", locked_for=timedelta(seconds=30))
+    response = login(toy_alpha.world).post(
+        URL, _payload(toy_alpha, "first"), format="json", HTTP_IDEMPOTENCY_KEY="busy"
+    )
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "idempotency_key_in_use"
+    with tenant_context(toy_alpha.world.tenant):
+        assert not Item.objects.filter(name="first").exists()
+
+
+def test_abandoned_claim_is_taken_over_after_its_timeout(toy_alpha: ToyWorld) -> None:
+    _claim_left_in_progress(toy_alpha, key="stale", locked_for=timedelta(seconds=-1))
+    response = login(toy_alpha.world).post(
+        URL, _payload(toy_alpha, "first"), format="json", HTTP_IDEMPOTENCY_KEY="stale"
+    )
+    assert response.status_code == 201
+    assert not response.has_header("Idempotent-Replayed")
+    with tenant_context(toy_alpha.world.tenant):
+        assert Item.objects.filter(name="first").count() == 1
+        assert IdempotencyRecord.objects.get(key="stale").state == IdempotencyRecord.State.COMPLETED
+
+
+def test_failed_request_releases_the_key_and_writes_nothing(toy_alpha: ToyWorld) -> None:
+    client = login(toy_alpha.world)
+    bad = {**_payload(toy_alpha), "quantity": -5}
+    assert client.post(URL, bad, format="json", HTTP_IDEMPOTENCY_KEY="retry-me").status_code == 400
+    with tenant_context(toy_alpha.world.tenant):
+        assert not IdempotencyRecord.objects.filter(key="retry-me").exists()
+    fixed = client.post(URL, _payload(toy_alpha), format="json", HTTP_IDEMPOTENCY_KEY="retry-me")
+    assert fixed.status_code == 201
+
+
+def test_invalid_key_is_400(toy_alpha: ToyWorld) -> None:
+    response = login(toy_alpha.world).post(
+        URL, _payload(toy_alpha), format="json", HTTP_IDEMPOTENCY_KEY="k" * 256
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_idempotency_key"
+
+
+def test_purge_removes_only_records_past_retention(toy_alpha: ToyWorld, toy_beta: ToyWorld) -> None:
+    for world in (toy_alpha, toy_beta):
+        with tenant_context(world.world.tenant):
+            old = IdempotencyRecord.objects.create(
+                user_id=world.admin.pk,
+                key="old",
+                request_fingerprint="f",
+                locked_until=timezone.now(),
+            )
+            IdempotencyRecord.objects.filter(pk=old.pk).update(
+                created_at=timezone.now() - timedelta(hours=25)
+            )
+            IdempotencyRecord.objects.create(
+                user_id=world.admin.pk,
+                key="new",
+                request_fingerprint="f",
+                locked_until=timezone.now(),
+            )
+    with tenant_context(toy_alpha.world.tenant):
+        assert idempotency_records_purge() == 1
+        assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]
+    with tenant_context(toy_beta.world.tenant):
+        assert IdempotencyRecord.objects.count() == 2
+
+
+# --- real concurrency: committed data, real threads, separate connections --------------------
+
+
+@pytest.fixture(scope="module")
+def committed_tenant(django_db_blocker: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        tenant = tenant_provision(
+            slug="idem",
+            name="Idem",
+            kind="mixed",
+            admin_email="admin@idem.example",
+            admin_password="idem-Password-1",
+        ).tenant
+        with tenant_context(tenant):
+            site = Site.objects.create(name="committed")
+        yield tenant_host("idem"), str(site.pk)
+        tenant_drop(slug="idem")
+
+
+def test_parallel_identical_requests_create_exactly_one_row(
+    committed_tenant: tuple[str, str], django_db_blocker: pytest.FixtureRequest
+) -> None:
+    host, site_id = committed_tenant
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        token = (
+            APIClient(HTTP_HOST=host)
+            .post(
+                "/api/v1/auth/token/",
+                {"email": "admin@idem.example", "password": "idem-Password-1"},
+                format="json",
+            )
+            .json()["access"]
+        )
+        barrier = threading.Barrier(8)
+        statuses: list[int] = []
+        replayed: list[bool] = []
+        lock = threading.Lock()
+
+        def fire() -> None:
+            client = APIClient(HTTP_HOST=host)
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+            barrier.wait()
+            try:
+                response = client.post(
+                    URL,
+                    {"site": site_id, "name": "parallel", "quantity": 1},
+                    format="json",
+                    HTTP_IDEMPOTENCY_KEY="one-key",
+                )
+            finally:
+                connection.close()
+            with lock:
+                statuses.append(response.status_code)
+                replayed.append(response.has_header("Idempotent-Replayed"))
+
+        threads = [threading.Thread(target=fire) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+
+        from tenants.models import Tenant
+
+        with tenant_context(Tenant.objects.get(slug="idem")):
+            assert Item.objects.filter(name="parallel").count() == 1
+            assert User.objects.count() == 1
+    counts = Counter(statuses)
+    assert set(counts) <= {201, 409}
+    assert counts[201] >= 1
+    assert counts[201] - sum(replayed) == 1  # exactly one request really ran the write

@@ -1,0 +1,108 @@
+"""Toy endpoints written the way every domain endpoint is: on the apikit base viewset."""
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django_filters import rest_framework as filters
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apikit.inputs import validated
+from apikit.pagination import PageNumberPagination
+from apikit.policy import AccessLevel, scope_to_containers, visible_containers
+from apikit.viewsets import ListMixin, RetrieveMixin, TenantScopedViewSet
+from audit.services import audit_changed_fields
+from tests.apikit.toy import services
+from tests.apikit.toy.models import Item, Site
+
+
+class ItemOutput(serializers.ModelSerializer[Item]):
+    class Meta:
+        model = Item
+        fields = ["id", "site", "name", "quantity", "colour", "version", "created_at", "created_by"]
+
+
+class ItemCreateInput(serializers.Serializer[Any]):
+    site = serializers.UUIDField()
+    name = serializers.CharField(max_length=100)
+    quantity = serializers.IntegerField(min_value=0, max_value=1000)
+    colour = serializers.CharField(max_length=20, required=False, default="")
+
+
+class ItemUpdateInput(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=100, required=False)
+    quantity = serializers.IntegerField(min_value=0, max_value=1000, required=False)
+    version = serializers.IntegerField(required=False)
+
+
+class ItemFilter(filters.FilterSet):
+    min_quantity = filters.NumberFilter(field_name="quantity", lookup_expr="gte")
+    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+
+    class Meta:
+        model = Item
+        fields = ["site", "colour"]
+
+
+class ItemViewSet(ListMixin, RetrieveMixin, TenantScopedViewSet):
+    model = Item
+    list_serializer_class = ItemOutput
+    detail_serializer_class = ItemOutput
+    filterset_class = ItemFilter
+    ordering_fields = ["name", "quantity", "created_at"]
+    search_fields = ["name"]
+    cursor_ordering = "-id"
+
+    def scoped_queryset(self) -> QuerySet[Item]:
+        return scope_to_containers(
+            Item.objects.all(), user=self.request.user, container_field="site", container_model=Site
+        )
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = validated(ItemCreateInput, request.data)
+        site = (
+            visible_containers(user=request.user, container_model=Site, level=AccessLevel.MANAGE)
+            .filter(pk=data.pop("site"))
+            .first()
+        )
+        if site is None:
+            raise serializers.ValidationError({"site": ["No such site, or you cannot manage it."]})
+        item = services.item_create(site=site, actor=request.user, **data)
+        return self.detail_response(item, ItemOutput, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        item = self.get_object()
+        expected = self.expected_version(item)
+        data = validated(ItemUpdateInput, request.data)
+        data.pop("version", None)
+        self.audit_changed_fields = audit_changed_fields(instance=item, changes=data)
+        item = services.item_update(
+            item=item, expected_version=expected, changes=data, actor=request.user
+        )
+        return self.detail_response(item, ItemOutput)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        item = self.get_object()
+        services.item_archive(
+            item=item, expected_version=self.expected_version(item), actor=request.user
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CountedItemViewSet(ListMixin, TenantScopedViewSet):
+    """The same rows with page-number pagination (totals)."""
+
+    model = Item
+    list_serializer_class = ItemOutput
+    pagination_class = PageNumberPagination
+    ordering = ["name"]
+
+    def scoped_queryset(self) -> QuerySet[Item]:
+        return Item.objects.order_by("name", "id")
+
+
+class ExplodingView(APIView):
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        raise RuntimeError("boom: secret connection string postgres://user:pw@db")

@@ -1,0 +1,20 @@
+"""The tenant URLconf plus the toy endpoints, for tests/apikit only."""
+
+from django.urls import include, path
+from rest_framework.routers import SimpleRouter
+
+from settings.urls import handler404, handler500
+from settings.urls import urlpatterns as tenant_urlpatterns
+from tests.apikit.toy import views
+
+router = SimpleRouter()
+router.register("toy/items", views.ItemViewSet, basename="toy-item")
+router.register("toy/counted-items", views.CountedItemViewSet, basename="toy-counted-item")
+
+urlpatterns = [
+    path("api/<str:version>/", include(router.urls)),
+    path("api/<str:version>/toy/explode/", views.ExplodingView.as_view()),
+    *tenant_urlpatterns,
+]
+
+__all__ = ["handler404", "handler500", "urlpatterns"]
