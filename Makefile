@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench lock migrate manage stop-data
+.PHONY: run test lint bench lock migrate manage openapi stop-data
 
 $(STAMP): requirements.lock pyproject.toml
 	@echo "[setup] installing pinned dependencies into $(VENV) (the first time takes a minute or two)"
@@ -43,3 +43,7 @@ stop-data:
 
 manage: $(STAMP)
 	@$(PY) -m settings.devstack manage $(ARGS)
+
+openapi: $(STAMP)
+	@DJANGO_SETTINGS_MODULE=settings.dev $(PY) manage.py spectacular --api-version v1 --validate \
+		--fail-on-warn --file docs/openapi.yaml && echo "[openapi] wrote docs/openapi.yaml"

@@ -1,7 +1,9 @@
 """The test suite: real PostgreSQL and Redis, fast hashing, its own cache namespace per run."""
 
 import os
+import tempfile
 import uuid
+from pathlib import Path
 
 os.environ.setdefault("SECRET_KEY", "test-key-not-secret-" + "x" * 40)
 os.environ["BASE_DOMAIN"] = "verdant.test"
@@ -24,6 +26,9 @@ API_VERSION_LIFECYCLE = {
         "link": "https://docs.verdant.example/v1",
     },
 }
+
+# Uploaded files of this run, away from a developer's .data/media.
+MEDIA_ROOT = Path(tempfile.gettempdir()) / f"verdant-test-media-{os.getpid()}"
 
 # A database per test run, so concurrent runs on one machine (CI, a developer, benchmarks) never
 # destroy each other's test database.

@@ -4,6 +4,7 @@ tenant cannot see or touch the other's rows."""
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -121,3 +122,9 @@ def login(
     assert response.status_code == 200, response.content
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['access']}")
     return client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_uploaded_files() -> Iterator[None]:
+    yield
+    shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)

@@ -141,6 +141,26 @@ def test_purge_removes_only_records_past_retention(toy_alpha: ToyWorld, toy_beta
         assert IdempotencyRecord.objects.count() == 2
 
 
+def test_purge_task_covers_every_tenant(toy_alpha: ToyWorld, toy_beta: ToyWorld) -> None:
+    from apikit.tasks import idempotency_records_purge_all
+
+    for world in (toy_alpha, toy_beta):
+        with tenant_context(world.world.tenant):
+            record = IdempotencyRecord.objects.create(
+                user_id=world.admin.pk,
+                key="old",
+                request_fingerprint="f",
+                locked_until=timezone.now(),
+            )
+            IdempotencyRecord.objects.filter(pk=record.pk).update(
+                created_at=timezone.now() - timedelta(days=2)
+            )
+    assert idempotency_records_purge_all.apply().get() == 2
+    for world in (toy_alpha, toy_beta):
+        with tenant_context(world.world.tenant):
+            assert not IdempotencyRecord.objects.exists()
+
+
 # --- real concurrency: committed data, real threads, separate connections --------------------
 
 

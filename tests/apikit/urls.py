@@ -11,7 +11,16 @@ router = SimpleRouter()
 router.register("toy/items", views.ItemViewSet, basename="toy-item")
 router.register("toy/counted-items", views.CountedItemViewSet, basename="toy-counted-item")
 
+attachments = views.ItemAttachmentViewSet
 urlpatterns = [
+    path(
+        "api/<str:version>/toy/items/<str:item_pk>/attachments/",
+        attachments.as_view({"get": "list", "post": "upload"}),
+    ),
+    path(
+        "api/<str:version>/toy/items/<str:item_pk>/attachments/<str:pk>/download/",
+        attachments.as_view({"get": "download"}),
+    ),
     path("api/<str:version>/", include(router.urls)),
     path("api/<str:version>/toy/explode/", views.ExplodingView.as_view()),
     *tenant_urlpatterns,

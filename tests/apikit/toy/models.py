@@ -17,3 +17,12 @@ class Item(TenantModel):
     name = models.CharField(max_length=100)
     quantity = models.IntegerField(default=0)
     colour = models.CharField(max_length=20, blank=True)
+
+
+class Attachment(TenantModel):
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="attachments")
+    path = models.CharField(max_length=300)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    original_name = models.CharField(max_length=200)

@@ -1,10 +1,13 @@
 """Toy endpoints written the way every domain endpoint is: on the apikit base viewset."""
 
+import uuid
 from typing import Any
 
 from django.db.models import QuerySet
+from django.http import FileResponse, Http404
 from django_filters import rest_framework as filters
 from rest_framework import serializers, status
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,10 +15,13 @@ from rest_framework.views import APIView
 from apikit.inputs import validated
 from apikit.pagination import PageNumberPagination
 from apikit.policy import AccessLevel, scope_to_containers, visible_containers
+from apikit.uploads import stored_file_response, upload_store
 from apikit.viewsets import ListMixin, RetrieveMixin, TenantScopedViewSet
 from audit.services import audit_changed_fields
 from tests.apikit.toy import services
-from tests.apikit.toy.models import Item, Site
+from tests.apikit.toy.models import Attachment, Item, Site
+
+MAX_ATTACHMENT_BYTES = 64 * 1024
 
 
 class ItemOutput(serializers.ModelSerializer[Item]):
@@ -89,6 +95,82 @@ class ItemViewSet(ListMixin, RetrieveMixin, TenantScopedViewSet):
             item=item, expected_version=self.expected_version(item), actor=request.user
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AttachmentOutput(serializers.ModelSerializer[Attachment]):
+    class Meta:
+        model = Attachment
+        fields = ["id", "content_type", "size", "sha256", "original_name", "created_at"]
+
+
+class AttachmentUploadInput(serializers.Serializer[Any]):
+    file = serializers.FileField()
+
+
+class ItemAttachmentViewSet(TenantScopedViewSet):
+    """Files under an item: upload, list, download; all through the item's scope."""
+
+    model = Attachment
+    parser_classes = (MultiPartParser,)
+    max_body_bytes = MAX_ATTACHMENT_BYTES + 64 * 1024
+    required_permissions = {
+        "list": "toy.view_item",
+        "download": "toy.view_item",
+        "upload": "toy.change_item",
+    }
+
+    def scoped_queryset(self) -> QuerySet[Attachment]:
+        return Attachment.objects.filter(item=self._item())
+
+    def _item(self) -> Item:
+        visible = scope_to_containers(
+            Item.objects.all(), user=self.request.user, container_field="site", container_model=Site
+        )
+        item = (
+            visible.filter(pk=self.kwargs["item_pk"]).first()
+            if _uuid(self.kwargs["item_pk"])
+            else None
+        )
+        if item is None:
+            raise Http404
+        return item
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        rows = self.scoped_queryset().order_by("-id")
+        return Response({"results": AttachmentOutput(rows, many=True).data})
+
+    def upload(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        item = self._item()
+        data = validated(AttachmentUploadInput, request.data)
+        stored = upload_store(
+            upload=data["file"], category="toy-attachments", max_bytes=MAX_ATTACHMENT_BYTES
+        )
+        attachment = Attachment.objects.create(
+            item=item,
+            path=stored.path,
+            content_type=stored.content_type,
+            size=stored.size,
+            sha256=stored.sha256,
+            original_name=stored.original_name,
+            created_by=request.user,
+        )
+        return Response(AttachmentOutput(attachment).data, status=status.HTTP_201_CREATED)
+
+    def download(self, request: Request, *args: Any, **kwargs: Any) -> FileResponse:
+        attachment = self.get_object()
+        return stored_file_response(
+            path=attachment.path,
+            content_type=attachment.content_type,
+            filename=attachment.original_name,
+        )
+
+
+def _uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 class CountedItemViewSet(ListMixin, TenantScopedViewSet):
