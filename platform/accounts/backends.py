@@ -7,7 +7,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
 
-from accounts.roles import permissions_for
+from apikit.policy import permissions_for
 
 
 class RolePermissionBackend(ModelBackend):

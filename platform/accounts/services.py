@@ -8,9 +8,10 @@ from django.db import transaction
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import User
-from accounts.roles import Role, is_staff_role
+from accounts.roles import Role
 from accounts.tokens import TokenPair, refresh_tokens_revoke_all, token_pair_issue
 from apikit.errors import APIError
+from apikit.policy import is_staff_role
 from apikit.request_context import RequestContext
 from audit.models import AuditEvent
 from audit.services import audit_event_record, audit_object_type

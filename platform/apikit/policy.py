@@ -1,9 +1,12 @@
-"""Who may see which rows within a tenant: the one place object scoping is decided.
+"""Who may do what within a tenant: the one policy module.
 
-Model-level rights come from the role matrix (accounts.roles, checked by RolePermission).
-Object-level rights are granted on *container* objects (a Facility, a Farm) at two levels,
-``view`` and ``manage``, with django-guardian; every row under a container inherits them.
-tenant_admin sees every container of its tenant.
+1. The role -> permission matrix (``ROLE_PERMISSIONS``): model-level rights as Django-style
+   ``"<app_label>.<action>_<model>"`` strings, checked by apikit.permissions.RolePermission and by
+   Django admin through accounts.backends.RolePermissionBackend. They live in code, not in
+   per-schema Group rows, so a role means the same in every tenant and changes with a deploy.
+2. Object scoping: rights granted on *container* objects (a Facility, a Farm) at two levels,
+   ``view`` and ``manage``, with django-guardian; every row under a container inherits them.
+   tenant_admin sees every container of its tenant.
 """
 
 from __future__ import annotations
@@ -12,9 +15,85 @@ from enum import StrEnum
 from typing import Any
 
 from django.db.models import Model, QuerySet
-from guardian.shortcuts import assign_perm, get_objects_for_user, remove_perm
 
 from accounts.roles import Role
+
+# --- 1. the role matrix ------------------------------------------------------------------------
+
+
+def _perms(app_label: str, model: str, *actions: str) -> frozenset[str]:
+    return frozenset(f"{app_label}.{action}_{model}" for action in actions)
+
+
+_ALL = ("view", "add", "change", "delete")
+_CLINICAL_MODELS = (
+    "facility",
+    "patient",
+    "appointment",
+    "prescription",
+    "prescriptionitem",
+    "patientdocument",
+    "remindermessage",
+)
+_FARM_MODELS = ("farm", "field", "crop", "planting", "observation", "harvest")
+
+
+def _view_all(app_label: str, models_: tuple[str, ...]) -> frozenset[str]:
+    return frozenset().union(*(_perms(app_label, m, "view") for m in models_))
+
+
+def _everything(app_label: str, models_: tuple[str, ...]) -> frozenset[str]:
+    return frozenset().union(*(_perms(app_label, m, *_ALL) for m in models_))
+
+
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    Role.TENANT_ADMIN: (
+        _perms("accounts", "user", *_ALL)
+        | _everything("clinical", _CLINICAL_MODELS)
+        | _everything("farms", _FARM_MODELS)
+        | _perms("audit", "auditevent", "view")
+        | _perms("sync", "device", *_ALL)
+    ),
+    Role.CLINICIAN: (
+        _view_all("clinical", _CLINICAL_MODELS)
+        | _perms("clinical", "patient", "add", "change")
+        | _perms("clinical", "appointment", "add", "change")
+        | _perms("clinical", "prescription", "add", "change")
+        | _perms("clinical", "prescriptionitem", "add", "change", "delete")
+        | _perms("clinical", "patientdocument", "add")
+    ),
+    Role.NURSE: (
+        _view_all("clinical", _CLINICAL_MODELS)
+        | _perms("clinical", "patient", "add", "change")
+        | _perms("clinical", "appointment", "add", "change")
+        | _perms("clinical", "patientdocument", "add")
+    ),
+    Role.RECEPTIONIST: (
+        _perms("clinical", "facility", "view")
+        | _perms("clinical", "patient", "view", "add", "change")
+        | _perms("clinical", "appointment", "view", "add", "change")
+    ),
+    Role.AGRONOMIST: (_everything("farms", _FARM_MODELS) - _perms("farms", "farm", "delete")),
+    Role.FIELD_AGENT: (
+        _view_all("farms", _FARM_MODELS)
+        | _perms("farms", "observation", "add")
+        | _perms("farms", "harvest", "add")
+        | _perms("sync", "device", "add", "view")
+    ),
+    Role.VIEWER: _view_all("clinical", _CLINICAL_MODELS) | _view_all("farms", _FARM_MODELS),
+}
+
+
+def permissions_for(role: str) -> frozenset[str]:
+    return ROLE_PERMISSIONS.get(role, frozenset())
+
+
+def is_staff_role(role: str) -> bool:
+    """Only tenant admins use the tenant's Django admin."""
+    return role == Role.TENANT_ADMIN
+
+
+# --- 2. object scoping -------------------------------------------------------------------------
 
 
 class AccessLevel(StrEnum):
@@ -36,6 +115,8 @@ def visible_containers(
     """Containers ``user`` holds ``level`` on (``manage`` implies ``view``)."""
     if sees_everything(user):
         return container_model._default_manager.all()
+    from guardian.shortcuts import get_objects_for_user
+
     levels = [AccessLevel.MANAGE] if level == AccessLevel.MANAGE else list(AccessLevel)
     return get_objects_for_user(
         user,
@@ -63,10 +144,14 @@ def scope_to_containers(
 
 
 def container_access_grant(*, user: Any, container: Model, level: AccessLevel) -> None:
+    from guardian.shortcuts import assign_perm
+
     assign_perm(_codename(type(container), level), user, container)
 
 
 def container_access_revoke(*, user: Any, container: Model, level: AccessLevel) -> None:
+    from guardian.shortcuts import remove_perm
+
     remove_perm(_codename(type(container), level), user, container)
 
 

@@ -9,7 +9,8 @@ class ToyConfig(AppConfig):
 
     def ready(self) -> None:
         # Real apps are listed in accounts.roles; the toy app adds itself to the matrix here.
-        from accounts.roles import ROLE_PERMISSIONS, Role
+        from accounts.roles import Role
+        from apikit.policy import ROLE_PERMISSIONS
 
         every = {
             f"toy.{action}_{model}"
