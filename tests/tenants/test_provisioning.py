@@ -231,7 +231,7 @@ def test_stale_template_is_migrated_before_cloning(db: None) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             f"DELETE FROM {template}.django_migrations "
-            "WHERE app = 'tenants' AND name = '0002_default_plans'"
+            "WHERE app = 'tenants' AND name = '0003_postgres_extensions'"
         )
     _provision()
     applied = applied_migrations([template, "t_gamma"])
