@@ -68,8 +68,8 @@ GET_EXECUTOR_FUNCTION = "tenants.migration_executor.get_executor"
 
 MIDDLEWARE = [
     "observability.middleware.HealthCheckMiddleware",
-    "tenants.middleware.TenantRoutingMiddleware",
     "apikit.middleware.RequestGuardMiddleware",
+    "tenants.middleware.TenantRoutingMiddleware",
     "apikit.versioning.VersionLifecycleMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

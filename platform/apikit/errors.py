@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import connections
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, InterfaceError, OperationalError, connections
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -18,6 +20,10 @@ from rest_framework.response import Response
 logger = logging.getLogger(__name__)
 
 SERVER_ERROR_DETAIL = "Something went wrong on our side. It has been logged; try again later."
+UNAVAILABLE_DETAIL = "The service is briefly unavailable; retry in a moment."
+CONFLICT_DETAIL = "The change conflicts with data written at the same time; reload and retry."
+# Lost or refused database connections: the request can be retried once the database is back.
+DatabaseUnavailable = (OperationalError, InterfaceError)
 NOT_FOUND_DETAIL = "Not found."
 
 # Default machine codes per DRF exception, where DRF's own code is not the contract's.
@@ -98,6 +104,23 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
         exc = exceptions.NotFound(NOT_FOUND_DETAIL)
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, DjangoValidationError):
+        # Model-level validation that escaped a serializer is still the client's input.
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
+    elif isinstance(exc, IntegrityError):
+        # A constraint caught what validation could not (usually a concurrent duplicate).
+        logger.warning("integrity error answered as 409: %s", exc)
+        exc = APIError(status=409, code="conflict", detail=CONFLICT_DETAIL)
+    elif isinstance(exc, DatabaseUnavailable):
+        logger.warning("database unavailable: %s", exc)
+        set_rollback()
+        return Response(
+            error_body(status=503, code="service_unavailable", detail=UNAVAILABLE_DETAIL),
+            status=503,
+            headers={"Retry-After": "1"},
+        )
 
     if not isinstance(exc, exceptions.APIException):
         request = context.get("request")
@@ -161,5 +184,10 @@ def json_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def json_server_error(request: HttpRequest) -> HttpResponse:
-    """handler500: never a stack trace."""
+    """handler500: never a stack trace. Runs inside Django's ``except`` block, so a database
+    outage outside DRF (e.g. in tenant routing) still answers 503 rather than 500."""
+    if isinstance(sys.exc_info()[1], DatabaseUnavailable):
+        response = error_response(status=503, code="service_unavailable", detail=UNAVAILABLE_DETAIL)
+        response["Retry-After"] = "1"
+        return response
     return error_response(status=500, code="server_error", detail=SERVER_ERROR_DETAIL)

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from rest_framework.test import APIClient
 
 from tests.apikit.conftest import ITEM_ID, ToyWorld
 from tests.conftest import TenantWorld, login
@@ -145,3 +146,41 @@ def test_unhandled_exception_is_500_without_internals(
     assert "Traceback" not in response.content.decode()
     assert str(error["detail"]).startswith("Something went wrong")
     assert any("boom" in record.getMessage() or record.exc_info for record in caplog.records)
+
+
+def test_database_outage_is_503_with_retry_after(toy_alpha: ToyWorld) -> None:
+    response = login(toy_alpha.world).get("/api/v1/toy/db-down/")
+    _assert_envelope(response, 503, "service_unavailable")
+    assert response["Retry-After"] == "1"
+    assert "127.0.0.1" not in response.content.decode()
+
+
+def test_database_outage_outside_drf_is_503_too() -> None:
+    from django.db import OperationalError
+    from django.test import RequestFactory
+
+    from apikit.errors import json_server_error
+
+    try:
+        raise OperationalError("server closed the connection unexpectedly")
+    except OperationalError:
+        response = json_server_error(RequestFactory().get("/"))
+    assert response.status_code == 503
+    plain = json_server_error(RequestFactory().get("/"))
+    assert plain.status_code == 500
+
+
+def test_constraint_violation_is_409_and_model_validation_is_400(toy_alpha: ToyWorld) -> None:
+    client = login(toy_alpha.world)
+    _assert_envelope(client.get("/api/v1/toy/integrity/"), 409, "conflict")
+    error = _assert_envelope(client.get("/api/v1/toy/model-validation/"), 400, "validation_error")
+    assert error["fields"] == {"ends_at": ["Must be after starts_at."]}
+
+
+def test_every_response_carries_a_request_id(alpha: TenantWorld) -> None:
+    supplied = alpha.client().get("/api/v1/auth/me/", HTTP_X_REQUEST_ID="abc-123-def-456")
+    assert supplied["X-Request-ID"] == "abc-123-def-456"
+    unknown_host = APIClient(HTTP_HOST="nobody.verdant.test").get("/api/v1/auth/me/")
+    assert len(unknown_host["X-Request-ID"]) == 32
+    forged = alpha.client().get("/api/v1/auth/me/", HTTP_X_REQUEST_ID="<script>")
+    assert forged["X-Request-ID"] != "<script>"

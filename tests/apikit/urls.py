@@ -23,6 +23,9 @@ urlpatterns = [
     ),
     path("api/<str:version>/", include(router.urls)),
     path("api/<str:version>/toy/explode/", views.ExplodingView.as_view()),
+    path("api/<str:version>/toy/db-down/", views.DatabaseDownView.as_view()),
+    path("api/<str:version>/toy/integrity/", views.IntegrityView.as_view()),
+    path("api/<str:version>/toy/model-validation/", views.ModelValidationView.as_view()),
     *tenant_urlpatterns,
 ]
 

@@ -3,6 +3,8 @@
 import uuid
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, OperationalError
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404
 from django_filters import rest_framework as filters
@@ -188,3 +190,20 @@ class CountedItemViewSet(ListMixin, TenantScopedViewSet):
 class ExplodingView(APIView):
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         raise RuntimeError("boom: secret connection string postgres://user:pw@db")
+
+
+class DatabaseDownView(APIView):
+    """Stands in for any view whose database connection is refused mid-request."""
+
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        raise OperationalError("connection to server at 127.0.0.1 refused")
+
+
+class IntegrityView(APIView):
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        raise IntegrityError('duplicate key value violates unique constraint "x"')
+
+
+class ModelValidationView(APIView):
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        raise DjangoValidationError({"ends_at": ["Must be after starts_at."]})
