@@ -1,1 +1,238 @@
-"""Clinical domain models (facilities, patients, appointments, prescriptions, documents)."""
+"""Clinical domain models: facilities, patients, appointments, prescriptions, documents.
+
+Every model is a ``TenantModel`` (UUIDv7 key, timestamps, created_by / updated_by, ``version``
+for optimistic locking, soft delete). A Facility is the container that access is granted on; every
+other row is scoped through the facility it belongs to.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import ClassVar
+
+from django.conf import settings
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import DateTimeRangeField, RangeOperators
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Func, Q
+
+from apikit.models import TenantModel
+
+FACILITY_TIMEZONE_INVALID = "{value!r} is not an IANA time zone name (e.g. Europe/Berlin)."
+
+
+def validate_timezone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(FACILITY_TIMEZONE_INVALID.format(value=value))
+
+
+class Facility(TenantModel):
+    """A clinic site. Users are granted ``view`` or ``manage`` on facilities (guardian), and see
+    the patients, appointments and prescriptions of the facilities they may view."""
+
+    name = models.CharField(max_length=200)
+    code = models.CharField(max_length=32, unique=True)
+    # Appointment times are shown and validated in this zone (opening hours, reminders).
+    timezone = models.CharField(max_length=64, validators=[validate_timezone])
+    address = models.TextField(blank=True)
+    phone = models.CharField(max_length=20, blank=True)
+
+    class Meta:
+        verbose_name_plural = "facilities"
+        permissions = [("manage_facility", "Can manage the facility and everything under it")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
+class Sex(models.TextChoices):
+    FEMALE = "female", "Female"
+    MALE = "male", "Male"
+    OTHER = "other", "Other"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class Patient(TenantModel):
+    audit_reads: ClassVar[bool] = True
+
+    # Unique per tenant: each tenant has its own schema, so a plain unique column is enough.
+    mrn = models.CharField("MRN", max_length=32, unique=True)
+    given_name = models.CharField(max_length=100)
+    family_name = models.CharField(max_length=100)
+    birth_date = models.DateField()
+    sex = models.CharField(max_length=10, choices=Sex.choices, default=Sex.UNKNOWN)
+    # E.164 (+4915112345678), normalised by the service with phonenumbers; blank when unknown.
+    phone = models.CharField(max_length=20, blank=True, db_index=True)
+    sms_opt_in = models.BooleanField(default=False)
+    facility = models.ForeignKey(Facility, on_delete=models.PROTECT, related_name="patients")
+    assigned_clinician = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assigned_patients",
+    )
+    visit_count = models.PositiveIntegerField(default=0, editable=False)
+    # Computed by PostgreSQL itself, so bulk_create, update() and sync pushes cannot leave it
+    # stale. 'simple' config: names are not words of any one language (no stemming).
+    search_vector = models.GeneratedField(
+        expression=SearchVector("mrn", "given_name", "family_name", "phone", config="simple"),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
+
+    class Meta:
+        indexes = [
+            GinIndex(fields=["search_vector"], name="clinical_patient_search_gin"),
+            models.Index(fields=["family_name", "given_name"], name="clinical_patient_name_idx"),
+            models.Index(fields=["facility", "-id"], name="clinical_patient_facility_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.family_name}, {self.given_name} ({self.mrn})"
+
+
+class AppointmentStatus(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    CHECKED_IN = "checked_in", "Checked in"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+    NO_SHOW = "no_show", "No show"
+
+
+class TsTzRange(Func):
+    function = "TSTZRANGE"
+    output_field = DateTimeRangeField()
+
+
+class Appointment(TenantModel):
+    audit_reads: ClassVar[bool] = True
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="appointments")
+    clinician = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="appointments"
+    )
+    facility = models.ForeignKey(Facility, on_delete=models.PROTECT, related_name="appointments")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    status = models.CharField(
+        max_length=12, choices=AppointmentStatus.choices, default=AppointmentStatus.SCHEDULED
+    )
+    reason = models.CharField(max_length=500, blank=True)
+    checked_in_at = models.DateTimeField(null=True, blank=True, editable=False)
+    completed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    cancelled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    cancellation_reason = models.CharField(max_length=500, blank=True)
+    # Reminders (SMS) are built later; the outbox will key on these. Services keep them current.
+    reminder_due_at = models.DateTimeField(null=True, blank=True, editable=False)
+    reminder_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_at__gt=models.F("starts_at")),
+                name="clinical_appointment_ends_after_start",
+            ),
+            # No double booking, enforced by PostgreSQL (btree_gist, created in public) so races,
+            # bulk writes and offline pushes cannot get round it. '[)' ranges: back-to-back
+            # appointments (10:00-10:30, 10:30-11:00) do not overlap.
+            ExclusionConstraint(
+                name="clinical_appointment_no_double_booking",
+                expressions=[
+                    ("clinician", RangeOperators.EQUAL),
+                    (TsTzRange("starts_at", "ends_at"), RangeOperators.OVERLAPS),
+                ],
+                condition=Q(archived_at__isnull=True) & ~Q(status="cancelled"),
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["facility", "starts_at"], name="clinical_appt_facility_start"),
+            models.Index(fields=["patient", "starts_at"], name="clinical_appt_patient_start"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient_id} @ {self.starts_at:%Y-%m-%d %H:%M}"
+
+
+class PrescriptionStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Prescription(TenantModel):
+    audit_reads: ClassVar[bool] = True
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="prescriptions")
+    prescriber = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="prescriptions"
+    )
+    appointment = models.ForeignKey(
+        Appointment,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="prescriptions",
+    )
+    status = models.CharField(
+        max_length=12, choices=PrescriptionStatus.choices, default=PrescriptionStatus.ACTIVE
+    )
+    notes = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"Prescription {self.pk}"
+
+
+class Route(models.TextChoices):
+    ORAL = "oral", "Oral"
+    SUBLINGUAL = "sublingual", "Sublingual"
+    TOPICAL = "topical", "Topical"
+    INHALED = "inhaled", "Inhaled"
+    INTRAVENOUS = "intravenous", "Intravenous"
+    INTRAMUSCULAR = "intramuscular", "Intramuscular"
+    SUBCUTANEOUS = "subcutaneous", "Subcutaneous"
+    RECTAL = "rectal", "Rectal"
+    OTHER = "other", "Other"
+
+
+class PrescriptionItem(TenantModel):
+    audit_reads: ClassVar[bool] = True
+
+    prescription = models.ForeignKey(Prescription, on_delete=models.CASCADE, related_name="items")
+    position = models.PositiveSmallIntegerField(default=0)
+    medication = models.CharField(max_length=200)
+    dose = models.CharField(max_length=100)
+    route = models.CharField(max_length=16, choices=Route.choices)
+    frequency = models.CharField(max_length=100)
+    duration_days = models.PositiveIntegerField()
+    quantity = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(duration_days__gte=1) & Q(quantity__gte=1),
+                name="clinical_prescriptionitem_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.medication} {self.dose}"
+
+
+class PatientDocument(TenantModel):
+    audit_reads: ClassVar[bool] = True
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="documents")
+    title = models.CharField(max_length=200, blank=True)
+    path = models.CharField(max_length=300, editable=False)
+    content_type = models.CharField(max_length=100, editable=False)
+    size = models.PositiveBigIntegerField(editable=False)
+    sha256 = models.CharField(max_length=64, editable=False)
+    original_name = models.CharField(max_length=200, editable=False)
+
+    def __str__(self) -> str:
+        return self.title or self.original_name

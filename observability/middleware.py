@@ -1,5 +1,13 @@
-"""Answers /healthz and /readyz on any host, before tenant routing (no tenant lookup, no auth)."""
+"""Answers /healthz and /readyz on any host, before tenant routing (no tenant lookup, no auth),
+and writes one log line per request.
 
+This is the first middleware of settings.MIDDLEWARE (only the tracing middleware, when tracing
+is on, wraps it), so the request line sees everything: the tenant routing chose, the request id
+RequestGuardMiddleware assigned, the route the URL resolver matched and the final status.
+"""
+
+import logging
+import time
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -7,6 +15,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from apikit.errors import error_body
 from apikit.tenancy import activate_public
 from observability.health import run_readiness_checks
+from observability.logs import REQUEST_LOGGER, bind_request
+from observability.tracing import resolved_user
+
+request_logger = logging.getLogger(REQUEST_LOGGER)
+
+UNMATCHED_ROUTE = "<unmatched>"
 
 
 class HealthCheckMiddleware:
@@ -29,4 +43,41 @@ class HealthCheckMiddleware:
                 body["checks"] = checks
                 return JsonResponse(body, status=503)
             return JsonResponse({"status": "ok", "checks": checks})
-        return self.get_response(request)
+        started = time.perf_counter()
+        with bind_request(request):
+            response = self.get_response(request)
+            log_request(request, response, duration_seconds=time.perf_counter() - started)
+        return response
+
+
+def route_template(request: HttpRequest) -> str:
+    """The matched URL pattern (``/api/<str:version>/users/<str:pk>/``), never the raw path:
+    paths hold ids and the route groups requests for dashboards."""
+    match = getattr(request, "resolver_match", None)
+    route = getattr(match, "route", None)
+    if not route:
+        return UNMATCHED_ROUTE
+    # Router (regex) routes carry their anchors: "users/$" reads better as "users/".
+    return "/" + str(route).replace("^", "").replace("$", "")
+
+
+def log_request(request: HttpRequest, response: HttpResponse, *, duration_seconds: float) -> None:
+    """One line per request: method, route template, status, duration, the user's id."""
+    if not request_logger.isEnabledFor(logging.INFO):
+        return
+    route = route_template(request)
+    user = resolved_user(request)
+    duration_ms = round(duration_seconds * 1000, 2)
+    request_logger.info(
+        "%s %s %s",
+        request.method,
+        route,
+        response.status_code,
+        extra={
+            "method": request.method,
+            "route": route,
+            "status": response.status_code,
+            "duration_ms": duration_ms,
+            "user_id": str(user.pk) if user is not None else "",
+        },
+    )

@@ -200,6 +200,12 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
+    # Several resources have a "status"; name each choice set after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "AppointmentStatusEnum": "clinical.models.AppointmentStatus",
+        "PrescriptionStatusEnum": "clinical.models.PrescriptionStatus",
+        "PlantingStatusEnum": "farms.models.Planting.Status",
+    },
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=10 * 1024 * 1024)
 # Default ceiling on request bodies; views raise it with a ``max_body_bytes`` class attribute.
@@ -243,11 +249,40 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
+# --- observability (issue 8: logs and tracing; docs/observability.md) -------------------------------
+# Tracing is configured from the standard OTEL_* variables by observability.tracing, called from
+# settings/wsgi.py and Celery's worker_process_init; it is off unless an OTLP endpoint is set.
+# These name the service in every span (OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME override).
+DEPLOYMENT_ENVIRONMENT = env_str("DEPLOYMENT_ENVIRONMENT", "development")
+SERVICE_VERSION = env_str("SERVICE_VERSION", "")
+# "json" (one object per line, for collectors) or "plain" (for reading in a terminal).
+LOG_FORMAT = env_str("LOG_FORMAT", "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        # Order matters: context first, then exceptions onto the span, then redaction.
+        "context": {"()": "observability.logs.LogContextFilter"},
+        "span_errors": {"()": "observability.logs.SpanErrorFilter"},
+        "redact": {"()": "observability.logs.RedactingFilter"},
+    },
+    "formatters": {
+        "json": {"()": "observability.logs.VerdantJsonFormatter"},
+        "plain": {
+            "format": "%(asctime)s %(levelname)s %(name)s [%(tenant)s %(request_id)s "
+            "%(trace_id)s] %(message)s"
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain" if LOG_FORMAT == "plain" else "json",
+            "filters": ["context", "span_errors", "redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+# Celery keeps the logging configured above instead of installing its own plain-text handler.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# --- end observability --------------------------------------------------------------------------------

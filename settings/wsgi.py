@@ -7,4 +7,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.production")
 
 from django.core.wsgi import get_wsgi_application
 
+from observability.tracing import configure_tracing
+
+# Before the application loads its middleware (the tracing middleware must be the outermost),
+# and in the process that serves: gunicorn imports this module in each worker after forking.
+configure_tracing(component="web")
+
 application = get_wsgi_application()

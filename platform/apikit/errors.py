@@ -1,6 +1,8 @@
 """The one error shape every 4xx/5xx answer uses (DESIGN.md section 5):
 
 {"error": {"status": 400, "code": "validation_error", "detail": "...", "fields": {...}}}
+
+plus ``"trace_id"`` when the request's span is being recorded (tracing on and sampled).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from django.db import IntegrityError, InterfaceError, OperationalError, connecti
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
+
+from observability.tracing import recording_trace_id
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +58,10 @@ def error_body(
     error: dict[str, Any] = {"status": status, "code": code, "detail": detail}
     if fields is not None:
         error["fields"] = fields
+    # The id of the trace being recorded, so a user's report leads straight to it ("" when off).
+    trace_id = recording_trace_id()
+    if trace_id:
+        error["trace_id"] = trace_id
     return {"error": error}
 
 

@@ -57,10 +57,12 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Role.CLINICIAN: (
         _view_all("clinical", _CLINICAL_MODELS)
         | _perms("clinical", "patient", "add", "change")
-        | _perms("clinical", "appointment", "add", "change")
-        | _perms("clinical", "prescription", "add", "change")
+        # delete = archive (soft) a booking, prescription or document entered in error; hard
+        # deletes stay tenant_admin-only (checked by the clinical views).
+        | _perms("clinical", "appointment", "add", "change", "delete")
+        | _perms("clinical", "prescription", "add", "change", "delete")
         | _perms("clinical", "prescriptionitem", "add", "change", "delete")
-        | _perms("clinical", "patientdocument", "add")
+        | _perms("clinical", "patientdocument", "add", "delete")
     ),
     Role.NURSE: (
         _view_all("clinical", _CLINICAL_MODELS)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.http import HttpRequest
 
+from observability.tracing import current_trace_id
+
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
 
@@ -53,5 +55,5 @@ def request_context(request: HttpRequest) -> RequestContext:
         ip=client_ip(request),
         user_agent=request.headers.get("User-Agent", "")[:400],
         request_id=getattr(request, "request_id", "") or request_id_for(request),
-        trace_id=getattr(request, "trace_id", ""),
+        trace_id=getattr(request, "trace_id", "") or current_trace_id(),
     )

@@ -2,6 +2,7 @@ import os
 from typing import Any
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django_tenants.utils import tenant_context
 
@@ -11,6 +12,8 @@ from accounts.services import user_create
 from tenants.models import Tenant
 from tenants.services import tenant_host, tenant_provision
 
+# Idempotent commands filling each demo tenant with realistic data to explore.
+DEMO_SEEDERS = {Tenant.Kind.CLINIC: "seed_clinic_demo", Tenant.Kind.FARM: "seed_farm_demo"}
 DEMO_USERS = {
     Tenant.Kind.CLINIC: [
         ("clinician", Role.CLINICIAN),
@@ -52,6 +55,7 @@ class Command(BaseCommand):
                     email = f"{local_part}@{slug}.test"
                     if not User.objects.filter(email=email).exists():
                         user_create(email=email, role=role, password=password, is_active=True)
+            call_command(DEMO_SEEDERS[kind], "--tenant", slug, stdout=self.stdout)
             url = f"http://{tenant_host(slug)}:{options['port']}"
             logins = [f"admin@{slug}.test (tenant_admin)"] + [
                 f"{local_part}@{slug}.test ({role})" for local_part, role in DEMO_USERS[kind]

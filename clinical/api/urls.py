@@ -1,0 +1,37 @@
+"""Routes under /api/<version>/clinical/."""
+
+from django.urls import include, path
+from rest_framework.routers import SimpleRouter
+
+from clinical.api import views
+
+router = SimpleRouter()
+router.register("facilities", views.FacilityViewSet, basename="clinical-facility")
+router.register("patients", views.PatientViewSet, basename="clinical-patient")
+router.register("appointments", views.AppointmentViewSet, basename="clinical-appointment")
+router.register("prescriptions", views.PrescriptionViewSet, basename="clinical-prescription")
+
+documents = views.PatientDocumentViewSet
+urlpatterns = [
+    path(
+        "fhir/export/",
+        views.FhirExportViewSet.as_view({"get": "export"}),
+        name="clinical-fhir-export",
+    ),
+    path(
+        "patients/<str:patient_pk>/documents/",
+        documents.as_view({"get": "list", "post": "upload"}),
+        name="clinical-patient-documents",
+    ),
+    path(
+        "patients/<str:patient_pk>/documents/<str:pk>/",
+        documents.as_view({"delete": "destroy"}),
+        name="clinical-patient-document",
+    ),
+    path(
+        "patients/<str:patient_pk>/documents/<str:pk>/download/",
+        documents.as_view({"get": "download"}),
+        name="clinical-patient-document-download",
+    ),
+    path("", include(router.urls)),
+]

@@ -1,0 +1,489 @@
+"""GET /api/v1/clinical/patients/?page_size=50 (nested facility and clinician) over 10,000
+patients, served by gunicorn, side by side in one run against:
+
+  (a) naive: the plain recipe from the seeds, a DRF ModelViewSet with a nested ModelSerializer and
+      select_related, no other optimisation (same authentication, throttles and pagination);
+  (b) floor: a bare Django view running the same SQL with a raw cursor and returning orjson bytes.
+
+Targets (issue 4): >= 1.5x the throughput of (a), >= 0.5x of (b), and a query count per request
+that does not depend on the page size.
+
+    python -m tests.benchmarks.bench_patient_list --output result.json
+
+This module is also the gunicorn application (``application``) and the URLconf of that server
+(``urlpatterns``, resolved lazily, after Django is set up): the real tenant routes plus the two
+comparison endpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from tests.benchmarks.common import (
+    ROOT,
+    Result,
+    bench_database,
+    django_setup,
+    migrate_public_schema,
+    output_path,
+    pass_fail,
+    say,
+    summarize,
+)
+
+PATIENTS = 10_000
+FACILITIES = 4
+CLINICIANS = 20
+PAGE_SIZE = 50
+WORKERS = 2  # gunicorn sync workers: one per core of the reference machine
+CLIENT_THREADS = 4
+ROUND_SECONDS = 6.0
+ROUNDS = 3
+SPEEDUP_TARGET = 1.5
+FLOOR_TARGET = 0.5
+SLUG = "benchclinic"
+PASSWORD = "Quartz-Lantern-4417"
+VARIANTS = {
+    "verdant": "/api/v1/clinical/patients/",
+    "naive": "/bench/naive/patients/",
+    "floor": "/bench/floor/patients/",
+}
+
+
+# --- the server side: comparison endpoints, URLconf and WSGI application -------------------------
+
+
+def _naive_viewset() -> Any:
+    """The seeds' recipe: ModelViewSet + nested ModelSerializer + select_related."""
+    from rest_framework import serializers, viewsets
+
+    from accounts.models import User
+    from clinical.models import Facility, Patient
+
+    class FacilitySerializer(serializers.ModelSerializer):
+        class Meta:
+            model = Facility
+            fields = ["id", "code", "name"]
+
+    class ClinicianSerializer(serializers.ModelSerializer):
+        class Meta:
+            model = User
+            fields = ["id", "full_name"]
+
+    class PatientSerializer(serializers.ModelSerializer):
+        facility = FacilitySerializer()
+        assigned_clinician = ClinicianSerializer(allow_null=True)
+
+        class Meta:
+            model = Patient
+            fields = [
+                "id",
+                "mrn",
+                "given_name",
+                "family_name",
+                "birth_date",
+                "sex",
+                "phone",
+                "sms_opt_in",
+                "visit_count",
+                "facility",
+                "assigned_clinician",
+                "version",
+                "updated_at",
+            ]
+
+    class NaivePatientViewSet(viewsets.ModelViewSet):  # noqa: TID251  (the baseline on purpose)
+        serializer_class = PatientSerializer
+        ordering = "-id"
+
+        def get_queryset(self) -> Any:
+            return Patient.objects.select_related("facility", "assigned_clinician")
+
+    return NaivePatientViewSet
+
+
+_FLOOR_SQL = """
+SELECT p.id, p.mrn, p.given_name, p.family_name, p.birth_date, p.sex, p.phone, p.sms_opt_in,
+       p.visit_count, p.version, p.updated_at, f.id, f.code, f.name, u.id, u.full_name
+FROM clinical_patient p
+JOIN clinical_facility f ON f.id = p.facility_id
+LEFT JOIN accounts_user u ON u.id = p.assigned_clinician_id
+WHERE p.archived_at IS NULL
+ORDER BY p.id DESC
+LIMIT %s
+"""
+
+
+def floor_view(request: Any) -> Any:
+    """The floor: the same join and page, a raw cursor, orjson bytes. No auth, no DRF."""
+    import orjson
+    from django.db import connection
+    from django.http import HttpResponse
+
+    size = min(int(request.GET.get("page_size", PAGE_SIZE)), 200)
+    with connection.cursor() as cursor:
+        cursor.execute(_FLOOR_SQL, [size + 1])
+        rows = cursor.fetchall()
+    results = [
+        {
+            "id": str(r[0]),
+            "mrn": r[1],
+            "given_name": r[2],
+            "family_name": r[3],
+            "birth_date": r[4].isoformat(),
+            "sex": r[5],
+            "phone": r[6],
+            "sms_opt_in": r[7],
+            "visit_count": r[8],
+            "facility": {"id": str(r[11]), "code": r[12], "name": r[13]},
+            "assigned_clinician": {"id": str(r[14]), "full_name": r[15]} if r[14] else None,
+            "version": r[9],
+            "updated_at": r[10].strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        }
+        for r in rows[:size]
+    ]
+    body = {"results": results, "next": None, "previous": None}
+    return HttpResponse(orjson.dumps(body), content_type="application/json")
+
+
+def _urlpatterns() -> list[Any]:
+    from django.urls import path
+
+    from settings.urls import urlpatterns as tenant_urlpatterns
+
+    naive = _naive_viewset()
+    return [
+        path("bench/naive/patients/", naive.as_view({"get": "list"})),
+        path("bench/floor/patients/", floor_view),
+        *tenant_urlpatterns,
+    ]
+
+
+_LAZY: dict[str, Any] = {}
+
+
+def __getattr__(name: str) -> Any:
+    """``urlpatterns`` and ``application`` are built on first use, after Django is set up (this
+    module is imported by run.py before any settings exist)."""
+    if name == "urlpatterns":
+        if "urlpatterns" not in _LAZY:
+            _LAZY["urlpatterns"] = _urlpatterns()
+        return _LAZY["urlpatterns"]
+    if name == "application":
+        if "application" not in _LAZY:
+            _LAZY["application"] = _application()
+        return _LAZY["application"]
+    if name in {"handler404", "handler500"}:
+        import settings.urls
+
+        return getattr(settings.urls, name)
+    raise AttributeError(name)
+
+
+def _application() -> Any:
+    import django
+    from django.conf import settings
+
+    import settings as _bootstrap  # noqa: F401  (platform/ on sys.path)
+
+    django.setup()
+    settings.ROOT_URLCONF = __name__
+    from django.core.wsgi import get_wsgi_application
+
+    return get_wsgi_application()
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+def seed() -> None:
+    from django_tenants.utils import tenant_context
+
+    from accounts.models import User
+    from accounts.roles import Role
+    from clinical.models import Facility, Patient
+    from tenants.models import Plan
+    from tenants.services import tenant_provision
+
+    tenant = tenant_provision(
+        slug=SLUG,
+        name="Bench clinic",
+        kind="clinic",
+        admin_email=f"admin@{SLUG}.test",
+        admin_password=PASSWORD,
+    ).tenant
+    # Throttles stay on (every variant pays their Redis round trip) but must not refuse.
+    Plan.objects.filter(pk=tenant.plan_id).update(
+        requests_per_minute=10**9, user_burst_per_minute=10**9, user_sustained_per_day=10**9
+    )
+    rng = random.Random(4)  # noqa: S311  (bench data)
+    with tenant_context(tenant):
+        facilities = [
+            Facility.objects.create(name=f"Clinic {i}", code=f"C{i}", timezone="Europe/Berlin")
+            for i in range(FACILITIES)
+        ]
+        clinicians = [
+            User.objects.create(
+                email=f"doc{i}@{SLUG}.test",
+                role=Role.CLINICIAN,
+                is_active=True,
+                full_name=f"Dr. Bench {i}",
+            )
+            for i in range(CLINICIANS)
+        ]
+        Patient.objects.bulk_create(
+            (
+                Patient(
+                    mrn=f"B-{i:06d}",
+                    given_name=rng.choice(["Ada", "Grace", "Alan", "Mary", "Omar", "Yuki"]),
+                    family_name=rng.choice(["Lovelace", "Hopper", "Turing", "Seacole", "Haddad"]),
+                    birth_date=date(1940, 1, 1) + timedelta(days=rng.randrange(30_000)),
+                    sex=rng.choice(["female", "male", "other", "unknown"]),
+                    phone=f"+49151{rng.randrange(10**7, 10**8)}",
+                    facility=facilities[i % FACILITIES],
+                    assigned_clinician=clinicians[i % CLINICIANS] if i % 7 else None,
+                )
+                for i in range(PATIENTS)
+            ),
+            batch_size=2000,
+        )
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f'ANALYZE "t_{SLUG}".clinical_patient')
+
+
+def query_counts(host: str) -> dict[int, int]:
+    """Queries per request of the real endpoint at several page sizes (in-process)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from rest_framework.test import APIClient
+
+    client = APIClient(HTTP_HOST=host)
+    token = client.post(
+        "/api/v1/auth/token/",
+        {"email": f"admin@{SLUG}.test", "password": PASSWORD},
+        format="json",
+    ).json()["access"]
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    counts: dict[int, int] = {}
+    for size in (10, 50, 200):
+        client.get(VARIANTS["verdant"], {"page_size": size})
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(VARIANTS["verdant"], {"page_size": size})
+        assert response.status_code == 200
+        assert len(response.json()["results"]) == size
+        counts[size] = len(captured.captured_queries)
+    return counts
+
+
+# --- the load ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def gunicorn(port: int, log: Path) -> Iterator[None]:
+    env = os.environ.copy()
+    env.update(DJANGO_SETTINGS_MODULE="settings.dev", DEBUG="false", LOG_LEVEL="WARNING")
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "tests.benchmarks.bench_patient_list:application",
+        "--workers",
+        str(WORKERS),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--worker-class",
+        "sync",
+        "--log-level",
+        "warning",
+    ]
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection(("127.0.0.1", port), 0.2),
+                ):
+                    break
+                time.sleep(0.2)
+            else:
+                raise RuntimeError(f"gunicorn did not start; see {log}")
+            yield
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def request_once(port: int, host: str, path: str, token: str) -> tuple[int, float]:
+    started = time.perf_counter()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request(
+            "GET",
+            f"{path}?page_size={PAGE_SIZE}",
+            headers={"Host": host, "Authorization": f"Bearer {token}"},
+        )
+        response = connection.getresponse()
+        response.read()
+        return response.status, time.perf_counter() - started
+    finally:
+        connection.close()
+
+
+def load(port: int, host: str, path: str, token: str, seconds: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def worker() -> None:
+        nonlocal errors
+        while time.monotonic() < stop:
+            status, elapsed = request_once(port, host, path, token)
+            with lock:
+                if status == 200:
+                    latencies.append(elapsed)
+                else:
+                    errors += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(CLIENT_THREADS)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    return {"requests": len(latencies), "errors": errors, "seconds": wall, "latencies": latencies}
+
+
+def token_for(port: int, host: str) -> str:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    body = json.dumps({"email": f"admin@{SLUG}.test", "password": PASSWORD})
+    connection.request(
+        "POST",
+        "/api/v1/auth/token/",
+        body=body,
+        headers={"Host": host, "Content-Type": "application/json"},
+    )
+    response = connection.getresponse()
+    data = json.loads(response.read())
+    connection.close()
+    return str(data["access"])
+
+
+def main() -> int:
+    output = output_path(__doc__ or "")
+    result = Result(benchmark="patient_list", details={})
+    with bench_database("patient_list"):
+        os.environ.setdefault("DEBUG", "false")
+        django_setup("settings.dev")
+        from tenants.services import template_schema_ensure, tenant_host
+
+        say("migrating, provisioning the bench tenant and 10,000 patients (not timed)")
+        migrate_public_schema()
+        template_schema_ensure()
+        seed()
+        host = tenant_host(SLUG)
+        counts = query_counts(host)
+        say(f"queries per request by page size: {counts}")
+        from django.db import connections
+
+        connections.close_all()
+        port = free_port()
+        log = output.with_suffix(".gunicorn.log")
+        samples: dict[str, dict[str, Any]] = {
+            name: {"requests": 0, "errors": 0, "seconds": 0.0, "latencies": []} for name in VARIANTS
+        }
+        with gunicorn(port, log):
+            token = token_for(port, host)
+            for name, path in VARIANTS.items():  # warm every worker and cache
+                for _ in range(20):
+                    status, _ = request_once(port, host, path, token)
+                    if status != 200:
+                        raise RuntimeError(f"{name}: HTTP {status} on warm-up")
+            for round_index in range(ROUNDS):
+                order = list(VARIANTS) if round_index % 2 == 0 else list(reversed(VARIANTS))
+                for name in order:
+                    got = load(port, host, VARIANTS[name], token, ROUND_SECONDS)
+                    for key in ("requests", "errors", "seconds"):
+                        samples[name][key] += got[key]
+                    samples[name]["latencies"].extend(got["latencies"])
+                    say(
+                        f"round {round_index + 1}/{ROUNDS} {name}: "
+                        f"{got['requests'] / got['seconds']:.1f} req/s, {got['errors']} errors"
+                    )
+    throughput = {name: s["requests"] / s["seconds"] for name, s in samples.items()}
+    for name, s in samples.items():
+        latency = summarize(s["latencies"])
+        result.add(f"{name}: throughput", throughput[name], "req/s")
+        result.add(f"{name}: p50 latency", latency.p50 * 1000, "ms")
+        result.add(f"{name}: p95 latency", latency.p95 * 1000, "ms")
+        result.add(
+            f"{name}: errors",
+            s["errors"],
+            "requests",
+            target="0",
+            status=pass_fail(s["errors"] == 0),
+        )
+    versus_naive = throughput["verdant"] / throughput["naive"]
+    versus_floor = throughput["verdant"] / throughput["floor"]
+    result.add(
+        "verdant / naive throughput",
+        versus_naive,
+        "x",
+        target=f">= {SPEEDUP_TARGET}x",
+        status=pass_fail(versus_naive >= SPEEDUP_TARGET),
+    )
+    result.add(
+        "verdant / floor throughput",
+        versus_floor,
+        "x",
+        target=f">= {FLOOR_TARGET}x",
+        status=pass_fail(versus_floor >= FLOOR_TARGET),
+    )
+    constant = len(set(counts.values())) == 1
+    for size, count in counts.items():
+        result.add(
+            f"queries per request, page_size={size}",
+            count,
+            "queries",
+            target="same for every page size",
+            status=pass_fail(constant),
+        )
+    result.details = {
+        "patients": PATIENTS,
+        "page_size": PAGE_SIZE,
+        "gunicorn_workers": WORKERS,
+        "client_threads": CLIENT_THREADS,
+        "rounds": ROUNDS,
+        "round_seconds": ROUND_SECONDS,
+        "query_counts": counts,
+    }
+    result.write(output)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

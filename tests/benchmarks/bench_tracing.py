@@ -1,0 +1,289 @@
+"""Tracing overhead: throughput of a tenant list endpoint with tracing off, on (exporting over
+OTLP/HTTP to a local receiver), and in an uninstrumented build (configure_tracing never called).
+
+    make bench BENCH_ARGS=tracing
+
+Each measurement runs in a fresh process (tracing is process-wide), through the WSGI entry point
+(settings/wsgi.py) and the whole middleware stack, with Django's test client as the caller: no
+network, so what is measured is the server's own work. Modes alternate round by round so drift
+in the machine's load hits all of them alike; the figure per mode is the median of its rounds.
+
+The endpoint is /api/v1/clinical/patients/ when the clinical app serves it, else
+/api/v1/users/ (a cursor-paginated tenant list with authentication, role check and throttle,
+the same path a patient list takes). Either way 50 rows are listed per request.
+
+Two throughputs per run: wall-clock requests per second, and requests per CPU second of the
+serving process (all its threads, the exporter's included). On a shared machine the wall figure
+swings with other processes' load; the CPU figure counts only the work tracing can add, so the
+targets are judged on it, paired round by round.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+from tests.benchmarks.common import (
+    Result,
+    bench_database,
+    django_setup,
+    migrate_public_schema,
+    output_path,
+    pass_fail,
+    say,
+)
+
+SETTINGS = "settings.test"
+SLUG = "bench-tracing"
+HOST = f"{SLUG}.verdant.test"
+ADMIN_EMAIL = "admin@bench-tracing.example"
+ADMIN_PASSWORD = "bench-Password-1"
+PLAN = "bench-unthrottled"
+ROWS = 50
+ROUNDS = int(os.environ.get("BENCH_TRACING_ROUNDS", "7"))
+SECONDS = float(os.environ.get("BENCH_TRACING_SECONDS", "4"))
+WARMUP_REQUESTS = 30
+MODES = ("uninstrumented", "off", "on")
+MAX_LOSS_ON = 0.10  # the issue's target: tracing on costs at most 10 % of throughput
+# "No measurable difference": off within run-to-run noise of uninstrumented.
+MAX_DIFFERENCE_OFF = 0.03
+
+
+def seed() -> None:
+    """A tenant on an unthrottled plan with ROWS users (and patients, if the app exists)."""
+    from django_tenants.utils import tenant_context
+
+    from accounts.models import User
+    from accounts.roles import Role
+    from tenants.models import Plan
+    from tenants.services import template_schema_ensure, tenant_provision
+
+    Plan.objects.get_or_create(
+        name=PLAN,
+        defaults={
+            "requests_per_minute": 10_000_000,
+            "user_burst_per_minute": 10_000_000,
+            "user_sustained_per_day": 100_000_000,
+        },
+    )
+    template_schema_ensure()
+    tenant = tenant_provision(
+        slug=SLUG,
+        name="Bench tracing",
+        kind="mixed",
+        admin_email=ADMIN_EMAIL,
+        admin_password=ADMIN_PASSWORD,
+        plan_name=PLAN,
+    ).tenant
+    with tenant_context(tenant):
+        User.objects.bulk_create(
+            User(email=f"staff{index}@bench.example", role=Role.NURSE, is_active=True)
+            for index in range(ROWS - 1)
+        )
+        if patients_served():
+            seed_patients()
+
+
+def patients_served() -> bool:
+    from django.urls import Resolver404, resolve
+
+    try:
+        resolve("/api/v1/clinical/patients/")
+    except Resolver404:
+        return False
+    return True
+
+
+def seed_patients() -> None:
+    import datetime
+
+    from clinical.models import Facility, Patient
+
+    facility = Facility.objects.create(name="Bench clinic", code="BENCH", timezone="UTC")
+    Patient.objects.bulk_create(
+        Patient(
+            mrn=f"MRN{index:05d}",
+            given_name=f"Given{index}",
+            family_name=f"Family{index}",
+            birth_date=datetime.date(1980, 1, 1) + datetime.timedelta(days=index),
+            phone=f"+1555000{index:04d}",
+            facility=facility,
+        )
+        for index in range(ROWS)
+    )
+
+
+def list_path() -> str:
+    if patients_served():
+        return f"/api/v1/clinical/patients/?page_size={ROWS}"
+    return f"/api/v1/users/?page_size={ROWS}"
+
+
+def access_token() -> str:
+    from django.test import Client
+
+    response = Client(HTTP_HOST=HOST).post(
+        "/api/v1/auth/token/",
+        {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD},
+        content_type="application/json",
+    )
+    assert response.status_code == 200, response.content
+    return str(response.json()["access"])
+
+
+def child(mode: str, seconds: float) -> dict[str, Any]:
+    """One measurement in this process; prints nothing but the JSON result."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS
+    import settings
+
+    if mode == "uninstrumented":
+        from django.core.wsgi import get_wsgi_application
+
+        get_wsgi_application()
+    else:
+        import settings.wsgi  # noqa: F401  (calls configure_tracing)
+    from django.test import Client
+
+    from observability.tracing import tracing_enabled
+
+    client = Client(HTTP_HOST=HOST)
+    # One token for every run: the login throttle would refuse a login per run.
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {os.environ['BENCH_TOKEN']}"
+    path = list_path()
+    for _ in range(WARMUP_REQUESTS):
+        assert client.get(path).status_code == 200
+    count, started, cpu_started = 0, time.perf_counter(), time.process_time()
+    deadline = started + seconds
+    while time.perf_counter() < deadline:
+        response = client.get(path)
+        assert response.status_code == 200, response.content
+        count += 1
+    elapsed = time.perf_counter() - started
+    # CPU time of this process, every thread included (the exporter's too).
+    cpu = time.process_time() - cpu_started
+    return {
+        "mode": mode,
+        "path": path,
+        "tracing_enabled": tracing_enabled(),
+        "requests": count,
+        "seconds": elapsed,
+        "cpu_seconds": cpu,
+        "rps": count / elapsed,
+        "cpu_rps": count / cpu,
+    }
+
+
+def run_child(mode: str, receiver_endpoint: str) -> dict[str, Any]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
+    env["LOG_LEVEL"] = "WARNING"  # the request line is the same in every mode; keep it quiet
+    if mode == "on":
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver_endpoint
+    elif mode == "off":
+        env["OTEL_SDK_DISABLED"] = "true"
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver_endpoint
+    completed = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.bench_tracing", "--child", mode, str(SECONDS)],
+        env=env,
+        capture_output=True,
+        check=False,
+        timeout=600,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"{mode} run failed:\n{completed.stderr.decode(errors='replace')}")
+    return dict(json.loads(completed.stdout.decode().strip().splitlines()[-1]))
+
+
+def main() -> int:
+    output = output_path(__doc__ or "")
+    from tests.observability.otlp_receiver import running_receiver
+
+    result = Result(benchmark="tracing")
+    with bench_database("tracing"), running_receiver() as receiver:
+        os.environ["JWT_ACCESS_MINUTES"] = "240"  # outlives every run
+        django_setup(SETTINGS)
+        migrate_public_schema()
+        seed()
+        os.environ["BENCH_TOKEN"] = access_token()
+        from django.db import connections
+
+        connections.close_all()
+        runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+        raw: list[dict[str, Any]] = []
+        for round_number in range(1, ROUNDS + 1):
+            for mode in MODES:
+                measured = run_child(mode, receiver.endpoint)
+                expected_enabled = mode == "on"
+                if measured["tracing_enabled"] is not expected_enabled:
+                    raise RuntimeError(f"{mode}: tracing_enabled={measured['tracing_enabled']}")
+                raw.append({"round": round_number, **measured})
+                runs[mode].append(measured)
+                say(
+                    f"round {round_number} {mode}: {measured['rps']:.1f} req/s wall, "
+                    f"{measured['cpu_rps']:.1f} req/CPU-s"
+                )
+        # Give the exporter's last batch time to land, then count what arrived.
+        time.sleep(1)
+        spans_received = len(receiver.spans())
+
+    def paired(metric: str, numerator: str, denominator: str) -> float:
+        """Median over rounds of the ratio within a round: load that drifts between rounds
+        cancels out, because each round measures every mode back to back."""
+        return statistics.median(
+            a[metric] / b[metric] for a, b in zip(runs[numerator], runs[denominator], strict=True)
+        )
+
+    for mode in MODES:
+        result.add(
+            f"{mode}: throughput (median, wall)",
+            statistics.median(m["rps"] for m in runs[mode]),
+            "req/s",
+        )
+        result.add(
+            f"{mode}: throughput (median, per CPU second)",
+            statistics.median(m["cpu_rps"] for m in runs[mode]),
+            "req/s",
+        )
+    loss_on = 1 - paired("cpu_rps", "on", "off")
+    difference_off = abs(1 - paired("cpu_rps", "off", "uninstrumented"))
+    result.add("on vs off: loss (wall, paired)", (1 - paired("rps", "on", "off")) * 100, "%")
+    result.add(
+        "on vs off: loss (CPU, paired)",
+        loss_on * 100,
+        "%",
+        target=f"<= {MAX_LOSS_ON * 100:.0f} %",
+        status=pass_fail(loss_on <= MAX_LOSS_ON),
+    )
+    result.add(
+        "off vs uninstrumented: difference (wall, paired)",
+        abs(1 - paired("rps", "off", "uninstrumented")) * 100,
+        "%",
+    )
+    result.add(
+        "off vs uninstrumented: difference (CPU, paired)",
+        difference_off * 100,
+        "%",
+        target=f"<= {MAX_DIFFERENCE_OFF * 100:.0f} % (noise)",
+        status=pass_fail(difference_off <= MAX_DIFFERENCE_OFF),
+    )
+    result.details = {
+        "path": raw[0]["path"],
+        "rows_per_request": ROWS,
+        "rounds": ROUNDS,
+        "seconds_per_run": SECONDS,
+        "runs": raw,
+        "spans_received": spans_received,
+    }
+    result.write(output)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "--child":
+        sys.stdout.write(json.dumps(child(sys.argv[2], float(sys.argv[3]))) + "\n")
+        sys.exit(0)
+    sys.exit(main())

