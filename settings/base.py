@@ -61,6 +61,11 @@ TENANT_TEMPLATE_SCHEMA = "tenant_template"
 # Seconds a web process trusts its in-memory host -> tenant map before re-checking the shared
 # routing generation in Redis (tenants/routing.py).
 TENANT_ROUTING_RECHECK_SECONDS = env_int("TENANT_ROUTING_RECHECK_SECONDS", default=1)
+# Issue `SET search_path` once per tenant switch instead of before every statement: halves the
+# statements of a list request. Safe with django-tenants >= 4.0.1 (it forgets the cached path on
+# ROLLBACK and ROLLBACK TO SAVEPOINT); tests/tenants/test_search_path.py guards the known traps.
+# Never behind PgBouncer in transaction mode (docs/scaling.md).
+TENANT_LIMIT_SET_CALLS = True
 PUBLIC_SCHEMA_URLCONF = "settings.urls_public"
 ROOT_URLCONF = "settings.urls"
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]

@@ -1,0 +1,67 @@
+"""With TENANT_LIMIT_SET_CALLS on, django-tenants sets search_path once per tenant switch. These
+tests guard the ways a cached path could go stale and read another tenant's rows
+(tenancy notes §2.2 and §6.1 #9): rolled-back savepoints and transactions, and switches."""
+
+import pytest
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django_tenants.utils import tenant_context
+
+from accounts.models import User
+from tests.conftest import CLINICIAN_ID, TenantWorld
+
+
+def _search_path() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW search_path")
+        return str(cursor.fetchone()[0])
+
+
+def _clinician_name() -> str:
+    return User.objects.get(pk=CLINICIAN_ID).full_name
+
+
+def test_the_setting_is_on() -> None:
+    assert settings.TENANT_LIMIT_SET_CALLS is True
+
+
+def test_rolled_back_savepoint_that_switched_tenant_does_not_leave_a_stale_path(
+    alpha: TenantWorld, beta: TenantWorld
+) -> None:
+    with tenant_context(alpha.tenant):
+        assert _clinician_name() == "alpha clinician"
+        with pytest.raises(IntegrityError), transaction.atomic():
+            with tenant_context(beta.tenant):
+                assert _clinician_name() == "beta clinician"
+                # Same primary key, inside beta: the savepoint fails and rolls back, which also
+                # undoes the SET to beta issued inside it.
+                User.objects.create(id=CLINICIAN_ID, email="dupe@example.com")
+        assert _search_path().startswith("t_alpha,")
+        assert _clinician_name() == "alpha clinician"
+
+
+def test_failed_statement_inside_nested_atomics_keeps_the_tenant(alpha: TenantWorld) -> None:
+    with tenant_context(alpha.tenant), transaction.atomic():
+        with pytest.raises(IntegrityError), transaction.atomic():
+            User.objects.create(id=CLINICIAN_ID, email="dupe@example.com")
+        assert _search_path().startswith("t_alpha,")
+        assert _clinician_name() == "alpha clinician"
+
+
+def test_every_switch_re_issues_the_path(alpha: TenantWorld, beta: TenantWorld) -> None:
+    for world, name in [(alpha, "alpha clinician"), (beta, "beta clinician"), (alpha, "alpha clinician")]:
+        with tenant_context(world.tenant):
+            assert _clinician_name() == name
+            assert _search_path().startswith(f"t_{world.tenant.slug},")
+
+
+def test_one_set_per_request_not_per_statement(alpha: TenantWorld) -> None:
+    from tests.conftest import login
+    from tests.query_budget import count_queries
+
+    client = login(alpha)
+    client.get("/api/v1/users/")
+    _, statements = count_queries(lambda: client.get("/api/v1/users/"))
+    sets = [sql for sql in statements if sql.startswith("SET search_path")]
+    assert len(sets) == 1
+    assert len(statements) > 2
