@@ -25,6 +25,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	@echo "[lint] ruff" && $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	@echo "[lint] mypy" && $(VENV)/bin/mypy .
+	@echo "[lint] hadolint Dockerfile" && $(VENV)/bin/hadolint Dockerfile
 	@echo "[lint] makemigrations --check" && \
 		$(PY) -m settings.devstack manage makemigrations --check --dry-run
 
