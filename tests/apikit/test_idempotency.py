@@ -165,7 +165,9 @@ def test_purge_task_covers_every_tenant(toy_alpha: ToyWorld, toy_beta: ToyWorld)
 
 
 @pytest.fixture(scope="module")
-def committed_tenant(django_db_blocker: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+def committed_tenant(
+    django_db_setup: None, django_db_blocker: pytest.FixtureRequest
+) -> Iterator[tuple[str, str]]:
     with django_db_blocker.unblock():  # type: ignore[attr-defined]
         tenant = tenant_provision(
             slug="idem",

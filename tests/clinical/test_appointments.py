@@ -313,7 +313,9 @@ def test_delete_archives_and_frees_the_slot(clinic: Clinic) -> None:
 
 
 @pytest.fixture(scope="module")
-def committed_clinic(django_db_blocker: pytest.FixtureRequest) -> Iterator[tuple[str, str, str]]:
+def committed_clinic(
+    django_db_setup: None, django_db_blocker: pytest.FixtureRequest
+) -> Iterator[tuple[str, str, str]]:
     with django_db_blocker.unblock():  # type: ignore[attr-defined]
         tenant = tenant_provision(
             slug="clinrace",

@@ -95,7 +95,9 @@ def _cleanup() -> None:
 
 
 @pytest.fixture
-def committed_tenants(django_db_blocker: pytest.FixtureRequest) -> Iterator[None]:
+def committed_tenants(
+    django_db_setup: None, django_db_blocker: pytest.FixtureRequest
+) -> Iterator[None]:
     def seed() -> None:
         _cleanup()
         _seed(SLUG_A)

@@ -49,7 +49,11 @@ def test_failed_statement_inside_nested_atomics_keeps_the_tenant(alpha: TenantWo
 
 
 def test_every_switch_re_issues_the_path(alpha: TenantWorld, beta: TenantWorld) -> None:
-    for world, name in [(alpha, "alpha clinician"), (beta, "beta clinician"), (alpha, "alpha clinician")]:
+    for world, name in [
+        (alpha, "alpha clinician"),
+        (beta, "beta clinician"),
+        (alpha, "alpha clinician"),
+    ]:
         with tenant_context(world.tenant):
             assert _clinician_name() == name
             assert _search_path().startswith(f"t_{world.tenant.slug},")
