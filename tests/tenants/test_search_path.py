@@ -28,22 +28,29 @@ def test_the_setting_is_on() -> None:
 def test_rolled_back_savepoint_that_switched_tenant_does_not_leave_a_stale_path(
     alpha: TenantWorld, beta: TenantWorld
 ) -> None:
+    def duplicate_in_beta() -> None:
+        # Same primary key, inside beta, inside a savepoint: the savepoint fails and rolls back,
+        # which also undoes the SET to beta issued inside it.
+        with transaction.atomic(), tenant_context(beta.tenant):
+            assert _clinician_name() == "beta clinician"
+            User.objects.create(id=CLINICIAN_ID, email="dupe@example.com")
+
     with tenant_context(alpha.tenant):
         assert _clinician_name() == "alpha clinician"
-        with pytest.raises(IntegrityError), transaction.atomic():
-            with tenant_context(beta.tenant):
-                assert _clinician_name() == "beta clinician"
-                # Same primary key, inside beta: the savepoint fails and rolls back, which also
-                # undoes the SET to beta issued inside it.
-                User.objects.create(id=CLINICIAN_ID, email="dupe@example.com")
+        with pytest.raises(IntegrityError):
+            duplicate_in_beta()
         assert _search_path().startswith("t_alpha,")
         assert _clinician_name() == "alpha clinician"
 
 
 def test_failed_statement_inside_nested_atomics_keeps_the_tenant(alpha: TenantWorld) -> None:
-    with tenant_context(alpha.tenant), transaction.atomic():
-        with pytest.raises(IntegrityError), transaction.atomic():
+    def duplicate() -> None:
+        with transaction.atomic():
             User.objects.create(id=CLINICIAN_ID, email="dupe@example.com")
+
+    with tenant_context(alpha.tenant), transaction.atomic():
+        with pytest.raises(IntegrityError):
+            duplicate()
         assert _search_path().startswith("t_alpha,")
         assert _clinician_name() == "alpha clinician"
 
