@@ -54,27 +54,41 @@ def _call(application: Any, host: str, token: str | None) -> int:
 
 def _count_io(application: Any, host: str, token: str | None) -> tuple[list[str], int]:
     from django.conf import settings
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
     from redis.connection import Connection
 
+    import psycopg
+
     sent: list[Any] = []
+    round_trips: list[str] = []
     original = Connection.send_packed_command
+    original_cursor_execute = psycopg.Cursor.execute
+    original_connection_execute = psycopg.Connection.execute
+
+    def cursor_execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        round_trips.append(str(query))
+        return original_cursor_execute(self, query, *args, **kwargs)
+
+    def connection_execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        round_trips.append(str(query))  # Django's connection health check uses this
+        return original_connection_execute(self, query, *args, **kwargs)
 
     def counting(self: Any, command: Any, check_health: bool = True) -> None:
         sent.append(command)
         original(self, command, check_health)
 
     Connection.send_packed_command = counting  # type: ignore[method-assign]
+    psycopg.Cursor.execute = cursor_execute  # type: ignore[method-assign]
+    psycopg.Connection.execute = connection_execute  # type: ignore[method-assign]
     try:
         if settings.DATABASES["default"]["ENGINE"].endswith("dummy"):  # the plain project: no DB
             _call(application, host, token)
             return [], len(sent)
-        with CaptureQueriesContext(connection) as queries:
-            _call(application, host, token)
+        _call(application, host, token)
     finally:
         Connection.send_packed_command = original  # type: ignore[method-assign]
-    return [query["sql"] for query in queries.captured_queries], len(sent)
+        psycopg.Cursor.execute = original_cursor_execute  # type: ignore[method-assign]
+        psycopg.Connection.execute = original_connection_execute  # type: ignore[method-assign]
+    return round_trips, len(sent)
 
 
 def main() -> None:

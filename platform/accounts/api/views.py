@@ -78,14 +78,16 @@ class MeView(APIView):
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         user = request.user
         tenant = request.tenant  # type: ignore[attr-defined]
+        # Built directly (the serializer documents the shape): this endpoint is called by every
+        # client on start-up and is the platform's per-request cost benchmark.
         body = {
-            "id": user.pk,
+            "id": str(user.pk),
             "email": user.email,  # type: ignore[union-attr]
             "full_name": user.full_name,  # type: ignore[union-attr]
             "role": user.role,  # type: ignore[union-attr]
             "tenant": {"slug": tenant.slug, "name": tenant.name, "kind": tenant.kind},
         }
-        return Response(serializers.MeOutputSerializer(body).data)
+        return Response(body)
 
 
 class UserViewSet(
