@@ -53,10 +53,9 @@ def _call(application: Any, host: str, token: str | None) -> int:
 
 
 def _count_io(application: Any, host: str, token: str | None) -> tuple[list[str], int]:
+    import psycopg
     from django.conf import settings
     from redis.connection import Connection
-
-    import psycopg
 
     sent: list[Any] = []
     round_trips: list[str] = []
