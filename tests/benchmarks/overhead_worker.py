@@ -79,7 +79,8 @@ def _count_io(application: Any, host: str, token: str | None) -> tuple[list[str]
     psycopg.Cursor.execute = cursor_execute  # type: ignore[method-assign]
     psycopg.Connection.execute = connection_execute  # type: ignore[method-assign]
     try:
-        if settings.DATABASES["default"]["ENGINE"].endswith("dummy"):  # the plain project: no DB
+        plain_project = not settings.DATABASES["default"]["ENGINE"].endswith("postgresql_backend")
+        if plain_project:
             _call(application, host, token)
             return [], len(sent)
         _call(application, host, token)

@@ -1,7 +1,12 @@
-"""One view returning the same JSON shape as /api/v1/auth/me/, with nothing in front of it."""
+"""The same DRF view as /api/v1/auth/me/ (a dict rendered by DRF's JSONRenderer), with nothing
+of Verdant in front of it."""
 
-from django.http import HttpRequest, JsonResponse
+from typing import Any
+
 from django.urls import path
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 BODY = {
     "id": "01900000-0000-7000-8000-000000000001",
@@ -12,8 +17,9 @@ BODY = {
 }
 
 
-def me(request: HttpRequest, version: str) -> JsonResponse:
-    return JsonResponse(BODY)
+class MeView(APIView):
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return Response(BODY)
 
 
-urlpatterns = [path("api/<str:version>/auth/me/", me)]
+urlpatterns = [path("api/<str:version>/auth/me/", MeView.as_view())]

@@ -35,6 +35,8 @@ BENCHMARKS = {
     "provisioning": "tests.benchmarks.bench_provisioning",
     "migrate_schemas": "tests.benchmarks.bench_migrate_schemas",
     "tracing": "tests.benchmarks.bench_tracing",
+    "request_overhead": "tests.benchmarks.bench_request_overhead",
+    "patient_list": "tests.benchmarks.bench_patient_list",
 }
 
 
