@@ -8,6 +8,7 @@ from django.contrib.auth.models import Group
 from django.http import HttpRequest
 
 from accounts import services
+from accounts.authentication import identity_changed
 from accounts.models import User
 from apikit.errors import APIError
 
@@ -36,6 +37,14 @@ class TenantUserAdmin(DjangoUserAdmin):
         return getattr(request, "tenant", None) is not None and super().has_module_permission(
             request
         )
+
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        super().delete_model(request, obj)
+        identity_changed()
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        super().delete_queryset(request, queryset)
+        identity_changed()
 
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
         if change:

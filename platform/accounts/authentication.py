@@ -1,21 +1,68 @@
 """JWT authentication bound to the tenant: a token is only valid on the host of the tenant that
-issued it (django-tenants #983, simplejwt #758)."""
+issued it (django-tenants #983, simplejwt #758).
 
+The authenticated user is read from a per-process cache (apikit.process_cache) rather than the
+database on every request: a warm authenticated request needs no database round trip for
+identity. Any change to a user (role, activation, deletion) calls ``identity_changed()``, which
+drops this process's entries at once and every other process's within
+``TENANT_ROUTING_RECHECK_SECONDS`` (1 s by default).
+"""
+
+from __future__ import annotations
+
+import threading
 from typing import Any
 
+from django.conf import settings
+from django.db import transaction
 from rest_framework import exceptions
 from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import InvalidToken
+from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import Token
 
+from apikit.process_cache import ProcessCache
 from apikit.tenancy import current_schema_name
 
 TENANT_CLAIM = "tid"
 ROLE_CLAIM = "role"
 WRONG_TENANT_DETAIL = "This token was issued for another organisation; log in on this host."
+USER_NOT_FOUND_DETAIL = "The account of this token no longer exists."
+USER_INACTIVE_DETAIL = "This account is not active. Ask your organisation's admin to activate it."
 
 
 def token_belongs_here(token: Token | dict[str, Any]) -> bool:
     return token.get(TENANT_CLAIM) == current_schema_name()
+
+
+_users: ProcessCache[tuple[str, str], Any] | None = None
+_users_lock = threading.Lock()
+
+
+def _user_cache() -> ProcessCache[tuple[str, str], Any]:
+    global _users
+    if _users is None:
+        with _users_lock:
+            if _users is None:
+                _users = ProcessCache(
+                    name="authenticated-users",
+                    redis_url=settings.REDIS_URL,
+                    key_prefix=str(settings.CACHES["default"]["KEY_PREFIX"]),
+                    recheck_seconds=settings.TENANT_ROUTING_RECHECK_SECONDS,
+                    cache_misses=False,
+                )
+    return _users
+
+
+def identity_changed() -> None:
+    """Call after changing or deleting users: this process forgets them now, every other
+    process once the change commits."""
+    _user_cache().forget_local()
+    transaction.on_commit(_user_cache().publish_change)
+
+
+def forget_cached_users() -> None:
+    _user_cache().forget_local()
 
 
 class TenantJWTAuthentication(JWTAuthentication):
@@ -24,3 +71,17 @@ class TenantJWTAuthentication(JWTAuthentication):
         if not token_belongs_here(token):
             raise exceptions.AuthenticationFailed(WRONG_TENANT_DETAIL, code="token_not_valid")
         return token
+
+    def get_user(self, validated_token: Token) -> Any:
+        user_id = validated_token.get(api_settings.USER_ID_CLAIM)
+        if user_id is None:
+            raise InvalidToken("Token contained no recognizable user identification")
+        user = _user_cache().get(
+            (current_schema_name(), str(user_id)),
+            lambda: self.user_model.objects.filter(**{api_settings.USER_ID_FIELD: user_id}).first(),
+        )
+        if user is None:
+            raise exceptions.AuthenticationFailed(USER_NOT_FOUND_DETAIL, code="user_not_found")
+        if not user.is_active:
+            raise exceptions.AuthenticationFailed(USER_INACTIVE_DETAIL, code="user_inactive")
+        return user

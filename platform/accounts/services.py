@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from rest_framework.exceptions import ValidationError
 
+from accounts.authentication import identity_changed
 from accounts.models import User
 from accounts.roles import Role
 from accounts.tokens import TokenPair, refresh_tokens_revoke_all, token_pair_issue
@@ -104,6 +105,7 @@ def user_update(
         user.is_active = is_active
         update_fields.append("is_active")
     user.save(update_fields=update_fields)
+    identity_changed()
     if is_active is False:
         refresh_tokens_revoke_all(user=user)
     return user

@@ -122,7 +122,7 @@ def main() -> None:
         status=pass_fail(overhead <= OVERHEAD_TARGET_MS),
     )
     result.add(
-        "database statements per request",
+        "database round trips per request (health check included)",
         statements,
         "",
         target="<= 2",
