@@ -127,4 +127,5 @@ def test_export_memory_does_not_grow_with_the_row_count(
     assert large_size > 3.5 * small_size
     assert chunks > 5  # really streamed in pieces, not one body
     assert large_peak < 1.5 * small_peak, (small_peak, large_peak)
-    assert large_peak < large_size / 2
+    # Buffering the whole body would need at least its size; streaming stays well under it.
+    assert large_peak < 0.75 * large_size, (large_peak, large_size)
