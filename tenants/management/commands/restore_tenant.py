@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ._tenant_backup import BackupError, tenant_restore
+from tenants.backup import BackupError, tenant_restore
 
 
 class Command(BaseCommand):
