@@ -4,8 +4,6 @@ registry entry (name, kind, plan, status, domains), so a dropped tenant comes ba
 A backup is one tar file holding ``manifest.json`` and ``schema.dump`` (pg_dump's custom format,
 so ``pg_restore --list`` can inspect it). Restores go back into the same deployment: tenant tables
 keep foreign keys to ``public.django_content_type``, whose ids differ between databases.
-
-The leading underscore keeps Django from listing this module as a command of its own.
 """
 
 from __future__ import annotations
