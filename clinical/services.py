@@ -22,8 +22,7 @@ from apikit.models import TenantModel
 from apikit.policy import AccessLevel, container_access_grant, container_access_revoke
 from apikit.request_context import RequestContext
 from apikit.uploads import stored_file_delete, upload_store
-from audit.models import AuditEvent
-from audit.services import audit_event_record, audit_object_type
+from audit.services import audit_object_type, audit_permission_change
 from clinical.models import (
     Appointment,
     AppointmentStatus,
@@ -192,12 +191,11 @@ def facility_access_change(
         container_access_grant(user=user, container=facility, level=level)
     else:
         container_access_revoke(user=user, container=facility, level=level)
-    audit_event_record(
+    audit_permission_change(
         context=context,
-        action=AuditEvent.Action.PERMISSION_CHANGE,
-        object_type=audit_object_type(Facility),
-        object_ids=[facility.pk, user.pk],
-        changed_fields=[f"{'grant' if grant else 'revoke'}:{level}"],
+        container=facility,
+        user=user,
+        change=f"{'grant' if grant else 'revoke'}:{level}",
     )
 
 

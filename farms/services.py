@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -22,8 +22,7 @@ from apikit.policy import (
     sees_everything,
 )
 from apikit.request_context import RequestContext
-from audit.models import AuditEvent
-from audit.services import audit_event_record, audit_object_type
+from audit.services import audit_permission_change
 from farms.geometry import BoundaryError, boundary_parse
 from farms.models import Crop, Farm, Field, Harvest, Observation, Planting
 from farms.units import UnitError, mass_to_kg, observation_value_normalise
@@ -125,13 +124,7 @@ def farm_access_grant(
     container_access_grant(user=grantee, container=farm, level=AccessLevel.VIEW)
     if level == AccessLevel.MANAGE:
         container_access_grant(user=grantee, container=farm, level=AccessLevel.MANAGE)
-    audit_event_record(
-        context=context,
-        action=AuditEvent.Action.PERMISSION_CHANGE,
-        object_type=audit_object_type(Farm),
-        object_ids=[farm.pk, grantee.pk],
-        changed_fields=[f"grant_{level}"],
-    )
+    audit_permission_change(context=context, container=farm, user=grantee, change=f"grant:{level}")
     return grantee
 
 
@@ -147,12 +140,8 @@ def farm_access_revoke(
     container_access_revoke(user=grantee, container=farm, level=AccessLevel.MANAGE)
     if level != AccessLevel.MANAGE:
         container_access_revoke(user=grantee, container=farm, level=AccessLevel.VIEW)
-    audit_event_record(
-        context=context,
-        action=AuditEvent.Action.PERMISSION_CHANGE,
-        object_type=audit_object_type(Farm),
-        object_ids=[farm.pk, grantee.pk],
-        changed_fields=[f"revoke_{level or 'all'}"],
+    audit_permission_change(
+        context=context, container=farm, user=grantee, change=f"revoke:{level or 'all'}"
     )
     return True
 
@@ -281,6 +270,27 @@ def _already_superseded() -> APIError:
     return APIError(status=409, code="already_superseded", detail=ALREADY_SUPERSEDED)
 
 
+R = TypeVar("R", Observation, Harvest)
+
+
+def _append(model: type[R], *, supersedes: R | None, actor: Any, **values: Any) -> R:
+    """Insert one append-only row; a row may be corrected (superseded) only once."""
+    try:
+        with transaction.atomic():
+            if supersedes is not None and supersedes.corrections.exists():
+                raise _already_superseded()
+            return model.objects.create(
+                supersedes=supersedes,
+                recorded_by=actor,
+                created_by=actor,
+                updated_by=actor,
+                **values,
+            )
+    except IntegrityError:
+        # Two corrections of one row raced; the partial unique index let one win.
+        raise _already_superseded() from None
+
+
 def observation_record(
     *,
     field: Field,
@@ -308,27 +318,19 @@ def observation_record(
         raise _fail(exc.field, exc.message) from None
     if supersedes is not None and supersedes.field_id != field.pk:
         raise _fail("supersedes", CORRECTION_OTHER_FIELD)
-    try:
-        with transaction.atomic():
-            if supersedes is not None and supersedes.corrections.exists():
-                raise _already_superseded()
-            return Observation.objects.create(
-                field=field,
-                planting=planting,
-                observed_at=observed_at,
-                kind=kind,
-                value=canonical,
-                unit=canonical_unit,
-                text=text,
-                device_id=device_id,
-                supersedes=supersedes,
-                recorded_by=actor,
-                created_by=actor,
-                updated_by=actor,
-            )
-    except IntegrityError:
-        # Two corrections of one row raced; the partial unique index let one win.
-        raise _already_superseded() from None
+    return _append(
+        Observation,
+        supersedes=supersedes,
+        actor=actor,
+        field=field,
+        planting=planting,
+        observed_at=observed_at,
+        kind=kind,
+        value=canonical,
+        unit=canonical_unit,
+        text=text,
+        device_id=device_id,
+    )
 
 
 def observation_archive(*, observation: Observation, actor: Any) -> Observation:
@@ -358,22 +360,15 @@ def harvest_record(
         raise _fail(exc.field, exc.message) from None
     if supersedes is not None and supersedes.planting_id != planting.pk:
         raise _fail("supersedes", CORRECTION_OTHER_PLANTING)
-    try:
-        with transaction.atomic():
-            if supersedes is not None and supersedes.corrections.exists():
-                raise _already_superseded()
-            return Harvest.objects.create(
-                planting=planting,
-                harvested_on=harvested_on,
-                quantity_kg=quantity_kg,
-                grade=grade,
-                supersedes=supersedes,
-                recorded_by=actor,
-                created_by=actor,
-                updated_by=actor,
-            )
-    except IntegrityError:
-        raise _already_superseded() from None
+    return _append(
+        Harvest,
+        supersedes=supersedes,
+        actor=actor,
+        planting=planting,
+        harvested_on=harvested_on,
+        quantity_kg=quantity_kg,
+        grade=grade,
+    )
 
 
 def harvest_archive(*, harvest: Harvest, actor: Any) -> Harvest:

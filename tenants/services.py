@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.management import call_command
 from django.core.validators import validate_email
 from django.db import connection, transaction
@@ -68,7 +69,7 @@ def _validate_request(*, slug: str, kind: str, admin_email: str, plan_name: str)
         )
     try:
         validate_email(admin_email)
-    except Exception:
+    except DjangoValidationError:
         raise ProvisioningError(f"invalid admin email {admin_email!r}") from None
     if Tenant.objects.filter(slug=slug).exists():
         raise ProvisioningError(f"tenant {slug!r} already exists")

@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from accounts.models import User
 from accounts.roles import Role
 from apikit.filters import StrictOrderingFilter
+from apikit.ids import parse_uuid
 from apikit.inputs import validated
 from apikit.models import TenantModel
 from apikit.policy import AccessLevel, can_manage, sees_everything
@@ -71,13 +72,6 @@ _HARD_DELETE_PARAMETER = OpenApiParameter(
         "with the count of referencing rows when anything still points at the object."
     ),
 )
-
-
-def _uuid_or_none(value: Any) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
 
 
 class ClinicalViewSet(TenantScopedViewSet):
@@ -630,7 +624,7 @@ class PatientDocumentViewSet(ListMixin, ClinicalViewSet):
     }
 
     def _patient(self) -> Patient:
-        patient_id = _uuid_or_none(self.kwargs.get("patient_pk"))
+        patient_id = parse_uuid(self.kwargs.get("patient_pk"))
         patient = (
             selectors.patient_scope(user=self.request.user)
             .select_related("facility")

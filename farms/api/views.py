@@ -8,7 +8,6 @@ fields and plantings) needs ``manage``; recording observations and harvests need
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django.db.models import QuerySet
@@ -46,13 +45,6 @@ NO_SUCH_CROP = "No such crop in the catalogue."
 NO_SUCH_PLANTING = "No such planting, or you cannot record on it."
 NO_SUCH_ROW = "No such row to correct."
 MANAGE_REQUIRED = "You can see this farm but not manage it; ask for a manage grant."
-
-
-def _uuid_or_none(value: Any) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
 
 
 def _require_manage(request: Request, farm: Farm) -> None:

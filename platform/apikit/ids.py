@@ -8,3 +8,13 @@ import uuid_utils
 
 def new_id() -> uuid.UUID:
     return uuid.UUID(bytes=uuid_utils.uuid7().bytes)
+
+
+def parse_uuid(value: object) -> uuid.UUID | None:
+    """``value`` as a UUID, or None when it is not one (ids from URLs and bodies)."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None

@@ -4,7 +4,6 @@ may see and call services for writes."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, NoReturn
 
@@ -18,6 +17,7 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.viewsets import GenericViewSet
 
 from apikit import conditional, idempotency
+from apikit.ids import parse_uuid
 from apikit.models import TenantModel
 from apikit.permissions import RolePermission, TenantMember
 from apikit.request_context import request_context
@@ -178,7 +178,7 @@ class TenantScopedViewSet(GenericViewSet):
                 context=request_context(request),
                 action=action,
                 model=self.model,
-                object_ids=[pk] if pk and _is_uuid(pk) else [],
+                object_ids=[pk] if pk and parse_uuid(pk) else [],
             )
         super().permission_denied(request, message=message, code=code)
 
@@ -199,7 +199,7 @@ class TenantScopedViewSet(GenericViewSet):
             context=request_context(request),
             action=_write_action(request, self),
             object_type=audit_object_type(self.model),
-            object_ids=[object_id] if object_id and _is_uuid(object_id) else [],
+            object_ids=[object_id] if object_id and parse_uuid(object_id) else [],
             changed_fields=self.audit_changed_fields or (),
         )
 
@@ -264,11 +264,3 @@ def _write_action(request: Request, view: TenantScopedViewSet) -> AuditEvent.Act
     if request.method == "POST" and not view.detail:
         return AuditEvent.Action.CREATE
     return AuditEvent.Action.UPDATE
-
-
-def _is_uuid(value: Any) -> bool:
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True

@@ -159,3 +159,17 @@ def audit_denied_record(
         object_ids=object_ids,
         allowed=False,
     )
+
+
+def audit_permission_change(
+    *, context: RequestContext | None, container: Model, user: Model, change: str
+) -> AuditEvent:
+    """A grant or revoke of access to a container (a facility, a farm): one event naming the
+    container and the user; ``change`` is ``"grant:<level>"`` or ``"revoke:<level>"``."""
+    return audit_event_record(
+        context=context,
+        action=AuditEvent.Action.PERMISSION_CHANGE,
+        object_type=audit_object_type(container),
+        object_ids=[container.pk, user.pk],
+        changed_fields=[change],
+    )

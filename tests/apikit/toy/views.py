@@ -1,6 +1,5 @@
 """Toy endpoints written the way every domain endpoint is: on the apikit base viewset."""
 
-import uuid
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -14,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apikit.ids import parse_uuid
 from apikit.inputs import validated
 from apikit.pagination import PageNumberPagination
 from apikit.policy import AccessLevel, scope_to_containers, visible_containers
@@ -130,7 +130,7 @@ class ItemAttachmentViewSet(TenantScopedViewSet):
         )
         item = (
             visible.filter(pk=self.kwargs["item_pk"]).first()
-            if _uuid(self.kwargs["item_pk"])
+            if parse_uuid(self.kwargs["item_pk"])
             else None
         )
         if item is None:
@@ -165,14 +165,6 @@ class ItemAttachmentViewSet(TenantScopedViewSet):
             content_type=attachment.content_type,
             filename=attachment.original_name,
         )
-
-
-def _uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 class CountedItemViewSet(ListMixin, TenantScopedViewSet):
