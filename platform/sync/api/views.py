@@ -1,0 +1,129 @@
+"""Sync endpoints: devices (register, list, revoke) and the pull. Push lives in push_views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apikit.inputs import validated
+from apikit.pagination import CursorPagination
+from apikit.permissions import TenantMember
+from apikit.request_context import request_context
+from apikit.viewsets import TenantScopedViewSet
+from sync import selectors, services
+from sync.api import serializers
+from sync.cursor import SCHEMA_VERSION
+from sync.models import Device
+from sync.pull import OLDEST_SUPPORTED_SCHEMA, PullRequest, pull_limit, sync_pull
+
+
+class DeviceViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    TenantScopedViewSet,
+):
+    """Field devices. Any member registers devices for themselves and sees their own;
+    tenant_admin sees every device and revokes them (lost phone)."""
+
+    model = Device
+    serializer_class = serializers.DeviceOutputSerializer
+    pagination_class = CursorPagination
+    cursor_ordering = "-created_at"
+    # Registering and listing one's own devices needs no model permission (a portal user may
+    # sync too); revoking does (tenant_admin).
+    required_permissions = {
+        "create": None,
+        "list": None,
+        "retrieve": None,
+        "revoke": "sync.change_device",
+    }
+
+    def scoped_queryset(self) -> QuerySet[Device]:
+        return selectors.device_list(user=self.request.user)
+
+    @extend_schema(
+        request=serializers.DeviceCreateInputSerializer,
+        responses={201: serializers.DeviceRegisteredSerializer},
+        summary="Register a device for the calling user",
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = validated(serializers.DeviceCreateInputSerializer, request.data)
+        device = services.device_register(user=request.user, **data)
+        tables = selectors.tables_for_user(user=request.user, requested=None)
+        scope = selectors.sync_scope(user=request.user, tables=tables)
+        body = dict(serializers.DeviceOutputSerializer(device).data)
+        body["scope"] = {
+            "all": scope.container_ids is None,
+            "container_ids": [str(pk) for pk in scope.container_ids or ()],
+            "tables": [table.name for table in tables],
+        }
+        body["schema_versions"] = list(range(OLDEST_SUPPORTED_SCHEMA, SCHEMA_VERSION + 1))
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: serializers.DeviceOutputSerializer})
+    @action(detail=True, methods=["post"])
+    def revoke(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        device = services.device_revoke(device=self.get_object(), actor=request.user)
+        return Response(serializers.DeviceOutputSerializer(device).data)
+
+
+class WatermelonRenderer(JSONRenderer):
+    """Lets ``?format=wmdb`` through DRF's format negotiation (the view renders its own body)."""
+
+    format = "wmdb"
+
+
+_PULL_PARAMETERS = [
+    OpenApiParameter("cursor", OpenApiTypes.STR, description="Opaque cursor of the last page."),
+    OpenApiParameter("limit", OpenApiTypes.INT, description="Change entries per page, 1-5000."),
+    OpenApiParameter("tables", OpenApiTypes.STR, description="Comma-separated wire tables."),
+    OpenApiParameter("format", OpenApiTypes.STR, enum=["json", "wmdb"]),
+    OpenApiParameter("schema_version", OpenApiTypes.INT),
+]
+
+
+class PullView(APIView):
+    permission_classes = (IsAuthenticated, TenantMember)
+    renderer_classes = (JSONRenderer, WatermelonRenderer)
+
+    @extend_schema(
+        parameters=_PULL_PARAMETERS,
+        responses={200: serializers.PullOutputSerializer},
+        summary="Pull changes since a cursor (docs/sync.md)",
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+        params = request.query_params
+        raw_tables = params.get("tables")
+        tables = (
+            [name.strip() for name in raw_tables.split(",") if name.strip()]
+            if raw_tables is not None
+            else None
+        )
+        raw_version = params.get("schema_version")
+        try:
+            schema_version = int(raw_version) if raw_version else None
+        except ValueError:
+            schema_version = -1
+        pull = PullRequest(
+            cursor=params.get("cursor") or None,
+            limit=pull_limit(params.get("limit")),
+            tables=tables,
+            wmdb=params.get("format") == "wmdb",
+            schema_version=schema_version,
+        )
+        body = sync_pull(user=request.user, request=pull, context=request_context(request))
+        device_id = selectors.request_device_id(request)
+        if device_id is not None:
+            services.device_seen(device_id=device_id)
+        return HttpResponse(body, content_type="application/json")

@@ -1,0 +1,157 @@
+"""The pull cursor: opaque to clients, signed per tenant, built on an xid8 watermark.
+
+Contract (part B returns ``cursor_current`` after a push):
+
+- ``cursor_current(*, user, tables=None) -> str``: a fresh signed cursor whose low watermark is
+  the current commit-safe watermark (``pg_snapshot_xmin(pg_current_snapshot())``), for ``user``'s
+  current scope and ``tables`` (default: every table the user may sync). Call it *after* the
+  push transaction committed (``transaction.on_commit`` or after the atomic block): inside the
+  transaction the watermark is at most the push's own transaction id, so the next pull would
+  re-send the pushed rows (harmless, only wasteful). Note: a client that replaces its cursor with
+  this one skips changes by *other* writers between its last pull and now; see docs/sync.md.
+- ``cursor_decode(raw, *, schema=None) -> Cursor``: verify and parse; ``CursorInvalidError`` (400
+  ``cursor_invalid``) for a malformed, tampered or other-tenant cursor.
+- ``cursor_encode(cursor, *, schema=None) -> str``.
+
+Wire form: ``base64url(JSON) "." base64url(HMAC-SHA256)``, the key derived from
+``SYNC_CURSOR_KEY`` (default ``SECRET_KEY``) and the tenant's schema, so a cursor of tenant B
+never verifies on tenant A. Payload: ``{"v": 1, "t": schema, "lo": int, "hi": int|null,
+"after": [txid, seq]|null, "scope": "<hash>", "rep": bool, "sv": schema_version}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db import connection
+
+from apikit.errors import APIError
+from apikit.tenancy import current_schema_name
+
+CURSOR_VERSION = 1
+# The sync wire schema (table / column whitelist). Bump when a synced table changes shape.
+SCHEMA_VERSION = 1
+MAX_CURSOR_LENGTH = 2048
+CURSOR_INVALID_DETAIL = (
+    "The sync cursor is malformed, was altered, or belongs to another organisation. "
+    "Pull again without a cursor."
+)
+
+
+class CursorInvalidError(APIError):
+    def __init__(self) -> None:
+        super().__init__(status=400, code="cursor_invalid", detail=CURSOR_INVALID_DETAIL)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    lo: int
+    hi: int | None
+    after: tuple[int, int] | None
+    scope: str
+    replacement: bool = False
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def paging(self) -> bool:
+        """True while a paging run is in progress (``hi`` fixed)."""
+        return self.hi is not None
+
+
+def _key(schema: str) -> bytes:
+    secret = getattr(settings, "SYNC_CURSOR_KEY", "") or settings.SECRET_KEY
+    return hashlib.sha256(f"verdant-sync-cursor\x00{secret}\x00{schema}".encode()).digest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def cursor_encode(cursor: Cursor, *, schema: str | None = None) -> str:
+    schema = schema or current_schema_name()
+    payload = orjson.dumps(
+        {
+            "v": CURSOR_VERSION,
+            "t": schema,
+            "lo": cursor.lo,
+            "hi": cursor.hi,
+            "after": list(cursor.after) if cursor.after else None,
+            "scope": cursor.scope,
+            "rep": cursor.replacement,
+            "sv": cursor.schema_version,
+        }
+    )
+    signature = hmac.new(_key(schema), payload, hashlib.sha256).digest()
+    return f"{_b64(payload)}.{_b64(signature)}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def cursor_decode(raw: str, *, schema: str | None = None) -> Cursor:
+    schema = schema or current_schema_name()
+    if not isinstance(raw, str) or len(raw) > MAX_CURSOR_LENGTH or raw.count(".") != 1:
+        raise CursorInvalidError()
+    encoded_payload, encoded_signature = raw.split(".")
+    try:
+        payload = _unb64(encoded_payload)
+        signature = _unb64(encoded_signature)
+    except (binascii.Error, ValueError):
+        raise CursorInvalidError() from None
+    expected = hmac.new(_key(schema), payload, hashlib.sha256).digest()
+    if not hmac.compare_digest(signature, expected):
+        raise CursorInvalidError()
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise CursorInvalidError() from None
+    if not isinstance(data, dict) or data.get("v") != CURSOR_VERSION or data.get("t") != schema:
+        raise CursorInvalidError()
+    lo, hi, after = data.get("lo"), data.get("hi"), data.get("after")
+    scope, replacement, schema_version = data.get("scope"), data.get("rep"), data.get("sv")
+    if not _is_int(lo) or not (hi is None or _is_int(hi)) or not isinstance(scope, str):
+        raise CursorInvalidError()
+    if after is not None and not (
+        isinstance(after, list) and len(after) == 2 and all(_is_int(v) for v in after)
+    ):
+        raise CursorInvalidError()
+    if not isinstance(replacement, bool) or not _is_int(schema_version):
+        raise CursorInvalidError()
+    return Cursor(
+        lo=int(lo),  # type: ignore[arg-type]
+        hi=hi,
+        after=(after[0], after[1]) if after else None,
+        scope=scope,
+        replacement=replacement,
+        schema_version=int(schema_version),  # type: ignore[arg-type]
+    )
+
+
+def watermark_now() -> int:
+    """The commit-safe watermark: every transaction with an id below it has finished."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        row = cursor.fetchone()
+    return int(row[0])
+
+
+def cursor_current(*, user: Any, tables: Iterable[str] | None = None) -> str:
+    """A fresh cursor at the current watermark for ``user``'s scope (see module docstring)."""
+    from sync.selectors import sync_scope, tables_for_user
+
+    selected = tables_for_user(user=user, requested=list(tables) if tables is not None else None)
+    scope = sync_scope(user=user, tables=selected)
+    return cursor_encode(Cursor(lo=watermark_now(), hi=None, after=None, scope=scope.digest))
