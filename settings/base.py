@@ -181,7 +181,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["apikit.throttling.TenantRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "apikit.pagination.CursorPagination",
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "apikit.filters.FilterSetBackend",
         "apikit.filters.StrictOrderingFilter",
         "apikit.filters.ExplicitSearchFilter",
     ],

@@ -303,10 +303,47 @@ class PrivateRedis:
 class Stack:
     env: dict[str, str]
     started: list[PrivatePostgres | PrivateRedis]
+    users_dir: Path | None = None
 
     def stop_started(self) -> None:
+        """Stop the servers this run started, unless another devstack run (a second `make test`,
+        `make run`) still uses them: the last one out stops them."""
+        others = _release_and_count_other_users(self.users_dir)
+        if self.started and others:
+            say(f"leaving the private servers running: {others} other devstack run(s) use them")
+            return
         for service in reversed(self.started):
             service.stop()
+
+
+def _register_user(data_dir: Path) -> Path:
+    users_dir = data_dir / "devstack-users"
+    users_dir.mkdir(parents=True, exist_ok=True)
+    (users_dir / str(os.getpid())).touch()
+    return users_dir
+
+
+def _release_and_count_other_users(users_dir: Path | None) -> int:
+    if users_dir is None or not users_dir.is_dir():
+        return 0
+    (users_dir / str(os.getpid())).unlink(missing_ok=True)
+    others = 0
+    for entry in users_dir.iterdir():
+        if entry.name.isdigit() and _process_alive(int(entry.name)):
+            others += 1
+        else:
+            entry.unlink(missing_ok=True)  # a run that was killed before it could clean up
+    return others
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def private_postgres(data_dir: Path = DATA_DIR) -> PrivatePostgres:
@@ -333,6 +370,8 @@ def bring_up(*, data_dir: Path = DATA_DIR) -> Stack:
     """Environment for child processes, starting private servers where no URL is given."""
     env = dict(os.environ)
     started: list[PrivatePostgres | PrivateRedis] = []
+    private = not env.get("DATABASE_URL") or not env.get("REDIS_URL")
+    users_dir = _register_user(data_dir) if private else None
     if not env.get("DATABASE_URL"):
         postgres = private_postgres(data_dir)
         say(f"PostgreSQL: private server on 127.0.0.1:{postgres.port} ({postgres.pgdata})")
@@ -350,7 +389,7 @@ def bring_up(*, data_dir: Path = DATA_DIR) -> Stack:
         env["REDIS_URL"] = redis_server.url
     else:
         say("Redis: using REDIS_URL")
-    return Stack(env=env, started=started)
+    return Stack(env=env, started=started, users_dir=users_dir)
 
 
 def _manage(stack: Stack, *args: str, settings_module: str = "settings.dev") -> None:

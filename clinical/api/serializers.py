@@ -5,6 +5,7 @@ separate input serializers (which list exactly the writable fields, so ``created
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -160,22 +161,31 @@ class PatientListOutput(serializers.Serializer[Any]):
     version = serializers.IntegerField()
     updated_at = serializers.DateTimeField()
 
-    def to_representation(self, instance: Patient) -> dict[str, Any]:
-        facility = instance.facility
+    def to_representation(self, instance: Mapping[str, Any]) -> dict[str, Any]:
+        """``instance`` is a ``selectors.PATIENT_LIST_VALUES`` row."""
+        clinician_id = instance["assigned_clinician_id"]
         return {
-            "id": str(instance.pk),
-            "mrn": instance.mrn,
-            "given_name": instance.given_name,
-            "family_name": instance.family_name,
-            "birth_date": instance.birth_date.isoformat(),
-            "sex": instance.sex,
-            "phone": instance.phone,
-            "sms_opt_in": instance.sms_opt_in,
-            "visit_count": instance.visit_count,
-            "facility": {"id": str(facility.pk), "code": facility.code, "name": facility.name},
-            "assigned_clinician": user_brief(instance.assigned_clinician),
-            "version": instance.version,
-            "updated_at": utc(instance.updated_at),
+            "id": str(instance["id"]),
+            "mrn": instance["mrn"],
+            "given_name": instance["given_name"],
+            "family_name": instance["family_name"],
+            "birth_date": instance["birth_date"].isoformat(),
+            "sex": instance["sex"],
+            "phone": instance["phone"],
+            "sms_opt_in": instance["sms_opt_in"],
+            "visit_count": instance["visit_count"],
+            "facility": {
+                "id": str(instance["facility_id"]),
+                "code": instance["facility__code"],
+                "name": instance["facility__name"],
+            },
+            "assigned_clinician": (
+                {"id": str(clinician_id), "full_name": instance["assigned_clinician__full_name"]}
+                if clinician_id is not None
+                else None
+            ),
+            "version": instance["version"],
+            "updated_at": utc(instance["updated_at"]),
         }
 
 

@@ -10,7 +10,6 @@ from typing import Any, ClassVar
 import orjson
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404, StreamingHttpResponse
-from django_filters.rest_framework import DjangoFilterBackend
 from django_tenants.utils import schema_context
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -23,7 +22,7 @@ from rest_framework.response import Response
 
 from accounts.models import User
 from accounts.roles import Role
-from apikit.filters import StrictOrderingFilter
+from apikit.filters import FilterSetBackend, StrictOrderingFilter
 from apikit.ids import parse_uuid
 from apikit.inputs import validated
 from apikit.models import TenantModel
@@ -211,9 +210,10 @@ class PatientViewSet(ListMixin, RetrieveMixin, ClinicalViewSet):
     serializer_class = io.PatientDetailOutput
     model = Patient
     list_serializer_class = io.PatientListOutput
+    list_values = selectors.PATIENT_LIST_VALUES
     detail_serializer_class = io.PatientDetailOutput
     filterset_class = PatientFilter
-    filter_backends = (DjangoFilterBackend, StrictOrderingFilter, RankedPatientSearch)
+    filter_backends = (FilterSetBackend, StrictOrderingFilter, RankedPatientSearch)
     pagination_class = SearchAwarePagination
     ordering_fields: ClassVar[list[str]] = [
         "family_name",

@@ -4,6 +4,8 @@ import os
 import shutil
 import socket
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,3 +121,30 @@ def test_taken_port_is_reported(data_dir: Path) -> None:
         )
         with pytest.raises(devstack.StackError, match="VERDANT_REDIS_PORT"):
             server.start()
+
+
+def test_the_last_run_out_stops_the_private_servers(data_dir: Path) -> None:
+    """Two `make test` runs share the private servers: the first to finish leaves them up."""
+
+    class Recorder:
+        stopped = 0
+
+        def stop(self) -> None:
+            self.stopped += 1
+
+    service = Recorder()
+    users_dir = devstack._register_user(data_dir)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (users_dir / str(other.pid)).touch()
+        (users_dir / "999999999").touch()  # a run that died without cleaning up
+        stack = devstack.Stack(env={}, started=[service], users_dir=users_dir)  # type: ignore[list-item]
+        stack.stop_started()
+        assert service.stopped == 0
+        assert not (users_dir / "999999999").exists()
+    finally:
+        other.kill()
+        other.wait()
+    devstack._register_user(data_dir)
+    stack.stop_started()
+    assert service.stopped == 1

@@ -1,9 +1,9 @@
 """audit/events/: the tenant's audit trail, read-only, for tenant_admin (audit.view_auditevent)."""
 
 from django.db.models import QuerySet
-from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import mixins
 
+from apikit.filters import FilterSetBackend
 from apikit.pagination import CursorPagination
 from apikit.viewsets import TenantScopedViewSet
 from audit import selectors
@@ -26,7 +26,7 @@ class AuditEventViewSet(
     # UUIDv7 ids are unique and time-ordered: newest first, stable under concurrent inserts.
     cursor_ordering = "-id"
     # The cursor fixes the order, so no ordering or search backends.
-    filter_backends = (DjangoFilterBackend,)
+    filter_backends = (FilterSetBackend,)
     filterset_class = AuditEventFilter
 
     def scoped_queryset(self) -> QuerySet[AuditEvent]:
