@@ -8,6 +8,7 @@ other row is scoped through the facility it belongs to.
 from __future__ import annotations
 
 import zoneinfo
+from datetime import time
 from typing import ClassVar
 
 from django.conf import settings
@@ -19,6 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Func, Q
 
+from apikit.ids import new_id
 from apikit.models import TenantModel
 
 FACILITY_TIMEZONE_INVALID = "{value!r} is not an IANA time zone name (e.g. Europe/Berlin)."
@@ -236,3 +238,117 @@ class PatientDocument(TenantModel):
 
     def __str__(self) -> str:
         return self.title or self.original_name
+
+
+# --- appointment reminders (SMS outbox; clinical/reminders/, docs/reminders.md) ----------------
+
+
+def _default_reminder_kinds() -> list[dict[str, object]]:
+    return [
+        {"kind": "day_before", "minutes_before": 24 * 60},
+        {"kind": "two_hours", "minutes_before": 120},
+    ]
+
+
+DEFAULT_REMINDER_TEMPLATE = (
+    "Reminder: {patient_given_name}, you have an appointment at {facility_name} on "
+    "{local_date} at {local_time}. Reply STOP to opt out."
+)
+
+
+class ReminderSettings(models.Model):
+    """The tenant's reminder rules: one row per tenant schema (``singleton`` is always 1).
+    Missing row = the defaults below."""
+
+    singleton = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    enabled = models.BooleanField(default=True)
+    # [{"kind": "day_before", "minutes_before": 1440}, ...]; validated by clinical.reminders.
+    kinds = models.JSONField(default=_default_reminder_kinds)
+    # str.format placeholders: patient_given_name, patient_family_name, facility_name,
+    # local_date, local_time, kind.
+    template = models.TextField(default=DEFAULT_REMINDER_TEMPLATE)
+    # Local (facility) wall-clock window in which nothing is sent; may cross midnight.
+    quiet_start = models.TimeField(default=time(21, 0))
+    quiet_end = models.TimeField(default=time(7, 0))
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "reminder settings"
+        verbose_name_plural = "reminder settings"
+        constraints = [
+            models.CheckConstraint(condition=Q(singleton=1), name="clinical_remindersettings_one")
+        ]
+
+    def __str__(self) -> str:
+        return "Reminder settings"
+
+
+class ReminderState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    # Waiting for quiet hours to end or for tomorrow's quota (``reason`` says which).
+    DEFERRED = "deferred", "Deferred"
+    # Claimed by a worker; the provider may or may not have the message yet.
+    SENDING = "sending", "Sending"
+    # The provider's answer was ambiguous (timeout, 5xx): reconciled before any resend.
+    UNKNOWN = "unknown", "Unknown"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+    SKIPPED = "skipped", "Skipped"
+
+
+class ReminderMessage(models.Model):
+    """The outbox: one row per (appointment, kind, due time), written in the appointment's
+    transaction; Celery delivers it (claim first, provider id after) and beat sweeps due and
+    stuck rows. Not a TenantModel: nobody edits it, and it has no soft delete."""
+
+    id = models.UUIDField(primary_key=True, default=new_id, editable=False)
+    appointment = models.ForeignKey(Appointment, on_delete=models.CASCADE, related_name="reminders")
+    kind = models.CharField(max_length=32)
+    due_at = models.DateTimeField()
+    # When the row may next be claimed (due_at, then moved by quiet hours, quota, retries).
+    send_after = models.DateTimeField()
+    state = models.CharField(
+        max_length=10, choices=ReminderState.choices, default=ReminderState.PENDING
+    )
+    reason = models.CharField(max_length=64, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    # Snapshot of what was (to be) sent, taken when the row is claimed.
+    phone = models.CharField(max_length=20, blank=True)
+    body = models.TextField(blank=True)
+    provider_sid = models.CharField(max_length=64, blank=True)
+    provider_status = models.CharField(max_length=20, blank=True)
+    error_code = models.CharField(max_length=20, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["appointment", "kind", "due_at"], name="clinical_reminder_unique_key"
+            ),
+        ]
+        indexes = [
+            # The dispatcher's claim: due rows in send order (partial: only claimable rows).
+            models.Index(
+                fields=["send_after"],
+                name="clinical_reminder_due",
+                condition=Q(state__in=["pending", "deferred"]),
+            ),
+            # The stuck sweep: claimed rows whose worker may have died.
+            models.Index(
+                fields=["claimed_at"],
+                name="clinical_reminder_claimed",
+                condition=Q(state__in=["sending", "unknown"]),
+            ),
+            models.Index(fields=["provider_sid"], name="clinical_reminder_provider_sid"),
+            models.Index(fields=["state", "-due_at"], name="clinical_reminder_state_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} reminder for {self.appointment_id} ({self.state})"

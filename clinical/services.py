@@ -32,6 +32,7 @@ from clinical.models import (
     Prescription,
     PrescriptionItem,
 )
+from clinical.reminders import reminders_sync_for_appointments
 
 PHONE_INVALID = "Enter a valid phone number in international format, e.g. +4915112345678."
 MRN_TAKEN = "A patient with this MRN already exists."
@@ -277,8 +278,15 @@ def _conflict(starts_at: datetime, ends_at: datetime) -> APIError:
 
 
 def _appointment_changed(*, appointment: Appointment, previous: Appointment | None) -> None:
-    """Every appointment write ends here, inside its transaction. Reminders (SMS, a later issue)
-    will create / cancel their outbox rows here, and deliver them from transaction.on_commit."""
+    """Every appointment write ends here, inside its transaction: reminders are created,
+    regenerated or cancelled with it (delivery is enqueued from transaction.on_commit)."""
+    if previous is not None and (
+        previous.starts_at == appointment.starts_at
+        and previous.status == appointment.status
+        and previous.archived_at == appointment.archived_at
+    ):
+        return  # nothing a reminder depends on changed
+    reminders_sync_for_appointments(appointment_ids=[appointment.pk])
 
 
 def appointment_create(

@@ -48,6 +48,7 @@ TENANT_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "apikit",
     "audit",
+    "notify",
     "clinical",
     "farms",
     "sync",
@@ -229,17 +230,62 @@ LOGIN_ATTEMPTS_PER_15_MINUTES = env_int("LOGIN_ATTEMPTS_PER_15_MINUTES", default
 
 # --- background work -------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
-CELERY_TASK_DEFAULT_QUEUE = "default"
+# Two queues: "default" for upkeep, "sms" for reminder delivery (its own workers, so a backlog of
+# one never delays the other). The names come from the environment so test runs sharing one
+# Redis use queues of their own.
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_DEFAULT_QUEUE", "default")
+CELERY_SMS_QUEUE = env_str("CELERY_SMS_QUEUE", "sms")
+CELERY_TASK_ROUTES = {"clinical.reminders_dispatch": {"queue": CELERY_SMS_QUEUE}}
+# At-least-once: acknowledged after the task ran, redelivered if the worker dies; every task is
+# idempotent (reminders claim their rows before sending).
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", default=300)
+CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", default=1000)
+# Redelivery of unacknowledged tasks: longer than the hard time limit and any retry countdown
+# (perf notes 2.3). Recovery after a SIGKILL is the beat sweep's job, not the broker's.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True
+REMINDER_SWEEP_SECONDS = env_int("REMINDER_SWEEP_SECONDS", default=30)
 CELERY_BEAT_SCHEDULE = {
     "purge-idempotency-records": {
         "task": "apikit.idempotency_records_purge_all",
         "schedule": 3600.0,
     },
+    "reminders-sweep": {
+        "task": "clinical.reminders_sweep",
+        "schedule": float(REMINDER_SWEEP_SECONDS),
+        "options": {"expires": float(REMINDER_SWEEP_SECONDS)},
+    },
 }
+
+# --- SMS reminders (docs/reminders.md) ---------------------------------------------------------
+# "console" (prints; NOTIFY_CONSOLE_OUTPUT=null counts only) or "twilio" (Messages API).
+NOTIFY_SMS_BACKEND = env_str("NOTIFY_SMS_BACKEND", "console")
+NOTIFY_CONSOLE_OUTPUT = env_str("NOTIFY_CONSOLE_OUTPUT", "stdout")
+TWILIO_API_BASE = env_str("TWILIO_API_BASE", "https://api.twilio.com")
+TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID", "")
+TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN", "")
+TWILIO_FROM_NUMBER = env_str("TWILIO_FROM_NUMBER", "")
+TWILIO_MESSAGING_SERVICE_SID = env_str("TWILIO_MESSAGING_SERVICE_SID", "")
+TWILIO_READ_TIMEOUT_SECONDS = env_int("TWILIO_READ_TIMEOUT_SECONDS", default=10)
+# Ask the provider for signed delivery receipts at https://<tenant host>/api/v1/notify/...
+NOTIFY_STATUS_CALLBACKS = env_bool("NOTIFY_STATUS_CALLBACKS", default=False)
+NOTIFY_CALLBACK_SCHEME = env_str("NOTIFY_CALLBACK_SCHEME", "https")
+NOTIFY_RECEIPT_HANDLER = "clinical.reminders.reminder_receipt_apply"
+REMINDER_BATCH_SIZE = env_int("REMINDER_BATCH_SIZE", default=200)
+# Seconds one dispatch task keeps claiming batches before handing over to a fresh task.
+REMINDER_TIME_BUDGET = env_int("REMINDER_TIME_BUDGET", default=120)
+REMINDER_MAX_ATTEMPTS = env_int("REMINDER_MAX_ATTEMPTS", default=5)
+REMINDER_RETRY_BASE_SECONDS = env_int("REMINDER_RETRY_BASE_SECONDS", default=30)
+REMINDER_RETRY_MAX_SECONDS = env_int("REMINDER_RETRY_MAX_SECONDS", default=3600)
+# A "sending" row older than this had its worker die (must exceed CELERY_TASK_TIME_LIMIT).
+REMINDER_STUCK_AFTER_SECONDS = env_int("REMINDER_STUCK_AFTER_SECONDS", default=600)
+# An "unknown" (ambiguous answer) row is checked with the provider after this long.
+REMINDER_RECONCILE_AFTER_SECONDS = env_int("REMINDER_RECONCILE_AFTER_SECONDS", default=120)
 
 # --- i18n, static --------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -19,6 +19,27 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+class TenantRequiredError(RuntimeError):
+    """A tenant-only task arrived without a tenant (no ``_schema_name`` header): refused before
+    its body runs, so it cannot read or write the public schema by mistake."""
+
+
+class TenantOnlyTask(app.Task):  # type: ignore[name-defined,misc]
+    """Base for tasks that must run in a tenant's schema. tenant-schemas-celery switches to the
+    schema named in the message headers before the task runs (task_prerun); a message without
+    one runs in public, and this base then raises instead of running the body (fail closed)."""
+
+    abstract = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from django.db import connection
+
+        schema = getattr(connection, "schema_name", "public")
+        if not schema or schema == "public":
+            raise TenantRequiredError(f"{self.name} must run in a tenant schema, not in public.")
+        return super().__call__(*args, **kwargs)
+
+
 # --- observability (issue 8) ---------------------------------------------------------------------
 # Tracing starts in the process that runs tasks, after the fork: the batch exporter's thread does
 # not survive fork(). Both the prefork pool's children and the solo pool send worker_process_init.

@@ -1,0 +1,168 @@
+"""Reminder rules with no I/O: which reminders an appointment gets, quiet hours in the
+facility's zone (DST-safe through zoneinfo), and the message text."""
+
+from __future__ import annotations
+
+import string
+import zoneinfo
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from clinical.models import DEFAULT_REMINDER_TEMPLATE, ReminderSettings
+
+TEMPLATE_FIELDS = frozenset(
+    {
+        "patient_given_name",
+        "patient_family_name",
+        "facility_name",
+        "local_date",
+        "local_time",
+        "kind",
+    }
+)
+KINDS_INVALID = (
+    'kinds must be a list of {"kind": "<name>", "minutes_before": <1..43200>} with unique names '
+    "and offsets."
+)
+TEMPLATE_INVALID = "Unknown placeholder {name!r} in the template; use: {choices}."
+TEMPLATE_BROKEN = "The template is not a valid format string: {error}."
+SMS_MAX_CHARS = 1600
+_MAX_MINUTES_BEFORE = 30 * 24 * 60
+
+
+@dataclass(frozen=True)
+class ReminderKind:
+    kind: str
+    minutes_before: int
+
+
+@dataclass(frozen=True)
+class ReminderRules:
+    enabled: bool
+    kinds: tuple[ReminderKind, ...]
+    template: str
+    quiet_start: time
+    quiet_end: time
+
+
+def kinds_parse(raw: Any) -> tuple[ReminderKind, ...]:
+    """``ReminderSettings.kinds`` as typed kinds; ValueError(KINDS_INVALID) when malformed."""
+    if not isinstance(raw, list):
+        raise ValueError(KINDS_INVALID)
+    kinds: list[ReminderKind] = []
+    for item in raw:
+        if not isinstance(item, Mapping):
+            raise ValueError(KINDS_INVALID)
+        name, minutes = item.get("kind"), item.get("minutes_before")
+        if not isinstance(name, str) or not name or len(name) > 32:
+            raise ValueError(KINDS_INVALID)
+        if isinstance(minutes, bool) or not isinstance(minutes, int):
+            raise ValueError(KINDS_INVALID)
+        if not 1 <= minutes <= _MAX_MINUTES_BEFORE:
+            raise ValueError(KINDS_INVALID)
+        kinds.append(ReminderKind(kind=name, minutes_before=minutes))
+    if len({k.kind for k in kinds}) != len(kinds) or len({k.minutes_before for k in kinds}) != len(
+        kinds
+    ):
+        raise ValueError(KINDS_INVALID)
+    return tuple(kinds)
+
+
+def template_check(template: str) -> None:
+    """ValueError unless ``template`` only uses the known ``{placeholders}``."""
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as error:
+        raise ValueError(TEMPLATE_BROKEN.format(error=error)) from None
+    for name in names:
+        if name not in TEMPLATE_FIELDS:
+            raise ValueError(
+                TEMPLATE_INVALID.format(name=name, choices=", ".join(sorted(TEMPLATE_FIELDS)))
+            )
+
+
+def rules_load() -> ReminderRules:
+    """This tenant's rules (one query); the defaults when the tenant never saved any."""
+    row = ReminderSettings.objects.filter(singleton=1).first() or ReminderSettings()
+    return ReminderRules(
+        enabled=row.enabled,
+        kinds=kinds_parse(row.kinds),
+        template=row.template or DEFAULT_REMINDER_TEMPLATE,
+        quiet_start=row.quiet_start,
+        quiet_end=row.quiet_end,
+    )
+
+
+def reminders_planned(
+    *, starts_at: datetime, kinds: Sequence[ReminderKind], now: datetime
+) -> list[tuple[str, datetime]]:
+    """(kind, due_at) for an appointment starting at ``starts_at``: every kind still in the
+    future, plus — so that a booking made late still gets one reminder — the single latest kind
+    whose time has already passed (sent at once). Nothing once the appointment has started."""
+    if starts_at <= now:
+        return []
+    planned = [(k.kind, starts_at - timedelta(minutes=k.minutes_before)) for k in kinds]
+    future = [(kind, due) for kind, due in planned if due > now]
+    past = [(kind, due) for kind, due in planned if due <= now]
+    if past:
+        future.append(max(past, key=lambda item: item[1]))
+    return future
+
+
+def _in_window(local: time, start: time, end: time) -> bool:
+    if start == end:
+        return False
+    if start < end:
+        return start <= local < end
+    return local >= start or local < end
+
+
+def quiet_hours_end(
+    *, at: datetime, zone: str, quiet_start: time, quiet_end: time
+) -> datetime | None:
+    """If ``at`` (aware) falls in the quiet window of the facility's zone, the UTC instant the
+    window ends; otherwise None. Wall-clock arithmetic happens in the local zone, so a DST
+    change inside the window moves the UTC answer by the hour, as the clock on the wall does."""
+    tz = zoneinfo.ZoneInfo(zone)
+    local = at.astimezone(tz)
+    if not _in_window(local.time(), quiet_start, quiet_end):
+        return None
+    end_date = local.date()
+    if quiet_start > quiet_end and local.time() >= quiet_start:
+        end_date += timedelta(days=1)
+    # A wall time inside a spring-forward gap (fold=0) maps to the instant the clock shows it
+    # an hour late, i.e. just after the gap: never earlier than the window's end.
+    return datetime.combine(end_date, quiet_end, tzinfo=tz).astimezone(UTC)
+
+
+def render(
+    *,
+    template: str,
+    kind: str,
+    starts_at: datetime,
+    zone: str,
+    patient_given_name: str,
+    patient_family_name: str,
+    facility_name: str,
+) -> str:
+    """The SMS text, with the appointment time in the facility's local time."""
+    local = starts_at.astimezone(zoneinfo.ZoneInfo(zone))
+    values = {
+        "patient_given_name": patient_given_name,
+        "patient_family_name": patient_family_name,
+        "facility_name": facility_name,
+        "local_date": local.strftime("%a %d %b %Y"),
+        "local_time": local.strftime("%H:%M"),
+        "kind": kind,
+    }
+    return template.format_map(values)[:SMS_MAX_CHARS]
+
+
+def next_utc_midnight(now: datetime) -> datetime:
+    return datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(v for v in values if v))

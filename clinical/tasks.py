@@ -1,0 +1,56 @@
+"""Celery tasks of the clinical domain: reminder delivery. Tasks call services, hold no logic."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+
+from clinical.reminders import reminders_dispatch
+from clinical.reminders.selectors import schemas_with_due_reminders
+from settings.celery_app import TenantOnlyTask
+from tenants.selectors import tenant_list_serving
+
+
+@shared_task(
+    name="clinical.reminders_dispatch",
+    base=TenantOnlyTask,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # Infrastructure hiccups (database restart) only; provider errors are handled per row.
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=8,
+    ignore_result=True,
+)
+def reminders_dispatch_task() -> dict[str, Any]:
+    """Deliver the due reminders of the tenant that enqueued this task."""
+    report = reminders_dispatch()
+    if report.more:
+        from apikit.tenancy import current_schema_name
+
+        reminders_enqueue_dispatch(schema_name=current_schema_name())
+    return {k: v for k, v in report.__dict__.items() if v}
+
+
+def reminders_enqueue_dispatch(*, schema_name: str) -> None:
+    """Queue a dispatch run for one tenant on the sms queue."""
+    reminders_dispatch_task.apply_async(
+        headers={"_schema_name": schema_name}, queue=settings.CELERY_SMS_QUEUE
+    )
+
+
+@shared_task(name="clinical.reminders_sweep", ignore_result=True)
+def reminders_sweep() -> list[str]:
+    """Beat: one indexed query per serving tenant for due or stuck reminders no worker holds;
+    a dispatch run is queued for each tenant that has some. This is what recovers messages
+    Redis lost or a killed worker left behind."""
+    schemas = [tenant.schema_name for tenant in tenant_list_serving()]
+    due = schemas_with_due_reminders(schemas=schemas)
+    for schema in due:
+        reminders_enqueue_dispatch(schema_name=schema)
+    return due
