@@ -24,7 +24,7 @@ class TenantRequiredError(RuntimeError):
     its body runs, so it cannot read or write the public schema by mistake."""
 
 
-class TenantOnlyTask(app.Task):  # type: ignore[name-defined,misc]
+class TenantOnlyTask(app.Task):  # type: ignore[name-defined]
     """Base for tasks that must run in a tenant's schema. tenant-schemas-celery switches to the
     schema named in the message headers before the task runs (task_prerun); a message without
     one runs in public, and this base then raises instead of running the body (fail closed)."""

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", include("audit.api.urls")),
     path("clinical/", include("clinical.api.urls")),
     path("farms/", include("farms.api.urls")),
+    path("notify/", include("notify.api.urls")),
     path("sync/", include("sync.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

@@ -4,12 +4,14 @@ from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
 from clinical.api import views
+from clinical.api.reminders import ReminderViewSet
 
 router = SimpleRouter()
 router.register("facilities", views.FacilityViewSet, basename="clinical-facility")
 router.register("patients", views.PatientViewSet, basename="clinical-patient")
 router.register("appointments", views.AppointmentViewSet, basename="clinical-appointment")
 router.register("prescriptions", views.PrescriptionViewSet, basename="clinical-prescription")
+router.register("reminders", ReminderViewSet, basename="clinical-reminder")
 
 documents = views.PatientDocumentViewSet
 urlpatterns = [

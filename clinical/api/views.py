@@ -43,6 +43,7 @@ from clinical.api.filters import (
     RankedPatientSearch,
 )
 from clinical.api.pagination import SearchAwarePagination
+from clinical.api.reminders import AppointmentDetailOutput
 from clinical.api.renderers import ORJSONRenderer
 from clinical.models import (
     Appointment,
@@ -359,12 +360,16 @@ def _ndjson(*, queryset: QuerySet[Patient], schema: str, context: Any) -> Iterat
 # --- appointments ------------------------------------------------------------------------------
 
 
-@extend_schema_view(list=extend_schema(responses=io.AppointmentOutput(many=True)))
+@extend_schema_view(
+    list=extend_schema(responses=io.AppointmentOutput(many=True)),
+    retrieve=extend_schema(responses=AppointmentDetailOutput),
+)
 class AppointmentViewSet(ListMixin, RetrieveMixin, ClinicalViewSet):
     serializer_class = io.AppointmentOutput
     model = Appointment
     list_serializer_class = io.AppointmentOutput
-    detail_serializer_class = io.AppointmentOutput
+    # The detail adds the appointment's reminders (clinical/api/reminders.py).
+    detail_serializer_class = AppointmentDetailOutput
     filterset_class = AppointmentFilter
     ordering_fields: ClassVar[list[str]] = ["starts_at", "ends_at", "created_at", "updated_at"]
     cursor_ordering = "-id"

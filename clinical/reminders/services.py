@@ -58,7 +58,9 @@ def require_tenant_schema() -> str:
 # --- keeping the outbox in step with appointments ----------------------------------------------
 
 
-def reminders_sync_for_appointments(*, appointment_ids: Sequence[uuid.UUID]) -> None:
+def reminders_sync_for_appointments(
+    *, appointment_ids: Sequence[uuid.UUID], now: datetime | None = None
+) -> None:
     """(Re)create or cancel the pending reminders of these appointments, set-wise, inside the
     caller's transaction; delivery of anything already due is enqueued on commit.
 
@@ -70,7 +72,7 @@ def reminders_sync_for_appointments(*, appointment_ids: Sequence[uuid.UUID]) -> 
     if not ids:
         return
     require_tenant_schema()
-    now = timezone.now()
+    now = now or timezone.now()
     rules = rules_load()
     appointments = list(
         Appointment.all_objects.filter(pk__in=ids).values_list(
@@ -165,7 +167,7 @@ class DispatchReport:
     reasons: dict[str, int] = field(default_factory=dict)
 
     def count(self, state: str, reason: str = "") -> None:
-        attribute = {
+        names: dict[str, str] = {
             ReminderState.SENT: "sent",
             ReminderState.FAILED: "failed",
             ReminderState.PENDING: "retried",
@@ -173,7 +175,8 @@ class DispatchReport:
             ReminderState.DEFERRED: "deferred",
             ReminderState.SKIPPED: "skipped",
             ReminderState.CANCELLED: "cancelled",
-        }.get(state)
+        }
+        attribute = names.get(state)
         if attribute:
             setattr(self, attribute, getattr(self, attribute) + 1)
         if reason:
@@ -208,24 +211,32 @@ def reminders_dispatch(
     gateway: Gateway | None = None,
     batch_size: int | None = None,
     time_budget: float | None = None,
+    now: datetime | None = None,
 ) -> DispatchReport:
     """Deliver this tenant's due reminders: reconcile stuck rows, then claim batches (``FOR
     UPDATE SKIP LOCKED``, so any number of workers can run this at once) and send them, until
-    nothing is due or ``time_budget`` seconds have passed (``report.more`` then says so)."""
+    nothing is due or ``time_budget`` seconds have passed (``report.more`` then says so).
+    ``now`` pins the clock the rules see (tests); by default each batch reads the time."""
     require_tenant_schema()
     gateway = gateway or gateway_get()
     batch_size = batch_size or int(_conf("REMINDER_BATCH_SIZE", 200))
     budget = float(time_budget if time_budget is not None else _conf("REMINDER_TIME_BUDGET", 120))
     deadline = time.monotonic() + budget
     report = DispatchReport()
-    _reconcile(gateway=gateway, report=report)
+    _reconcile(gateway=gateway, report=report, now=now or timezone.now())
     rules = rules_load()
     limit = _daily_quota()
     while True:
         if time.monotonic() >= deadline:
             report.more = True
             break
-        batch = _claim(batch_size=batch_size, rules=rules, limit=limit, report=report)
+        batch = _claim(
+            batch_size=batch_size,
+            rules=rules,
+            limit=limit,
+            report=report,
+            now=now or timezone.now(),
+        )
         if batch is None:
             break
         if not _send(batch=batch, gateway=gateway, report=report):
@@ -277,11 +288,10 @@ WHERE r.id = v.id AND r.state = 'sending'
 
 
 def _claim(
-    *, batch_size: int, rules: ReminderRules, limit: int, report: DispatchReport
+    *, batch_size: int, rules: ReminderRules, limit: int, report: DispatchReport, now: datetime
 ) -> list[_Outgoing] | None:
     """Claim up to ``batch_size`` due rows and apply the rules to them, in one transaction that
     commits before any message leaves. None when nothing was due."""
-    now = timezone.now()
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(_CLAIM_SQL, {"now": now, "limit": batch_size})
@@ -510,12 +520,11 @@ def _flush(outcomes: list[_Outcome], report: DispatchReport) -> None:
 # --- reconciling rows whose outcome is not known -----------------------------------------------
 
 
-def _reconcile(*, gateway: Gateway, report: DispatchReport) -> None:
+def _reconcile(*, gateway: Gateway, report: DispatchReport, now: datetime) -> None:
     """Rows claimed by a worker that died (``sending`` for longer than a task may live) and rows
     with an ambiguous provider answer (``unknown``): ask the provider whether it has the
     message. Found -> sent. Not found -> pending again (it never left). Provider cannot say ->
     left ``unknown`` (never resent: at most once wins over at least once)."""
-    now = timezone.now()
     stuck_after = timedelta(seconds=float(_conf("REMINDER_STUCK_AFTER_SECONDS", 600)))
     unknown_after = timedelta(seconds=float(_conf("REMINDER_RECONCILE_AFTER_SECONDS", 120)))
     with transaction.atomic():
