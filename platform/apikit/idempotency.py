@@ -126,9 +126,15 @@ def _store(*, record: IdempotencyRecord, response: HttpResponse) -> None:
     )
 
 
+# Keys with these prefixes are kept longer: sync devices retry a push after days offline.
+RETENTION_BY_PREFIX = {"sync-push:": timedelta(days=7)}
+
+
 def idempotency_records_purge(*, older_than: timedelta = RETENTION) -> int:
     """Delete records past retention in the current tenant; returns how many."""
-    deleted, _ = IdempotencyRecord.objects.filter(
-        created_at__lt=timezone.now() - older_than
-    ).delete()
+    now = timezone.now()
+    stale = IdempotencyRecord.objects.filter(created_at__lt=now - older_than)
+    for prefix, retention in RETENTION_BY_PREFIX.items():
+        stale = stale.exclude(key__startswith=prefix, created_at__gte=now - max(retention, older_than))
+    deleted, _ = stale.delete()
     return deleted

@@ -1,10 +1,11 @@
 """Request-level guards that run before any view: request ids and body size limits."""
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from apikit.errors import error_response
 from apikit.request_context import REQUEST_ID_HEADER, request_id_for
@@ -36,9 +37,16 @@ class RequestGuardMiddleware:
                 status=400, code="bad_request", detail="Content-Length is not a number."
             )
         if length > limit:
-            return error_response(
+            response = error_response(
                 status=413,
                 code="payload_too_large",
                 detail=f"The request body is {length} bytes; this endpoint accepts at most {limit}.",
             )
+            # A view may publish its limits (e.g. sync push: rows and bytes) in the envelope.
+            limits = getattr(view_class, "payload_limits", None)
+            if limits:
+                body = json.loads(response.content)
+                body["error"]["limits"] = dict(limits)
+                response = JsonResponse(body, status=413)
+            return response
         return None

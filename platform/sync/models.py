@@ -103,3 +103,7 @@ class SyncState(models.Model):
 
     def __str__(self) -> str:
         return f"sync state (min retained txid {self.min_retained_txid})"
+
+
+# Push-side models (part B) live with the push package; imported here so Django registers them.
+from sync.push.models import SyncFieldChange  # noqa: E402, F401

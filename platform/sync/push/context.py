@@ -1,0 +1,61 @@
+"""What a push knows while it decides rows: the caller, the caller's containers, and the rows
+referenced by foreign keys (loaded with one query per referenced table, plus rows written
+earlier in the same batch)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connection
+
+from apikit.policy import AccessLevel, sees_everything, visible_containers
+
+# A reference to a row of this batch that was not written (rejected, conflict, ...).
+FAILED: dict[str, Any] = {"__failed__": True}
+
+
+@dataclass
+class PushContext:
+    user: Any
+    device_id: uuid.UUID | None
+    now: dt.datetime
+    # {table: {id: info}}: rows loaded by reference loaders, and rows of this batch.
+    refs: dict[str, dict[Any, dict[str, Any]]] = field(default_factory=dict)
+    # Containers the user holds each level on, per container model label; None = all.
+    _scopes: dict[tuple[str, AccessLevel], frozenset[uuid.UUID] | None] = field(
+        default_factory=dict
+    )
+    queries: int = 0
+
+    @property
+    def everything(self) -> bool:
+        return sees_everything(self.user)
+
+    def ref(self, table: str, ref_id: Any) -> dict[str, Any] | None:
+        return self.refs.get(table, {}).get(ref_id)
+
+    def remember(self, table: str, ref_id: Any, info: dict[str, Any]) -> None:
+        self.refs.setdefault(table, {})[ref_id] = info
+
+    def allowed(self, container_model: Any, level: AccessLevel, container_id: Any) -> bool:
+        """Whether the user holds ``level`` on the container (one guardian query per model and
+        level per push, then set lookups)."""
+        if self.everything:
+            return True
+        key = (container_model._meta.label_lower, level)
+        if key not in self._scopes:
+            ids = visible_containers(
+                user=self.user, container_model=container_model, level=level
+            ).values_list("pk", flat=True)
+            self._scopes[key] = frozenset(ids)
+        scope = self._scopes[key]
+        return scope is None or container_id in scope
+
+    def fetch(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            names = [column.name for column in cursor.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -1,0 +1,96 @@
+"""``sync_push``: one push batch, decided and written set-wise, answered with a result per row,
+a summary and a fresh cursor. Runs inside the caller's transaction (the idempotency wrapper's,
+which stores the response bytes in the same commit)."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from django.db import transaction
+
+from apikit.request_context import RequestContext
+from audit.models import AuditEvent
+from sync.push.engine import PushOutcome, push_apply
+from sync.push.parsing import PushBatch
+from sync.push.rows import Mode, Status
+from sync.push.tables import TABLES
+
+# WatermelonDB keeps rows it was told were rejected as still needing sync.
+_WMDB_REJECTED = frozenset({Status.REJECTED, Status.CONFLICT})
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def response_bytes(body: dict[str, Any]) -> bytes:
+    return orjson.dumps(body, default=_default, option=orjson.OPT_UTC_Z)
+
+
+@transaction.atomic
+def sync_push(
+    *,
+    user: Any,
+    device_id: uuid.UUID | None,
+    batch: PushBatch,
+    batch_id: str,
+    context: RequestContext | None,
+) -> dict[str, Any]:
+    """Apply ``batch`` for ``user`` (and the token's device); returns the response body."""
+    from sync.cursor import cursor_current
+    from sync.services import device_seen
+
+    outcome = push_apply(user=user, device_id=device_id, batch=batch)
+    if device_id is not None:
+        device_seen(device_id=str(device_id))
+    _audit(outcome, context=context)
+    body: dict[str, Any] = {
+        "batch_id": batch_id,
+        "results": [result.as_dict() for result in outcome.results],
+        "summary": outcome.summary,
+        # Inside the push's transaction: the watermark is at most this transaction, so the next
+        # pull may re-send the pushed rows once (harmless; pulls are idempotent upserts).
+        "cursor": cursor_current(user=user),
+    }
+    if batch.wmdb:
+        rejected: dict[str, list[str]] = defaultdict(list)
+        for result in outcome.results:
+            if result.status in _WMDB_REJECTED:
+                rejected[result.table].append(result.id)
+        body["experimentalRejectedIds"] = dict(rejected)
+    return body
+
+
+def _audit(outcome: PushOutcome, *, context: RequestContext | None) -> None:
+    """One audit event per table and kind of write, holding the ids written (one bulk insert)."""
+    events = []
+    kinds = {
+        Mode.INSERT: AuditEvent.Action.CREATE,
+        Mode.UPDATE: AuditEvent.Action.UPDATE,
+        Mode.DELETE: AuditEvent.Action.DELETE,
+    }
+    for table, by_mode in outcome.written_by_mode.items():
+        spec = TABLES[table]
+        for mode, ids in by_mode.items():
+            if not ids:
+                continue
+            event = AuditEvent(
+                action=kinds[mode],
+                object_type=f"{spec.model._meta.app_label}.{spec.model._meta.model_name}",
+                object_ids=ids,
+            )
+            if context is not None:
+                event.actor_id = uuid.UUID(context.actor_id) if context.actor_id else None
+                event.actor_email = context.actor_email[:254]
+                event.user_agent = context.user_agent[:400]
+                event.request_id = context.request_id[:128]
+                event.trace_id = context.trace_id[:64]
+            events.append(event)
+    if events:
+        AuditEvent.objects.bulk_create(events)
