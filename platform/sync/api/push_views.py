@@ -14,6 +14,7 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
@@ -22,6 +23,7 @@ from apikit.errors import APIError
 from apikit.ids import parse_uuid
 from apikit.permissions import TenantMember
 from apikit.request_context import request_context
+from sync.api.views import WatermelonRenderer
 from sync.push.parsing import LIMITS, MAX_BYTES, PushTooLargeError, batch_parse, body_decode
 from sync.push.service import response_bytes, sync_push
 
@@ -35,6 +37,8 @@ KEY_PREFIX = "sync-push:"
 
 class PushView(APIView):
     permission_classes = (IsAuthenticated, TenantMember)
+    # ``?format=wmdb`` must pass DRF's format negotiation (the view writes its own bytes).
+    renderer_classes = (JSONRenderer, WatermelonRenderer)
     # RequestGuardMiddleware refuses larger bodies before they are read (413 with the limits).
     max_body_bytes: ClassVar[int] = MAX_BYTES
     payload_limits: ClassVar[dict[str, int]] = LIMITS

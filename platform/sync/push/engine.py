@@ -700,7 +700,7 @@ def _reminders(appointment_ids: list[uuid.UUID]) -> None:
     """Pushed appointments get their SMS reminders in the same transaction."""
     try:
         from clinical import reminders
-    except ImportError:  # TODO(reminders): remove once clinical.reminders has landed
+    except ImportError:  # clinical.reminders not installed: nothing to schedule
         return
     sync_for = getattr(reminders, "reminders_sync_for_appointments", None)
     if sync_for is not None:
