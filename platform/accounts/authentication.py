@@ -26,6 +26,12 @@ from apikit.tenancy import current_schema_name
 
 TENANT_CLAIM = "tid"
 ROLE_CLAIM = "role"
+# The sync device a token was issued for (issue 7); see check_token_device.
+DEVICE_CLAIM = "did"
+DEVICE_REVOKED_DETAIL = (
+    "This device was revoked by an administrator; sign in again on a registered device."
+)
+DEVICE_UNKNOWN_DETAIL = "This token names a device that is not registered to this account."
 WRONG_TENANT_DETAIL = "This token was issued for another organisation; log in on this host."
 USER_NOT_FOUND_DETAIL = "The account of this token no longer exists."
 USER_INACTIVE_DETAIL = "This account is not active. Ask your organisation's admin to activate it."
@@ -84,4 +90,21 @@ class TenantJWTAuthentication(JWTAuthentication):
             raise exceptions.AuthenticationFailed(USER_NOT_FOUND_DETAIL, code="user_not_found")
         if not user.is_active:
             raise exceptions.AuthenticationFailed(USER_INACTIVE_DETAIL, code="user_inactive")
+        device_id = validated_token.get(DEVICE_CLAIM)
+        if device_id is not None:
+            check_token_device(device_id=str(device_id), user_id=str(user_id))
         return user
+
+
+def check_token_device(*, device_id: str, user_id: str) -> None:
+    """A token naming a sync device is only good while that device is registered to its user
+    and not revoked: 403 ``device_revoked`` / ``device_unknown`` otherwise. Reads a per-process
+    cache (sync.selectors.device_state): no query on a warm process."""
+    from apikit.errors import APIError
+    from sync.selectors import device_state
+
+    state = device_state(device_id)
+    if state is None or state.user_id != user_id:
+        raise APIError(status=403, code="device_unknown", detail=DEVICE_UNKNOWN_DETAIL)
+    if state.revoked:
+        raise APIError(status=403, code="device_revoked", detail=DEVICE_REVOKED_DETAIL)

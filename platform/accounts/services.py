@@ -1,6 +1,7 @@
 """Writes for accounts: users, roles, logins."""
 
 from dataclasses import replace
+from typing import Any
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -117,7 +118,13 @@ def user_deactivate(*, user: User) -> User:
     return user_update(user=user, is_active=False)
 
 
-def auth_login(*, email: str, password: str, context: RequestContext | None = None) -> TokenPair:
+def auth_login(
+    *,
+    email: str,
+    password: str,
+    device: Any = None,
+    context: RequestContext | None = None,
+) -> TokenPair:
     """Check credentials in the current tenant and issue a token pair.
 
     Unknown email, wrong password and a user of another tenant answer identically; whether the
@@ -135,8 +142,14 @@ def auth_login(*, email: str, password: str, context: RequestContext | None = No
     if not user.is_active:
         _audit_login(context=context, attempted=attempted, user=user, succeeded=False)
         raise APIError(status=401, code="account_inactive", detail=ACCOUNT_INACTIVE_DETAIL)
+    device_id = None
+    if device is not None:
+        # A sync device (issue 7): registered to this user and not revoked, else 400 / 403.
+        from sync.services import device_for_token
+
+        device_id = str(device_for_token(user=user, device_id=device).pk)
     _audit_login(context=context, attempted=attempted, user=user, succeeded=True)
-    return token_pair_issue(user=user)
+    return token_pair_issue(user=user, device_id=device_id)
 
 
 def _audit_login(

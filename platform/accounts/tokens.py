@@ -10,7 +10,13 @@ from rest_framework_simplejwt.state import token_backend
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts.authentication import ROLE_CLAIM, TENANT_CLAIM, token_belongs_here
+from accounts.authentication import (
+    DEVICE_CLAIM,
+    ROLE_CLAIM,
+    TENANT_CLAIM,
+    check_token_device,
+    token_belongs_here,
+)
 from accounts.models import User
 from apikit.errors import APIError
 from apikit.tenancy import current_schema_name
@@ -24,11 +30,14 @@ class TokenPair:
     refresh: str
 
 
-def token_pair_issue(*, user: User) -> TokenPair:
-    """A new refresh + access pair carrying the tenant (``tid``) and role."""
+def token_pair_issue(*, user: User, device_id: str | None = None) -> TokenPair:
+    """A new refresh + access pair carrying the tenant (``tid``) and role, and the sync device
+    (``did``) when the login named one (checked by the caller)."""
     refresh = RefreshToken.for_user(user)
     refresh[TENANT_CLAIM] = current_schema_name()
     refresh[ROLE_CLAIM] = user.role
+    if device_id is not None:
+        refresh[DEVICE_CLAIM] = device_id
     return TokenPair(access=str(refresh.access_token), refresh=str(refresh))
 
 
@@ -81,10 +90,16 @@ def token_pair_rotate(*, raw_refresh: str) -> TokenPair:
     ).first()
     if user is None:
         raise _invalid()
+    device_id = claims.get(DEVICE_CLAIM)
+    if device_id is not None:
+        # A revoked device cannot refresh its way back in (403 device_revoked).
+        check_token_device(device_id=str(device_id), user_id=str(user.pk))
     with transaction.atomic():
         first_use = _blacklist(jti=str(claims[api_settings.JTI_CLAIM]))
         if first_use:
-            return token_pair_issue(user=user)
+            return token_pair_issue(
+                user=user, device_id=str(device_id) if device_id is not None else None
+            )
     refresh_tokens_revoke_all(user=user)
     raise _invalid()
 

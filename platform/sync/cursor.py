@@ -140,10 +140,24 @@ def cursor_decode(raw: str, *, schema: str | None = None) -> Cursor:
     )
 
 
+_WATERMARK = """
+SELECT CASE WHEN pg_current_xact_id_if_assigned() = pg_snapshot_xmin(s)
+            THEN pg_snapshot_xmin(s)::text::bigint + 1
+            ELSE pg_snapshot_xmin(s)::text::bigint END
+  FROM pg_current_snapshot() AS s
+"""
+
+
 def watermark_now() -> int:
-    """The commit-safe watermark: every transaction with an id below it has finished."""
+    """The commit-safe watermark: every transaction with an id below it has finished.
+
+    When the oldest running transaction is this one (it has written), its own changes are
+    visible to it as well, so the watermark moves one past it (a push computing its cursor
+    inside its transaction; a test running in one transaction). A pull never writes before
+    reading the watermark, so there it is plain ``pg_snapshot_xmin``.
+    """
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        cursor.execute(_WATERMARK)
         row = cursor.fetchone()
     return int(row[0])
 

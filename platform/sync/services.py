@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts.authentication import DEVICE_REVOKED_DETAIL
 from apikit.errors import APIError
 from sync.models import Device, SyncState
 from sync.selectors import devices_changed
@@ -58,11 +59,6 @@ def device_for_token(*, user: Any, device_id: Any) -> Device:
     if device.revoked_at is not None:
         raise APIError(status=403, code="device_revoked", detail=DEVICE_REVOKED_DETAIL)
     return device
-
-
-DEVICE_REVOKED_DETAIL = (
-    "This device was revoked by an administrator; sign in on a registered device."
-)
 
 
 # --- compaction -------------------------------------------------------------------------------------

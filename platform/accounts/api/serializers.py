@@ -7,6 +7,13 @@ from accounts.roles import Role
 class LoginInputSerializer(serializers.Serializer):
     email = serializers.CharField(max_length=254)
     password = serializers.CharField(max_length=256, trim_whitespace=False)
+    device = serializers.UUIDField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="A registered device of this account (POST /api/v1/sync/devices/): the tokens "
+        "then carry its id (claim did) and stop working when the device is revoked.",
+    )
 
 
 class TokenPairOutputSerializer(serializers.Serializer):

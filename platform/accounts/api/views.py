@@ -36,7 +36,10 @@ class TokenObtainView(APIView):
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = validated(serializers.LoginInputSerializer, request.data)
         pair = services.auth_login(
-            email=data["email"], password=data["password"], context=request_context(request)
+            email=data["email"],
+            password=data["password"],
+            device=data.get("device"),
+            context=request_context(request),
         )
         return Response({"access": pair.access, "refresh": pair.refresh})
 

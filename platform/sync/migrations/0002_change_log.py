@@ -1,3 +1,4 @@
+# ruff: noqa: S608  (trigger DDL built from constants in this file)
 """The change log (``sync_change``) and the triggers that write it.
 
 One ``AFTER ... FOR EACH STATEMENT`` trigger per event (INSERT, UPDATE, DELETE) on every synced
@@ -12,7 +13,8 @@ cloned from the template gets its own copies. Every statement inside them is qua
 ``TG_TABLE_SCHEMA``, so a write to tenant A's table always logs into tenant A's ``sync_change``,
 whatever the session's search_path is.
 
-A soft delete (``archived_at`` set) is logged as ``D``: the pull sends a tombstone.
+A soft delete (``archived_at`` set) is logged as ``D``: the pull sends a tombstone. An UPDATE that
+changes a primary key logs the old id as ``D`` and the new one as ``U``.
 ``scope_ids`` holds the row's container (farm or facility id; the nil UUID for the tenant-wide
 crop catalogue) before and after the change, so a row moved out of a scope still reaches the
 devices that must drop it.
@@ -122,7 +124,11 @@ def _function(wire: str, table: str, container: str) -> str:
                 SELECT '{wire}', n.id, {op},
                        ARRAY(SELECT DISTINCT s FROM unnest(ARRAY[{new}, {old}]) s
                              WHERE s IS NOT NULL)
-                FROM new_rows n JOIN old_rows o ON o.id = n.id$q$, TG_TABLE_SCHEMA);{cascade}
+                FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id
+                UNION ALL
+                SELECT '{wire}', o.id, 'D', array_remove(ARRAY[{old}], NULL)
+                FROM old_rows o WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE n.id = o.id)
+                $q$, TG_TABLE_SCHEMA);{cascade}
         ELSE
             EXECUTE format($q${insert}
                 SELECT '{wire}', o.id, 'D', array_remove(ARRAY[{old}], NULL)
