@@ -20,7 +20,10 @@ from clinical.models import (
     PatientDocument,
     Prescription,
     PrescriptionItem,
+    ReminderMessage,
+    ReminderSettings,
 )
+from clinical.reminders.rules import kinds_parse, template_check
 from clinical.services import phone_normalise
 
 AUDIT_FIELDS = (
@@ -151,3 +154,47 @@ class PatientDocumentAdmin(AuditedAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[PatientDocument]:
         return super().get_queryset(request).defer("patient__search_vector")
+
+
+# --- reminders (clinical/reminders/) -------------------------------------------------------------
+
+
+class ReminderSettingsForm(forms.ModelForm):
+    def clean_kinds(self) -> Any:
+        kinds = self.cleaned_data["kinds"]
+        try:
+            kinds_parse(kinds)
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from None
+        return kinds
+
+    def clean_template(self) -> str:
+        template = str(self.cleaned_data["template"])
+        try:
+            template_check(template)
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from None
+        return template
+
+
+@admin.register(ReminderMessage)
+class ReminderMessageAdmin(admin.ModelAdmin):
+    """The outbox, read-only: state, reason and provider ids are written by the dispatcher."""
+
+    list_display = ("kind", "appointment", "due_at", "state", "reason", "attempts", "sent_at")
+    list_filter = ("state", "kind", "reason")
+    list_select_related = ("appointment",)
+    search_fields = ("provider_sid",)
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ReminderSettings)
+class ReminderSettingsAdmin(admin.ModelAdmin):
+    list_display = ("enabled", "quiet_start", "quiet_end", "updated_at")
+    form = ReminderSettingsForm
