@@ -250,6 +250,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 REMINDER_SWEEP_SECONDS = env_int("REMINDER_SWEEP_SECONDS", default=30)
+# --- offline sync (docs/sync.md) ---------------------------------------------------------------
+# Days tombstones stay in each tenant's change log (SyncState.retention_days overrides per
+# tenant); a cursor older than the compacted history answers 410 cursor_expired.
+SYNC_CHANGE_LOG_RETENTION_DAYS = env_int("SYNC_CHANGE_LOG_RETENTION_DAYS", default=90)
+SYNC_COMPACT_EVERY_SECONDS = env_int("SYNC_COMPACT_EVERY_SECONDS", default=6 * 3600)
+# Key for the pull cursors' HMAC (derived per tenant); defaults to SECRET_KEY.
+SYNC_CURSOR_KEY = env_str("SYNC_CURSOR_KEY", "")
+SYNC_PULL_DEFAULT_LIMIT = env_int("SYNC_PULL_DEFAULT_LIMIT", default=500)
 CELERY_BEAT_SCHEDULE = {
     "purge-idempotency-records": {
         "task": "apikit.idempotency_records_purge_all",
@@ -259,6 +267,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "clinical.reminders_sweep",
         "schedule": float(REMINDER_SWEEP_SECONDS),
         "options": {"expires": float(REMINDER_SWEEP_SECONDS)},
+    },
+    "sync-change-log-compact": {
+        "task": "sync.change_log_compact_all",
+        "schedule": float(SYNC_COMPACT_EVERY_SECONDS),
     },
 }
 
