@@ -37,6 +37,7 @@ BENCHMARKS = {
     "tracing": "tests.benchmarks.bench_tracing",
     "request_overhead": "tests.benchmarks.bench_request_overhead",
     "patient_list": "tests.benchmarks.bench_patient_list",
+    "sync_push": "tests.benchmarks.bench_sync_push",
     "reminders": "tests.benchmarks.bench_reminders",
 }
 
