@@ -139,6 +139,14 @@ AUTHENTICATION_BACKENDS = [
     "accounts.backends.RolePermissionBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
+# Argon2id with OWASP's parameters first (platform/accounts/hashers.py says why); hashes made by
+# the other hashers keep working and are re-hashed at the user's next login.
+PASSWORD_HASHERS = [
+    "accounts.hashers.Argon2idHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

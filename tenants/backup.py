@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import re
 import shutil
 import subprocess
 import tarfile
@@ -29,6 +27,7 @@ from django_tenants.utils import quote_schema_name, schema_exists
 from apikit.tenancy import activate_public
 from tenants.migration_state import schemas_behind
 from tenants.models import Domain, Plan, Tenant
+from tenants.pg_tools import find_pg_tool, libpq_env
 from tenants.routing import routing_changed
 from tenants.services import schema_name_for, tenant_host
 
@@ -38,7 +37,6 @@ MANIFEST_NAME = "manifest.json"
 DUMP_NAME = "schema.dump"
 # Where PostgreSQL client binaries live, newest major version first (as settings/devstack.py looks
 # for the server binaries); PATH is searched after these.
-PG_SEARCH_ROOTS = (Path("/usr/lib/postgresql"), Path("/usr/local/pgsql"), Path("/opt/homebrew/opt"))
 # Suffix for the live schema while --replace restores over it; removed once the restore succeeds.
 ASIDE_SUFFIX = "__pre_restore"
 PG_TOOL_TIMEOUT_SECONDS = 3600
@@ -80,33 +78,6 @@ class RestoreResult:
     seconds: float
 
 
-def _version_key(path: Path) -> tuple[int, ...]:
-    return tuple(int(part) for part in re.findall(r"\d+", path.name)) or (0,)
-
-
-def find_pg_tool(
-    name: str,
-    *,
-    search_roots: tuple[Path, ...] = PG_SEARCH_ROOTS,
-    path_env: str | None = None,
-    bin_dir_env: str | None = None,
-) -> Path | None:
-    """The newest ``<root>/<major>/bin/<name>``, then PATH. PG_BIN_DIR, when set, is the only place
-    searched, so an operator can pin the client that matches the server."""
-    pinned = bin_dir_env if bin_dir_env is not None else os.environ.get("PG_BIN_DIR")
-    if pinned:
-        candidate = Path(pinned) / name
-        return candidate if candidate.is_file() else None
-    for root in search_roots:
-        if root.is_dir():
-            for version_dir in sorted(root.iterdir(), key=_version_key, reverse=True):
-                candidate = version_dir / "bin" / name
-                if candidate.is_file():
-                    return candidate
-    found = shutil.which(name, path=path_env if path_env is not None else os.environ.get("PATH"))
-    return Path(found) if found else None
-
-
 def _require_tool(name: str) -> Path:
     tool = find_pg_tool(name)
     if tool is None:
@@ -114,29 +85,11 @@ def _require_tool(name: str) -> Path:
     return tool
 
 
-def _libpq_env() -> dict[str, str]:
-    """Connection settings for the client tools as libpq variables: the password never appears
-    in a process listing."""
-    db = connection.settings_dict
-    env = dict(os.environ)
-    for variable, value in (
-        ("PGHOST", db.get("HOST")),
-        ("PGPORT", db.get("PORT")),
-        ("PGUSER", db.get("USER")),
-        ("PGPASSWORD", db.get("PASSWORD")),
-        ("PGDATABASE", db.get("NAME")),
-        ("PGSSLMODE", (db.get("OPTIONS") or {}).get("sslmode")),
-    ):
-        if value:
-            env[variable] = str(value)
-    return env
-
-
 def _run_tool(tool: str, args: list[str]) -> None:
     executable = _require_tool(tool)
     result = subprocess.run(  # noqa: S603 (fixed executable, arguments built here)
         [str(executable), *args],
-        env=_libpq_env(),
+        env=libpq_env(),
         capture_output=True,
         text=True,
         timeout=PG_TOOL_TIMEOUT_SECONDS,

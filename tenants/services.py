@@ -15,7 +15,6 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.management import call_command
 from django.core.validators import validate_email
 from django.db import connection, transaction
-from django_tenants.clone import CloneSchema
 from django_tenants.utils import quote_schema_name, schema_exists, tenant_context
 
 from accounts.roles import Role
@@ -23,6 +22,7 @@ from accounts.services import normalize_email, user_create
 from tenants.migration_state import schemas_behind
 from tenants.models import Domain, Plan, Tenant
 from tenants.routing import routing_changed
+from tenants.template_script import schema_create_from_template
 
 SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
 RESERVED_SLUGS = frozenset(
@@ -132,9 +132,9 @@ def tenant_provision(
             kind=kind,
             plan=plan,
         )
-        # DATA mode copies the template's bookkeeping rows (django_migrations, auth_permission),
-        # so the new schema is at the latest migration without running or faking any.
-        CloneSchema().clone_schema(settings.TENANT_TEMPLATE_SCHEMA, tenant.schema_name, "DATA")
+        # The template's tables, indexes, triggers and bookkeeping rows (django_migrations,
+        # auth_permission): the new schema is at the latest migration without running any.
+        schema_create_from_template(schema=tenant.schema_name)
         domain = Domain.objects.create(domain=tenant_host(slug), tenant=tenant, is_primary=True)
         with tenant_context(tenant):
             user_create(

@@ -1,19 +1,10 @@
-"""Many tenants fast, for benchmarks that need a populated database but do not time its creation.
-
-Cloning with django-tenants' CloneSchema gets slower as the database fills (under half a second
-per tenant in an empty database, seconds each at 200 tenants), so 200 clones would take many
-minutes. Instead the template schema is
-dumped once with pg_dump and the dump is replayed under each new schema name: the same tables,
-indexes, constraints, identity sequences and bookkeeping rows (django_migrations, auth_permission)
-as a clone. Each tenant also gets its row, its primary domain and a tenant_admin, like
-tenant_provision (with one password hash reused for all).
-"""
+"""Many tenants fast, for benchmarks that need a populated database but do not time its creation:
+the template's script (tenants.template_script, what provisioning replays) run once per schema on
+one autocommit connection, then each tenant's row, primary domain and tenant_admin in bulk (one
+password hash reused for all)"""
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -24,54 +15,23 @@ if TYPE_CHECKING:
 ADMIN_PASSWORD = "Bench-bulk-tenants-2026"
 
 
-def pg_dump_binary() -> str:
-    """pg_dump from the newest server install (a dump needs pg_dump >= the server), else PATH."""
-    from settings.devstack import find_postgres_bin_dir
-
-    bin_dir = find_postgres_bin_dir()
-    if bin_dir is not None and (bin_dir / "pg_dump").is_file():
-        return str(bin_dir / "pg_dump")
-    found = shutil.which("pg_dump")
-    if found is None:
-        raise RuntimeError("pg_dump not found: install the PostgreSQL client tools")
-    return found
-
-
-def schema_dump(database_url: str, schema: str) -> str:
-    """The schema's DDL and rows as plain SQL, without psql meta-commands (\\restrict)."""
-    completed = subprocess.run(
-        [
-            pg_dump_binary(),
-            f"--dbname={database_url}",
-            f"--schema={schema}",
-            "--no-owner",
-            "--no-privileges",
-            "--inserts",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return "\n".join(line for line in completed.stdout.splitlines() if not line.startswith("\\"))
-
-
-def rename_schema(dump: str, source: str, target: str) -> str:
-    return re.sub(rf"\b{re.escape(source)}\b", target, dump)
-
-
 def create_schemas(database_url: str, schemas: list[str]) -> None:
-    """Replay the template's dump once per schema, on a connection of its own."""
+    """Replay the template's script (tenants.template_script) once per schema."""
     import psycopg
     from django.conf import settings
 
+    from tenants.template_script import dump_template, rename_schema
+
     template = settings.TENANT_TEMPLATE_SCHEMA
-    dump = schema_dump(database_url, template)
+    dump = dump_template()
+    if dump is None:
+        raise RuntimeError("pg_dump of the template failed; see the log")
     # Autocommit: each schema's script is one implicit transaction, so its locks (one per table,
     # index and sequence) are released before the next; many schemas in one transaction run out of
     # max_locks_per_transaction.
     with psycopg.connect(database_url, autocommit=True) as conn:
         for schema in schemas:
-            conn.execute(rename_schema(dump, template, schema).encode())
+            conn.execute(rename_schema(dump, source=template, target=schema).encode())
 
 
 def _index_counts(schemas: list[str]) -> dict[str, int]:

@@ -24,8 +24,9 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from accounts.roles import Role
 from apikit.tenancy import activate_public
-from tenants.backup import ASIDE_SUFFIX, find_pg_tool
+from tenants.backup import ASIDE_SUFFIX
 from tenants.models import Domain, Tenant
+from tenants.pg_tools import find_pg_tool
 from tenants.services import schema_name_for, tenant_drop, tenant_host, tenant_provision
 from tests.apikit.toy.models import Item, Site
 
