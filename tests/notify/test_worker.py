@@ -193,7 +193,7 @@ def book(tenant: Tenant, *, phone: str) -> uuid.UUID:
             )  # fmt: skip
             return appointment.reminders.get().pk
 
-    return committed(work)  # type: ignore[no-any-return]
+    return committed(work)
 
 
 def states(tenant: Tenant) -> dict[uuid.UUID, tuple[str, str]]:
