@@ -266,6 +266,8 @@ SYNC_COMPACT_EVERY_SECONDS = env_int("SYNC_COMPACT_EVERY_SECONDS", default=6 * 3
 # Key for the pull cursors' HMAC (derived per tenant); defaults to SECRET_KEY.
 SYNC_CURSOR_KEY = env_str("SYNC_CURSOR_KEY", "")
 SYNC_PULL_DEFAULT_LIMIT = env_int("SYNC_PULL_DEFAULT_LIMIT", default=500)
+# Sync push: how long the author may still change or delete an observation / harvest.
+SYNC_APPEND_ONLY_GRACE_SECONDS = env_int("SYNC_APPEND_ONLY_GRACE_SECONDS", default=900)
 CELERY_BEAT_SCHEDULE = {
     "purge-idempotency-records": {
         "task": "apikit.idempotency_records_purge_all",

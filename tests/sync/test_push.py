@@ -456,3 +456,16 @@ def test_push_on_one_tenant_never_touches_the_other(
     first = results(push(client, {"plantings": [second]}, key="shared-key"))
     assert again[0]["version"] == 2
     assert first[0]["version"] == 3
+
+
+def test_push_tables_follow_the_registry() -> None:
+    """The push's table list and conflict policies are the sync registry's (part A)."""
+    from sync.push.tables import TABLES
+    from sync.registry import sync_tables
+
+    registry = sync_tables()
+    assert set(TABLES) == set(registry)
+    for name, spec in TABLES.items():
+        assert spec.policy.value == registry[name].conflict_policy.value, name
+        writable = {column.name for column in spec.columns}
+        assert writable <= registry[name].writable_fields, name
