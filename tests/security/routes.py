@@ -27,6 +27,7 @@ API_PREFIX = "/api/v1/"
 #   collection - a list / create / search / export over the tenant's rows
 #   object     - addresses one row (or a row's action) by id
 #   sync       - offline sync (pull / push / devices)
+#   webhook    - called by a provider, anonymous but signed (SMS gateway callbacks)
 #   other      - anything else tenant-scoped and authenticated
 ROUTE_KINDS: dict[str, str] = {
     "schema": "public",
@@ -78,6 +79,15 @@ ROUTE_KINDS: dict[str, str] = {
     "farms-farm-access": "object",
     "farms-farm-access-revoke": "object",
     "farms-farm-summary": "object",
+    "clinical-reminder-list": "collection",
+    "clinical-reminder-detail": "object",
+    "notify-twilio-status": "webhook",
+    "notify-twilio-inbound": "webhook",
+    "sync-device-list": "collection",
+    "sync-device-detail": "object",
+    "sync-device-revoke": "object",
+    "sync-pull": "sync",
+    "sync-push": "sync",
 }
 
 # Path parameter -> the model whose seeded ids fill it. ``pk`` means "the view's own model".

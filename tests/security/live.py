@@ -1,0 +1,105 @@
+"""A real gunicorn serving the test database, for the suites that need a server in another
+process (schema fuzzing, the browser). It reads the rows the suites COMMITTED (world.py), on its
+own connections, with the same Redis, cache key prefix, secret key and media root as the tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_database_url() -> str:
+    db = connection.settings_dict
+    assert db["NAME"].startswith("test_"), "the live server only ever serves a test database"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def live_gunicorn(*, workers: int = 2, name: str = "live") -> Iterator[LiveServer]:
+    """gunicorn on a free loopback port; stopped (SIGTERM, then kill) when the block ends."""
+    port = free_port()
+    log = Path(tempfile.mkdtemp(prefix=f"verdant-{name}-")) / "gunicorn.log"
+    env = os.environ.copy()
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.security.live_settings",
+        DATABASE_URL=test_database_url(),
+        REDIS_URL=settings.REDIS_URL,
+        CACHE_KEY_PREFIX=str(settings.CACHES["default"]["KEY_PREFIX"]),
+        SECRET_KEY=settings.SECRET_KEY,
+        BASE_DOMAIN=settings.BASE_DOMAIN,
+        MEDIA_ROOT=str(settings.MEDIA_ROOT),
+        DEBUG="false",
+        LOG_LEVEL="WARNING",
+        # Long fuzz runs outlast the default 15 minutes.
+        JWT_ACCESS_MINUTES="240",
+    )
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "settings.wsgi:application",
+        "--workers",
+        str(workers),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--timeout",
+        "60",
+        "--log-level",
+        "warning",
+    ]
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            server = LiveServer(port=port, log=log)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if requests.get(f"{server.url}/healthz", timeout=5).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"gunicorn did not start; log: {log}\n{log.read_text()}")
+                time.sleep(0.2)
+            yield server
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
