@@ -179,23 +179,11 @@ def span_exporter() -> SpanExporter:
 
 def _instrument_libraries(provider: TracerProvider) -> None:
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
-    from opentelemetry.instrumentation.django import DjangoInstrumentor
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
-    # Before the WSGI handler loads its middleware: Django's instrumentation inserts its own
-    # middleware into settings.MIDDLEWARE, right after tenant routing, so it wraps auth and every
-    # view. Not earlier: it reads request.get_host(), which raises for hosts outside
-    # ALLOWED_HOSTS (kubelet probes by pod IP, unknown hosts), and health probes and the
-    # tenant_not_found envelope must answer exactly as they do without tracing.
-    DjangoInstrumentor().instrument(
-        tracer_provider=provider,
-        excluded_urls=os.environ.get("OTEL_PYTHON_DJANGO_EXCLUDED_URLS", DEFAULT_EXCLUDED_URLS),
-        request_hook=_scrub_request_span,
-        response_hook=_tag_request_span,
-        middleware_position=_middleware_position(),
-    )
+    _install_server_spans()
     # Query text only (placeholders), never the parameters: they are patient data.
     PsycopgInstrumentor().instrument(tracer_provider=provider, capture_parameters=False)
     # Producer side injects the trace context into the message headers; the worker side opens
@@ -206,13 +194,29 @@ def _instrument_libraries(provider: TracerProvider) -> None:
     RequestsInstrumentor().instrument(tracer_provider=provider)
 
 
-def _middleware_position() -> int:
+def _install_server_spans() -> None:
+    """Put the server-span middleware (observability/server_spans.py) into settings.MIDDLEWARE,
+    before the WSGI handler loads it: right after tenant routing, so it wraps auth and every view.
+    Not earlier: it reads request.get_host(), which raises for hosts outside ALLOWED_HOSTS
+    (kubelet probes by pod IP, unknown hosts), and health probes and the tenant_not_found
+    envelope must answer exactly as they do without tracing."""
     from django.conf import settings
 
+    from observability.server_spans import SERVER_SPANS_MIDDLEWARE, set_excluded_paths
+
+    set_excluded_paths(
+        os.environ.get("OTEL_PYTHON_DJANGO_EXCLUDED_URLS", DEFAULT_EXCLUDED_URLS).split(",")
+    )
     middleware = list(settings.MIDDLEWARE)
-    if TENANT_ROUTING_MIDDLEWARE in middleware:
-        return middleware.index(TENANT_ROUTING_MIDDLEWARE) + 1
-    return 0
+    if SERVER_SPANS_MIDDLEWARE in middleware:
+        return
+    position = (
+        middleware.index(TENANT_ROUTING_MIDDLEWARE) + 1
+        if TENANT_ROUTING_MIDDLEWARE in middleware
+        else 0
+    )
+    middleware.insert(position, SERVER_SPANS_MIDDLEWARE)
+    settings.MIDDLEWARE = middleware
 
 
 # --- attributes -------------------------------------------------------------------------------------
@@ -284,8 +288,8 @@ def record_exception(error: BaseException) -> None:
         span.set_status(trace.Status(trace.StatusCode.ERROR, type(error).__name__))
 
 
-def _tag_request_span(span: Span, request: HttpRequest, response: HttpResponse) -> None:
-    """Django instrumentation's response hook: who asked, in which tenant."""
+def tag_request_span(span: Span, request: HttpRequest, response: HttpResponse) -> None:
+    """The server span's last facts (observability/server_spans.py): who asked, in which tenant."""
     if not span.is_recording():
         return
     attributes: dict[str, str] = {}
@@ -344,13 +348,6 @@ def task_tenant(task: Any) -> str:
 
 
 # --- span processors ----------------------------------------------------------------------------------
-
-
-def _scrub_request_span(span: Span, request: HttpRequest) -> None:
-    """Django instrumentation's request hook. The middleware sets the URL attributes again after
-    the span started, so the span processor alone would not see the final values."""
-    if span.is_recording():
-        QueryStringScrubber().on_start(span)
 
 
 class QueryStringScrubber(SpanProcessor):

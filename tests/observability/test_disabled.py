@@ -34,7 +34,7 @@ print(json.dumps({
     "enabled": tracing.tracing_enabled(),
     "provider": type(trace.get_tracer_provider()).__name__,
     "threads": sorted(t.name for t in threading.enumerate()),
-    "otel_middleware": [m for m in settings.MIDDLEWARE if "opentelemetry" in m],
+    "otel_middleware": [m for m in settings.MIDDLEWARE if "opentelemetry" in m or "span" in m],
     "psycopg_wrapped": hasattr(psycopg.connect, "__wrapped__"),
     "status": response.status_code,
     "error": response.json().get("error", {}),
@@ -95,9 +95,7 @@ def test_the_probe_sees_tracing_when_it_is_on(
     assert report["enabled"] is True
     assert report["provider"] == "TracerProvider"
     assert "OtelBatchSpanRecordProcessor" in report["threads"]  # type: ignore[operator]
-    assert report["otel_middleware"] == [
-        "opentelemetry.instrumentation.django.middleware.otel_middleware._DjangoMiddleware"
-    ]
+    assert report["otel_middleware"] == ["observability.server_spans.ServerSpanMiddleware"]
     assert report["psycopg_wrapped"] is True
     assert len(report["error"]["trace_id"]) == 32  # type: ignore[index]
 
@@ -110,7 +108,7 @@ def test_this_test_process_has_no_tracing(alpha: TenantWorld) -> None:
     assert tracing.tracing_enabled() is False
     assert type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider"
     assert not [t.name for t in threading.enumerate() if "Otel" in t.name]
-    assert not [m for m in settings.MIDDLEWARE if "opentelemetry" in m]
+    assert not [m for m in settings.MIDDLEWARE if "opentelemetry" in m or "span" in m]
     assert not hasattr(psycopg.connect, "__wrapped__")
 
 
