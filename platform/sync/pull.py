@@ -91,15 +91,17 @@ def _resolve_cursor(raw: str | None, *, scope: SyncScope) -> tuple[Cursor, str]:
     return cursor, Strategy.INCREMENTAL
 
 
+# ORDER BY names the table's columns: an output column called "txid" (the bigint cast) would
+# shadow them and turn the index range scan into a sort of the whole range.
 _LOG_PAGE = """
-SELECT txid::text::bigint, seq, tbl, row_id
-  FROM sync_change
+SELECT c.txid::text::bigint AS page_txid, c.seq, c.tbl, c.row_id
+  FROM sync_change c
  WHERE txid >= %(lo)s::text::xid8
    AND txid < %(hi)s::text::xid8
    AND (txid, seq) > (%(after_txid)s::text::xid8, %(after_seq)s)
    AND tbl = ANY(%(tables)s::text[])
    {scope_filter}
- ORDER BY txid, seq
+ ORDER BY c.txid, c.seq
  LIMIT %(limit)s
 """
 

@@ -38,6 +38,7 @@ BENCHMARKS = {
     "request_overhead": "tests.benchmarks.bench_request_overhead",
     "patient_list": "tests.benchmarks.bench_patient_list",
     "sync_push": "tests.benchmarks.bench_sync_push",
+    "sync_pull": "tests.benchmarks.bench_sync_pull",
     "reminders": "tests.benchmarks.bench_reminders",
 }
 
