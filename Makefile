@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench lock migrate manage openapi stop-data
+.PHONY: run test lint bench lock migrate manage openapi stop-data load
 
 $(STAMP): requirements.lock pyproject.toml
 	@echo "[setup] installing pinned dependencies into $(VENV) (the first time takes a minute or two)"
@@ -31,6 +31,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	@$(PY) -m settings.devstack bench $(BENCH_ARGS)
+
+# Load and fault injection on a private stack of its own (docs/reliability.md): 60 s by default.
+load: $(STAMP)
+	@$(PY) -m tests.load.run --json tests/load/results/load-latest.json $(LOAD_ARGS)
 
 migrate: $(STAMP)
 	@$(PY) -m settings.devstack manage migrate_schemas --noinput
