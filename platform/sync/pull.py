@@ -46,6 +46,8 @@ from sync.selectors import SyncScope, sync_scope, tables_for_user
 
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 5000
+# JSON bytes of rows per page (like the push's 10 MB): a page stops early above it.
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 OLDEST_SUPPORTED_SCHEMA = max(1, SCHEMA_VERSION - 2)
 CURSOR_EXPIRED_DETAIL = (
     "This sync cursor is older than the server keeps history for. Pull again without a cursor "
@@ -159,6 +161,32 @@ def _rows_json(*, table: SyncTable, user: Any, ids: list[uuid.UUID]) -> tuple[st
     return payload, set(found)
 
 
+def _build(
+    *,
+    entries: list[tuple[int, int, str, uuid.UUID]],
+    by_name: dict[str, SyncTable],
+    user: Any,
+) -> tuple[dict[str, tuple[str, list[str]]], dict[str, set[uuid.UUID]], int]:
+    """The page's rows (JSON per table), tombstones, the ids sent, and the JSON size."""
+    ids: dict[str, dict[uuid.UUID, None]] = defaultdict(dict)
+    for _txid, _seq, tbl, row_id in entries:
+        ids[tbl][row_id] = None
+    changes: dict[str, tuple[str, list[str]]] = {}
+    sent: dict[str, set[uuid.UUID]] = {}
+    size = 0
+    for name, table in by_name.items():
+        wanted = list(ids.get(name, {}))
+        if not wanted:
+            changes[name] = ("[]", [])
+            continue
+        payload, found = _rows_json(table=table, user=user, ids=wanted)
+        deleted = sorted(str(i) for i in wanted if i not in found)
+        changes[name] = (payload, deleted)
+        sent[name] = found
+        size += len(payload) + 39 * len(deleted)
+    return changes, sent, size
+
+
 def _page(
     *, cursor: Cursor, tables: list[SyncTable], scope: SyncScope, user: Any, limit: int
 ) -> tuple[dict[str, tuple[str, list[str]]], Cursor, bool, dict[str, set[uuid.UUID]]]:
@@ -167,19 +195,14 @@ def _page(
     entries = _log_page(cursor=cursor, hi=hi, tables=list(by_name), scope=scope, limit=limit)
     has_more = len(entries) > limit
     entries = entries[:limit]
-    ids: dict[str, dict[uuid.UUID, None]] = defaultdict(dict)
-    for _txid, _seq, tbl, row_id in entries:
-        ids[tbl][row_id] = None
-    changes: dict[str, tuple[str, list[str]]] = {}
-    sent: dict[str, set[uuid.UUID]] = {}
-    for name, table in by_name.items():
-        wanted = list(ids.get(name, {}))
-        if not wanted:
-            changes[name] = ("[]", [])
-            continue
-        payload, found = _rows_json(table=table, user=user, ids=wanted)
-        changes[name] = (payload, sorted(str(i) for i in wanted if i not in found))
-        sent[name] = found
+    max_bytes = int(getattr(settings, "SYNC_PULL_MAX_BYTES", DEFAULT_MAX_BYTES))
+    while True:
+        changes, sent, size = _build(entries=entries, by_name=by_name, user=user)
+        if size <= max_bytes or len(entries) <= 1:
+            break
+        # Over the byte budget (large boundaries, long notes): a shorter page, the rest next.
+        entries = entries[: len(entries) // 2]
+        has_more = True
     if has_more:
         last_txid, last_seq = entries[-1][0], entries[-1][1]
         next_cursor = Cursor(

@@ -170,9 +170,10 @@ def query_counts(host: str, token: str) -> dict[int, int]:
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     counts: dict[int, int] = {}
     for limit in (500, ROWS):
-        client.get("/api/v1/sync/pull/", {"limit": limit, "tables": "observations"})
+        params = {"limit": str(limit), "tables": "observations"}
+        client.get("/api/v1/sync/pull/", params)
         with CaptureQueriesContext(connection) as captured:
-            response = client.get("/api/v1/sync/pull/", {"limit": limit, "tables": "observations"})
+            response = client.get("/api/v1/sync/pull/", params)
         assert response.status_code == 200, response.content
         counts[limit] = len(captured.captured_queries)
     return counts

@@ -106,7 +106,8 @@ def pull_all(
     deleted: dict[str, set[str]] = {}
     pages = []
     while True:
-        body = pull(client, **({"cursor": cursor} if cursor else {}), **params)
+        extra: dict[str, Any] = {"cursor": cursor} if cursor else {}
+        body = pull(client, 200, **extra, **params)
         pages.append(body)
         for table, changes in body["changes"].items():
             for row in changes["upserted"]:

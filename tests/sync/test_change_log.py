@@ -21,7 +21,7 @@ def _log(since: int = 0) -> list[tuple[str, str, str, list[str]]]:
             "ORDER BY seq",
             [since],
         )
-        return [tuple(row) for row in cursor.fetchall()]  # type: ignore[misc]
+        return [tuple(row) for row in cursor.fetchall()]
 
 
 def _last_seq() -> int:

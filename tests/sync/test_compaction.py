@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
+from typing import Any
 
 from django.db import connection
 from django.utils import timezone
@@ -19,13 +20,13 @@ from tests.farms.conftest import F1, F2, FIELD1, OBS1
 from tests.sync.conftest import SyncWorld, error, login, pull
 
 
-def _entries(row_id: object) -> list[tuple[str, list[str]]]:
+def _entries(row_id: Any) -> list[tuple[str, list[str]]]:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT op, scope_ids::text[] FROM sync_change WHERE row_id = %s ORDER BY seq",
             [row_id],
         )
-        return [tuple(row) for row in cursor.fetchall()]  # type: ignore[misc]
+        return [tuple(row) for row in cursor.fetchall()]
 
 
 def test_compaction_collapses_expires_and_moves_the_retention_mark(sync_alpha: SyncWorld) -> None:

@@ -96,7 +96,8 @@ def test_pulls_during_out_of_order_commits_converge_on_the_database(
     for _ in range(2):
         while True:
             body = client.get(
-                "/api/v1/sync/pull/", {"tables": "observations", "limit": "3", "cursor": cursor}
+                "/api/v1/sync/pull/",
+                {"tables": "observations", "limit": "3", "cursor": str(cursor)},
             ).json()
             _apply(state, body)
             cursor = body["cursor"]

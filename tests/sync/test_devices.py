@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -13,12 +14,13 @@ from tests.farms.conftest import AGENT_EMAIL, STAFF_PASSWORD
 from tests.sync.conftest import SyncWorld, device_login, error, login, pull
 
 
-def _register(client, name: str = "Field phone") -> dict:  # type: ignore[no-untyped-def]
+def _register(client: Any, name: str = "Field phone") -> dict[str, Any]:
     response = client.post(
         "/api/v1/sync/devices/", {"name": name, "platform": "android"}, format="json"
     )
     assert response.status_code == 201, response.content
-    return response.json()  # type: ignore[no-any-return]
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def test_register_returns_id_scope_and_schema_versions(sync_alpha: SyncWorld) -> None:
@@ -104,7 +106,9 @@ def test_revoked_device_gets_403_on_every_endpoint(sync_alpha: SyncWorld) -> Non
         "device_revoked"
     )
     refresh = sync_alpha.world.client().post(
-        "/api/v1/auth/token/refresh/", {"refresh": phone.refresh_token}, format="json"
+        "/api/v1/auth/token/refresh/",
+        {"refresh": phone.refresh_token},  # type: ignore[attr-defined]
+        format="json",
     )
     assert error(refresh, 403)["code"] == "device_revoked"
     relogin = sync_alpha.world.client().post(

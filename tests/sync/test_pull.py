@@ -292,7 +292,7 @@ def test_a_row_moving_out_of_scope_becomes_a_tombstone(live: SyncWorld) -> None:
     tenant = live.world.tenant
     with tenant_context(tenant):
         user = make_user(email=f"agent-{uuid.uuid4().hex[:6]}@example.com", role=Role.FIELD_AGENT)
-        container_access_grant(user=user, container=Farm.objects.get(pk=F1), level="view")
+        container_access_grant(user=user, container=Farm.objects.get(pk=F1), level=AccessLevel.VIEW)
         obs = Observation.objects.create(
             field_id=FIELD1,
             observed_at=timezone.now() - dt.timedelta(hours=1),
@@ -306,3 +306,12 @@ def test_a_row_moving_out_of_scope_becomes_a_tombstone(live: SyncWorld) -> None:
         Observation.objects.filter(pk=obs.pk).update(field_id=FIELD2)  # to farm F2
     _, deleted, _, _ = pull_all(client, cursor=cursor, tables="observations")
     assert deleted["observations"] == {str(obs.pk)}
+
+
+def test_a_page_over_the_byte_budget_stops_early(sync_alpha: SyncWorld, settings: Any) -> None:
+    client = login(sync_alpha.world)
+    full, _, _, _ = pull_all(client, tables="observations")
+    settings.SYNC_PULL_MAX_BYTES = 600  # about one observation
+    small, _, _, pages = pull_all(client, tables="observations", limit=50)
+    assert len(pages) >= len(full["observations"])
+    assert set(small["observations"]) == set(full["observations"])
