@@ -31,6 +31,8 @@ from tenants.pg_tools import find_pg_tool, libpq_env
 logger = logging.getLogger(__name__)
 
 CACHE_SECONDS = 7 * 24 * 3600
+# Part of the cache key: bump it when the dump's options change, so old scripts are not reused.
+SCRIPT_FORMAT = 2
 DUMP_TIMEOUT_SECONDS = 120
 # Session settings at the top of a dump (search_path '', statement_timeout 0 …) would outlive the
 # replay on this connection; every statement in the dump is schema-qualified without them.
@@ -50,7 +52,9 @@ def template_fingerprint() -> str:
 
 
 def _cache_key(fingerprint: str) -> str:
-    return f"tenants:template-script:{settings.TENANT_TEMPLATE_SCHEMA}:{fingerprint}"
+    return (
+        f"tenants:template-script:v{SCRIPT_FORMAT}:{settings.TENANT_TEMPLATE_SCHEMA}:{fingerprint}"
+    )
 
 
 def dump_template() -> str | None:
@@ -67,7 +71,8 @@ def dump_template() -> str | None:
             f"--schema={settings.TENANT_TEMPLATE_SCHEMA}",
             "--no-owner",
             "--no-privileges",
-            "--inserts",
+            # The bookkeeping rows as one multi-row INSERT per table, not one statement per row.
+            "--rows-per-insert=1000",
         ],
         env=libpq_env(),
         capture_output=True,
