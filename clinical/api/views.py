@@ -169,7 +169,8 @@ class FacilityViewSet(ListMixin, RetrieveMixin, ClinicalViewSet):
             "(tenant_admin only; audited as permission_change). Answers the current grants."
         ),
     )
-    @action(detail=True, methods=["get", "post", "delete"])
+    # Not paginated: the grants of one facility are a plain list (and documented as one).
+    @action(detail=True, methods=["get", "post", "delete"], pagination_class=None)
     def access(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         facility = self.get_object()
         if not sees_everything(request.user):
@@ -297,7 +298,10 @@ class PatientViewSet(ListMixin, RetrieveMixin, ClinicalViewSet):
             patient, lambda **kw: services.patient_archive(patient=patient, **kw)
         )
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT}, description="FHIR R4 Patient resource.")
+    @extend_schema(
+        responses={(200, "application/fhir+json"): OpenApiTypes.OBJECT},
+        description="FHIR R4 Patient resource.",
+    )
     @action(detail=True, methods=["get"])
     def fhir(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         patient = self.get_object()
@@ -502,7 +506,8 @@ class AppointmentViewSet(ListMixin, RetrieveMixin, ClinicalViewSet):
         return Response(selectors.appointment_summary(queryset))
 
     @extend_schema(
-        responses={200: OpenApiTypes.OBJECT}, description="FHIR R4 Appointment resource."
+        responses={(200, "application/fhir+json"): OpenApiTypes.OBJECT},
+        description="FHIR R4 Appointment resource.",
     )
     @action(detail=True, methods=["get"])
     def fhir(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -515,6 +520,7 @@ class AppointmentViewSet(ListMixin, RetrieveMixin, ClinicalViewSet):
 # --- prescriptions -----------------------------------------------------------------------------
 
 
+@extend_schema_view(list=extend_schema(responses=io.PrescriptionListOutput(many=True)))
 class PrescriptionViewSet(ListMixin, RetrieveMixin, ClinicalViewSet):
     serializer_class = io.PrescriptionDetailOutput
     model = Prescription
@@ -659,7 +665,14 @@ class PatientDocumentViewSet(ListMixin, ClinicalViewSet):
         )
         return self.detail_response(document, io.DocumentOutput, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    # The stored file's sniffed type (services.DOCUMENT_TYPES), not a generic octet-stream.
+    @extend_schema(
+        responses={
+            (200, "application/pdf"): OpenApiTypes.BINARY,
+            (200, "image/png"): OpenApiTypes.BINARY,
+            (200, "image/jpeg"): OpenApiTypes.BINARY,
+        }
+    )
     def download(self, request: Request, *args: Any, **kwargs: Any) -> FileResponse:
         document = self.get_object()
         return stored_file_response(
