@@ -9,7 +9,6 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
-from rest_framework.permissions import AllowAny
 
 # Built with type(): a declared field named "fields" would clash with Serializer.fields for mypy.
 ErrorSerializer: type[serializers.Serializer[Any]] = type(
@@ -21,10 +20,13 @@ ErrorSerializer: type[serializers.Serializer[Any]] = type(
             help_text="Stable machine-readable code, e.g. validation_error."
         ),
         "detail": serializers.CharField(help_text="Human-readable explanation of what to do."),
+        # A list of messages per field; a nested field (an object or a list of objects, e.g.
+        # prescription items) keeps its shape: {"items": [{"dose": ["..."]}]}.
         "fields": serializers.DictField(
-            child=serializers.ListField(child=serializers.CharField()),
+            child=serializers.JSONField(),
             required=False,
-            help_text="Validation errors per field (validation_error only).",
+            help_text="Validation errors per field (validation_error only): a list of messages, "
+            "or for nested fields an object / list of objects of the same shape.",
         ),
         "trace_id": serializers.CharField(required=False),
     },
@@ -37,8 +39,10 @@ class ErrorEnvelopeSerializer(serializers.Serializer[Any]):
 
 _DESCRIPTIONS = {
     400: "Invalid input (validation_error, parse_error) or invalid filter / ordering / cursor.",
-    401: "Not authenticated, or the token belongs to another tenant.",
-    403: "The role or the tenant's status does not allow this.",
+    401: "Not authenticated, wrong credentials, or the token is invalid, expired or belongs to "
+    "another tenant.",
+    403: "The role, the signature of a callback, or the tenant's status (tenant_suspended) does "
+    "not allow this.",
     404: "No such object, or it is outside your scope.",
     409: "Conflict: version_conflict, idempotency_key_in_use, or a domain conflict.",
     410: "This API version is retired.",
@@ -48,6 +52,7 @@ _DESCRIPTIONS = {
     422: "Idempotency-Key reused with a different body (idempotency_key_reused).",
     429: "Throttled; retry after the Retry-After header's seconds.",
     500: "Server error; nothing was changed.",
+    503: "The database is briefly unavailable (service_unavailable); retry after Retry-After.",
 }
 
 
@@ -57,13 +62,10 @@ class EnvelopeAutoSchema(AutoSchema):
 
         return isinstance(self.view, TenantScopedViewSet)
 
-    def _allows_anonymous(self) -> bool:
-        return any(isinstance(permission, AllowAny) for permission in self.view.get_permissions())
-
     def _error_statuses(self) -> list[int]:
-        statuses = {429, 500}
-        if not self._allows_anonymous():
-            statuses |= {401, 403}
+        # Any route can answer 401 (a bad Authorization header, wrong credentials), 403 (a
+        # suspended tenant, a bad webhook signature), 429, 500 and 503 (database outage).
+        statuses = {401, 403, 429, 500, 503}
         if "{" in self.path:
             statuses.add(404)
         if self.method in {"POST", "PUT", "PATCH"}:
