@@ -43,7 +43,10 @@ def test_validation_fields_may_be_nested(document: dict[str, Any]) -> None:
 
 def test_fhir_and_downloads_document_their_real_content_types(document: dict[str, Any]) -> None:
     paths = document["paths"]
-    for path in ("/api/v1/clinical/patients/{id}/fhir/", "/api/v1/clinical/appointments/{id}/fhir/"):
+    for path in (
+        "/api/v1/clinical/patients/{id}/fhir/",
+        "/api/v1/clinical/appointments/{id}/fhir/",
+    ):
         assert set(paths[path]["get"]["responses"]["200"]["content"]) == {"application/fhir+json"}
     download = paths["/api/v1/clinical/patients/{patient_pk}/documents/{id}/download/"]["get"]
     assert set(download["responses"]["200"]["content"]) == {
