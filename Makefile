@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench lock migrate manage openapi stop-data load
+.PHONY: run test lint bench lock migrate manage openapi stop-data load fuzz browser security
 
 $(STAMP): requirements.lock pyproject.toml
 	@echo "[setup] installing pinned dependencies into $(VENV) (the first time takes a minute or two)"
@@ -35,6 +35,18 @@ bench: $(STAMP)
 # Load and fault injection on a private stack of its own (docs/reliability.md): 60 s by default.
 load: $(STAMP)
 	@$(PY) -m tests.load.run --json tests/load/results/load-latest.json $(LOAD_ARGS)
+
+# The hardening suites on their own (docs/testing.md). `make test` runs them too, with a bounded
+# fuzz example count; `make fuzz` is the long run (FUZZ_EXAMPLES per operation and role).
+fuzz: $(STAMP)
+	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} FUZZ_SHRINK=1 $(PY) -m settings.devstack test tests/fuzz \
+		-o timeout=1800 $(PYTEST_ARGS)
+
+browser: $(STAMP)
+	@$(PY) -m settings.devstack test tests/browser $(PYTEST_ARGS)
+
+security: $(STAMP)
+	@$(PY) -m settings.devstack test tests/security $(PYTEST_ARGS)
 
 migrate: $(STAMP)
 	@$(PY) -m settings.devstack manage migrate_schemas --noinput
