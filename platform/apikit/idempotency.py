@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import DateTimeField, Func, Q
 from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework.request import Request
@@ -38,6 +39,11 @@ KEY_REUSED_DETAIL = (
 KEY_IN_USE_DETAIL = (
     "A request with this Idempotency-Key is still being processed; retry in a few seconds."
 )
+
+
+def _server_started() -> Func:
+    """When the PostgreSQL server (postmaster) started: no transaction is older than this."""
+    return Func(function="pg_postmaster_start_time", output_field=DateTimeField())
 
 
 def fingerprint(request: Request) -> str:
@@ -77,9 +83,16 @@ def _claim(*, user_id: Any, key: str, request_fingerprint: str) -> IdempotencyRe
         raise APIError(status=422, code="idempotency_key_reused", detail=KEY_REUSED_DETAIL)
     if existing.state == IdempotencyRecord.State.COMPLETED:
         return _replay(existing)
-    taken_over = IdempotencyRecord.objects.filter(
-        pk=existing.pk, state=IdempotencyRecord.State.IN_PROGRESS, locked_until__lt=now
-    ).update(locked_until=now + CLAIM_TIMEOUT)
+    # Taken over when its timeout passed, or at once when PostgreSQL restarted since the claim:
+    # no transaction of the old server survives a restart, so the request that claimed it can
+    # no longer commit (its write either committed with the stored response, and this record
+    # says COMPLETED, or never will). Without this a client retrying a write that failed during
+    # a database restart got 409 idempotency_key_in_use for up to CLAIM_TIMEOUT after recovery.
+    taken_over = (
+        IdempotencyRecord.objects.filter(pk=existing.pk, state=IdempotencyRecord.State.IN_PROGRESS)
+        .filter(Q(locked_until__lt=now) | Q(created_at__lt=_server_started()))
+        .update(locked_until=now + CLAIM_TIMEOUT)
+    )
     if taken_over:
         existing.refresh_from_db()
         return existing
@@ -135,6 +148,8 @@ def idempotency_records_purge(*, older_than: timedelta = RETENTION) -> int:
     now = timezone.now()
     stale = IdempotencyRecord.objects.filter(created_at__lt=now - older_than)
     for prefix, retention in RETENTION_BY_PREFIX.items():
-        stale = stale.exclude(key__startswith=prefix, created_at__gte=now - max(retention, older_than))
+        stale = stale.exclude(
+            key__startswith=prefix, created_at__gte=now - max(retention, older_than)
+        )
     deleted, _ = stale.delete()
     return deleted

@@ -98,6 +98,29 @@ def test_abandoned_claim_is_taken_over_after_its_timeout(toy_alpha: ToyWorld) ->
         assert IdempotencyRecord.objects.get(key="stale").state == IdempotencyRecord.State.COMPLETED
 
 
+def test_claim_older_than_a_database_restart_is_taken_over_at_once(toy_alpha: ToyWorld) -> None:
+    """A request that died with the database (its claim could not be released) does not block
+    the client's retry for the claim timeout: no transaction survives a PostgreSQL restart.
+    Found by the load harness (tests/load, PostgreSQL restart phase)."""
+    _claim_left_in_progress(toy_alpha, key="pre-restart", locked_for=timedelta(seconds=30))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_postmaster_start_time()")
+        started = cursor.fetchone()[0]
+    with tenant_context(toy_alpha.world.tenant):
+        IdempotencyRecord.objects.filter(key="pre-restart").update(
+            created_at=started - timedelta(seconds=1)
+        )
+    response = login(toy_alpha.world).post(
+        URL, _payload(toy_alpha, "first"), format="json", HTTP_IDEMPOTENCY_KEY="pre-restart"
+    )
+    assert response.status_code == 201
+    assert not response.has_header("Idempotent-Replayed")
+    with tenant_context(toy_alpha.world.tenant):
+        assert Item.objects.filter(name="first").count() == 1
+        record = IdempotencyRecord.objects.get(key="pre-restart")
+        assert record.state == IdempotencyRecord.State.COMPLETED
+
+
 def test_failed_request_releases_the_key_and_writes_nothing(toy_alpha: ToyWorld) -> None:
     client = login(toy_alpha.world)
     bad = {**_payload(toy_alpha), "quantity": -5}
