@@ -4,6 +4,7 @@ once (the fake provider's counters against the outbox rows)."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,12 @@ def status_checks(report: Report, attempts: list[Attempt]) -> None:
     window = pg["allowed_503_window"] if pg else None
 
     def in_pg_window(attempt: Attempt) -> bool:
-        return window is not None and window[0] <= attempt.started <= window[1]
+        """The request was in flight at some point between the stop and the recovery limit."""
+        return (
+            window is not None
+            and attempt.started <= window[1]
+            and attempt.started + attempt.seconds >= window[0]
+        )
 
     allowed = [
         a
@@ -29,6 +35,9 @@ def status_checks(report: Report, attempts: list[Attempt]) -> None:
     bad_5xx = [a for a in attempts if a.status >= 500 and a not in allowed]
     no_answer = [a for a in attempts if a.status == 0]
     report.writes["documented_503s"] = len(allowed)
+    report.writes["answers_409_idempotency_key_in_use"] = sum(
+        1 for a in attempts if a.code == "idempotency_key_in_use"
+    )
     report.check(
         "zero 5xx outside the PostgreSQL restart window",
         not bad_5xx,
@@ -142,10 +151,18 @@ def write_checks(report: Report, writes: list[Write], seeds: list[TenantSeed]) -
             "retried": sum(1 for w in items if w.attempts > 1),
             "replayed": sum(1 for w in acked if w.replayed),
             "final_statuses": dict(Counter(str(w.last_status) for w in unacked)),
+            "slowest_with_retries_s": round(max((w.seconds for w in items), default=0.0), 2),
         }  # fmt: skip
     report.writes.update(summary)
     report.check("every acknowledged write exists", not lost,
                  f"{len(lost)} lost" + (f": {lost[:5]}" if lost else f" of {sum(s['acknowledged'] for s in summary.values())} acknowledged"))  # fmt: skip
+    unacked_total = sum(s["not_acknowledged"] for s in summary.values())
+    report.check(
+        "every write acknowledged in the end (clients retry 503s with the same key)",
+        unacked_total == 0,
+        f"{unacked_total} never acknowledged: "
+        + json.dumps({k: v["final_statuses"] for k, v in summary.items() if v["final_statuses"]}),
+    )
     report.check("no duplicated writes (idempotency keys)", not duplicated,
                  f"{len(duplicated)} duplicated" + (f": {duplicated[:5]}" if duplicated else ""))  # fmt: skip
 

@@ -57,12 +57,14 @@ class Write:
     attempts: int = 0
     replayed: bool = False
     last_status: int = 0
+    seconds: float = 0.0  # first attempt to final answer, retries included
 
 
 @dataclass
 class Recorder:
     attempts: list[Attempt] = field(default_factory=list)
     writes: list[Write] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def attempt(self, attempt: Attempt) -> None:
@@ -72,6 +74,10 @@ class Recorder:
     def write(self, write: Write) -> None:
         with self.lock:
             self.writes.append(write)
+
+    def count(self, name: str) -> None:
+        with self.lock:
+            self.counters[name] = self.counters.get(name, 0) + 1
 
 
 class Client:
@@ -102,22 +108,34 @@ class Client:
         all_headers.update(headers or {})
         started = time.monotonic()
         status, response_headers, payload = 0, {}, None
-        try:
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
-            self.conn.request(method, path, body=data, headers=all_headers)
-            response = self.conn.getresponse()
-            raw = response.read()
-            status = response.status
-            response_headers = {k.lower(): v for k, v in response.getheaders()}
-            if response_headers.get("connection", "").lower() == "close":
-                self.close()
+        for _ in range(2):
+            reused = self.conn is not None
             try:
-                payload = json.loads(raw) if raw else None
-            except ValueError:
-                payload = None
-        except (OSError, http.client.HTTPException):
-            self.close()
+                if self.conn is None:
+                    self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
+                self.conn.request(method, path, body=data, headers=all_headers)
+                response = self.conn.getresponse()
+                raw = response.read()
+                status = response.status
+                response_headers = {k.lower(): v for k, v in response.getheaders()}
+                if response_headers.get("connection", "").lower() == "close":
+                    self.close()
+                try:
+                    payload = json.loads(raw) if raw else None
+                except ValueError:
+                    payload = None
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                # gunicorn closes idle keep-alive connections after 5 s: a request sent on one
+                # it just closed gets no answer. Like any HTTP client, resend once on a fresh
+                # connection (every write here carries an Idempotency-Key anyway).
+                self.close()
+                if not reused:
+                    break
+                self.recorder.count("keepalive_resends")
+            except (OSError, http.client.HTTPException):
+                self.close()
+                break
         elapsed = time.monotonic() - started
         code = ""
         if status >= 400 and isinstance(payload, dict) and isinstance(payload.get("error"), dict):
@@ -236,6 +254,7 @@ class ClientThread(threading.Thread):
         """POST with an Idempotency-Key, retried with the same key while the answer is a 503 or
         no answer at all; a 409 idempotency_key_in_use (the first attempt still running) too."""
         payload: Any = None
+        first = time.monotonic()
         for attempt in range(1, WRITE_RETRIES + 1):
             status, headers, payload = client.request(
                 endpoint, "POST", path, body, headers={"Idempotency-Key": write.key}
@@ -254,6 +273,7 @@ class ClientThread(threading.Thread):
             if time.monotonic() > self.deadline + 20:
                 break
             time.sleep(RETRY_PAUSE)
+        write.seconds = time.monotonic() - first
         write.acked = write.last_status == ok
         write.replayed = headers.get("idempotent-replayed", "") == "true" if write.acked else False
         return payload
@@ -331,7 +351,7 @@ class ClientThread(threading.Thread):
                     "observation", self.seed.slug, key, row["fields"]["text"],
                     acked=statuses.get(row["id"]) in ("applied", "duplicate"),
                     object_id=row["id"], attempts=batch.attempts, replayed=batch.replayed,
-                    last_status=batch.last_status,
+                    last_status=batch.last_status, seconds=batch.seconds,
                 )
             )  # fmt: skip
 
