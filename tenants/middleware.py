@@ -23,7 +23,9 @@ class TenantRoutingMiddleware(TenantMainMiddleware):
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
         activate_public()
         try:
-            hostname = self.hostname_from_request(request)
+            # Host names are case-insensitive and may end in the root's dot (RFC 3986 / 1034):
+            # "ALPHA.example.com." is alpha's host, as browsers and DNS treat it.
+            hostname = self.hostname_from_request(request).lower().rstrip(".")
         except DisallowedHost:
             return error_response(
                 status=404, code="tenant_not_found", detail=TENANT_NOT_FOUND_DETAIL
