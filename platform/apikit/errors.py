@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, InterfaceError, OperationalError, connections
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError, connections
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -29,6 +29,10 @@ CONFLICT_DETAIL = "The change conflicts with data written at the same time; relo
 # Lost or refused database connections: the request can be retried once the database is back.
 DatabaseUnavailable = (OperationalError, InterfaceError)
 NOT_FOUND_DETAIL = "Not found."
+OUT_OF_RANGE_DETAIL = (
+    "A value in the request is outside what can be stored or compared (e.g. a time zone offset "
+    "beyond ±15:59, or a number or date out of range)."
+)
 
 # Default machine codes per DRF exception, where DRF's own code is not the contract's.
 _CODE_BY_EXCEPTION: dict[type[exceptions.APIException], str] = {
@@ -121,6 +125,10 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
         # A constraint caught what validation could not (usually a concurrent duplicate).
         logger.warning("integrity error answered as 409: %s", exc)
         exc = APIError(status=409, code="conflict", detail=CONFLICT_DETAIL)
+    elif isinstance(exc, DataError):
+        # PostgreSQL refused a value the request supplied (SQLSTATE class 22): the client's input.
+        logger.warning("data error answered as 400: %s", exc)
+        exc = APIError(status=400, code="invalid_value", detail=OUT_OF_RANGE_DETAIL)
     elif isinstance(exc, DatabaseUnavailable):
         logger.warning("database unavailable: %s", exc)
         set_rollback()

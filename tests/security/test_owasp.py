@@ -341,8 +341,24 @@ def test_sync_push_larger_than_the_cap_is_413(sw: SecurityWorld) -> None:
         ("/api/v1/clinical/patients/", {"facility": ",".join([str(F1)] * 2000)}),
         ("/api/v1/clinical/appointments/", {"starts_after": "9" * 500}),
         ("/api/v1/audit/events/", {"object_id": "x" * 5000}),
+        # Valid ISO 8601 that PostgreSQL cannot hold (offset beyond +15:59): found by the fuzzer.
+        ("/api/v1/clinical/appointments/", {"starts_after": "0640-04-05T18:12:35+21:25"}),
+        ("/api/v1/farms/observations/", {"observed_after": "0001-01-01T00:00:00+23:59"}),
+        ("/api/v1/clinical/patients/", {"updated_since": "9999-12-31T23:59:59-23:59"}),
     ],
-    ids=["long-search", "wildcards", "farm-wildcards", "bbox", "ordering", "in-list", "date", "id"],
+    ids=[
+        "long-search",
+        "wildcards",
+        "farm-wildcards",
+        "bbox",
+        "ordering",
+        "in-list",
+        "date",
+        "id",
+        "tz-offset",
+        "tz-offset-farms",
+        "year-overflow",
+    ],
 )
 def test_oversized_query_parameters_are_bounded(
     sw: SecurityWorld, path: str, params: dict[str, str]
