@@ -38,7 +38,8 @@ class ErrorEnvelopeSerializer(serializers.Serializer[Any]):
 
 
 _DESCRIPTIONS = {
-    400: "Invalid input (validation_error, parse_error) or invalid filter / ordering / cursor.",
+    400: "Invalid input (validation_error, parse_error, invalid_value) or invalid filter / "
+    "ordering / cursor.",
     401: "Not authenticated, wrong credentials, or the token is invalid, expired or belongs to "
     "another tenant.",
     403: "The role, the signature of a callback, or the tenant's status (tenant_suspended) does "
@@ -63,15 +64,14 @@ class EnvelopeAutoSchema(AutoSchema):
         return isinstance(self.view, TenantScopedViewSet)
 
     def _error_statuses(self) -> list[int]:
-        # Any route can answer 401 (a bad Authorization header, wrong credentials), 403 (a
-        # suspended tenant, a bad webhook signature), 429, 500 and 503 (database outage).
-        statuses = {401, 403, 429, 500, 503}
+        # Any route can answer 400 (a bad ?ordering= or ?cursor= is checked on detail and nested
+        # routes too; a value the database refuses), 401 (a bad Authorization header, wrong
+        # credentials), 403 (a suspended tenant, a bad webhook signature), 429, 500 and 503.
+        statuses = {400, 401, 403, 429, 500, 503}
         if "{" in self.path:
             statuses.add(404)
         if self.method in {"POST", "PUT", "PATCH"}:
-            statuses |= {400, 413, 415}
-        if self.method == "GET" and "{" not in self.path:
-            statuses.add(400)  # filters, ordering, cursor
+            statuses |= {413, 415}
         if self._is_scoped_viewset():
             if self.method in {"PUT", "PATCH", "DELETE"}:
                 statuses |= {409, 412}

@@ -29,11 +29,12 @@ def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]
     ]
 
 
-def test_every_operation_documents_401_403_and_503(document: dict[str, Any]) -> None:
-    """Login and webhooks answer 401 / 403 too, and a suspended tenant or a database outage
-    reaches every route."""
+def test_every_operation_documents_400_401_403_and_503(document: dict[str, Any]) -> None:
+    """Login and webhooks answer 401 / 403 too, a suspended tenant or a database outage reaches
+    every route, and ?ordering= / ?cursor= are checked on detail and nested routes (400)."""
     for method, path, operation in operations(document):
-        assert {"401", "403", "429", "500", "503"} <= set(operation["responses"]), (method, path)
+        expected = {"400", "401", "403", "429", "500", "503"}
+        assert expected <= set(operation["responses"]), (method, path)
 
 
 def test_validation_fields_may_be_nested(document: dict[str, Any]) -> None:
