@@ -39,7 +39,8 @@ load: $(STAMP)
 # The hardening suites on their own (docs/testing.md). `make test` runs them too, with a bounded
 # fuzz example count; `make fuzz` is the long run (FUZZ_EXAMPLES per operation and role).
 fuzz: $(STAMP)
-	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} FUZZ_SHRINK=1 $(PY) -m settings.devstack test tests/fuzz \
+	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} FUZZ_SHRINK=1 FUZZ_RANDOM=1 $(PY) -m settings.devstack \
+		test tests/fuzz \
 		-o timeout=1800 $(PYTEST_ARGS)
 
 browser: $(STAMP)

@@ -21,6 +21,8 @@ from tests.security.world import ROLES, World, world_create, world_drop
 PREFIX = "fz"
 # Examples per operation and role. CI keeps the run to a few minutes; `make fuzz` raises it.
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "4"))
+# CI replays the same examples every run (reproducible); the long run explores (FUZZ_RANDOM=1).
+RANDOM = os.environ.get("FUZZ_RANDOM", "") == "1"
 SEED = int(os.environ.get("FUZZ_SEED", "20261123"))
 # Shrinking multiplies the requests of a failing case; the long run turns it on.
 SHRINK = os.environ.get("FUZZ_SHRINK", "") == "1"

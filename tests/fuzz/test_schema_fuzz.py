@@ -33,7 +33,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.fuzz.conftest import MAX_EXAMPLES, SHRINK, FuzzTarget
+from tests.fuzz.conftest import MAX_EXAMPLES, RANDOM, SHRINK, FuzzTarget
 from tests.security.world import MARKERS, SHARED
 
 # django_db: so pytest-django creates the test database the package fixtures commit to.
@@ -156,7 +156,7 @@ def test_every_operation_as_every_role(
         max_examples=MAX_EXAMPLES,
         deadline=None,
         database=None,
-        derandomize=True,
+        derandomize=not RANDOM,
         suppress_health_check=list(HealthCheck),
         phases=[Phase.generate, Phase.shrink] if SHRINK else [Phase.generate],
     )

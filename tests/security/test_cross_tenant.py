@@ -140,7 +140,8 @@ def test_no_route_returns_or_changes_tenant_b(sw: SecurityWorld, route: Route) -
                     f"{label} with B-only ids answered {response.status_code}"
                 )
             # 3. A's token on B's host (however the host is spelled): refused outright.
-            for host in b_host_variants:
+            # Every role tries B's plain host; the other spellings once, with the admin's token.
+            for host in b_host_variants if role == "tenant_admin" else b_host_variants[:1]:
                 response = call(sw.client(sw.a, role, host=host), method, path_shared)
                 assert_no_leak(sw, response, f"{label} on {host}")
                 if route.kind in {"collection", "object", "sync", "other"}:
