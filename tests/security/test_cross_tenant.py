@@ -161,6 +161,41 @@ def test_no_route_returns_or_changes_tenant_b(sw: SecurityWorld, route: Route) -
     assert schema_fingerprint(sw.b.schema) == before, f"{route.name}: tenant B's rows changed"
 
 
+# One at a time (strict FilterSets refuse unknown parameters): filters and searches that name
+# rows only B has, or text only B's rows contain.
+FILTER_ATTACKS: list[tuple[str, str]] = [
+    ("search", "MRN-B3"),
+    ("search", "Only"),
+    ("id", str(B_ONLY["clinical.patient"])),
+    ("facility", str(B_ONLY["clinical.facility"])),
+    ("patient", str(B_ONLY["clinical.patient"])),
+    ("clinician", str(B_ONLY["accounts.user"])),
+    ("farm", str(B_ONLY["farms.farm"])),
+    ("field", str(B_ONLY["farms.field"])),
+    ("planting", str(B_ONLY["farms.planting"])),
+    ("crop", str(B_ONLY["farms.crop"])),
+    ("object_id", str(B_ONLY["clinical.patient"])),
+    ("user", str(B_ONLY["accounts.user"])),
+]
+COLLECTIONS = [r for r in ROUTES if r.kind in {"collection", "sync"} and "GET" in r.methods]
+
+
+@pytest.mark.parametrize("route", COLLECTIONS, ids=lambda r: r.name)
+def test_filters_and_searches_never_reach_tenant_b(sw: SecurityWorld, route: Route) -> None:
+    b_only = {str(pk) for pk in B_ONLY.values()}
+    for role in ("tenant_admin", "clinician", "field_agent"):
+        client = sw.client(sw.a, role)
+        for name, value in FILTER_ATTACKS:
+            response = client.get(route.path(SHARED_IDS), {name: value})
+            text = assert_no_leak(sw, response, f"{role} {route.name}?{name}={value}")
+            content_type = response.get("Content-Type", "")
+            if response.status_code == 200 and content_type.startswith("application/json"):
+                rows = json.loads(text)
+                rows = rows.get("results", []) if isinstance(rows, dict) else rows
+                found = {row.get("id") for row in rows if isinstance(row, dict)}
+                assert not found & b_only, f"{route.name}?{name}: B's ids in {text[:200]}"
+
+
 def test_forwarded_host_is_not_trusted_even_behind_a_proxy(sw: SecurityWorld) -> None:
     """Routing uses Host only: with a trusted proxy configured, X-Forwarded-Host still cannot
     move a request to another tenant."""
