@@ -169,3 +169,41 @@ def cursor_current(*, user: Any, tables: Iterable[str] | None = None) -> str:
     selected = tables_for_user(user=user, requested=list(tables) if tables is not None else None)
     scope = sync_scope(user=user, tables=selected)
     return cursor_encode(Cursor(lo=watermark_now(), hi=None, after=None, scope=scope.digest))
+
+
+_OTHERS_CHANGED_SINCE = """
+SELECT EXISTS (
+    SELECT 1 FROM sync_change
+     WHERE txid >= %s::text::xid8 AND txid <> pg_current_xact_id()
+)
+"""
+
+
+def cursor_after_push(*, user: Any, since: str | None) -> str | None:
+    """The cursor a push answers with, from the client's last pull cursor ``since``.
+
+    A fresh cursor (``cursor_current``) already covers the push's own rows, so the next pull does
+    not download them again, but adopting it would also skip what *other* writers committed after
+    ``since``. So the fresh cursor is given only when the change log holds nothing since ``since``
+    but this transaction's own entries (and the scope is unchanged, or the replacement a scope
+    change calls for would be skipped); otherwise ``since`` comes back as it was, and the next
+    pull re-sends the pushed rows with everything else. Without ``since`` nothing is known of what
+    the client has seen: ``None``. Runs inside the push's transaction. Transactions still running
+    have ids at or above the watermark, so they are never skipped either.
+    """
+    if since is None:
+        return None
+    previous = cursor_decode(since)
+    if previous.paging or previous.replacement:
+        return since
+    from sync.selectors import sync_scope, tables_for_user
+
+    scope = sync_scope(user=user, tables=tables_for_user(user=user, requested=None))
+    if scope.digest != previous.scope:
+        return since
+    with connection.cursor() as cursor:
+        cursor.execute(_OTHERS_CHANGED_SINCE, [str(previous.lo)])
+        row = cursor.fetchone()
+    if row is not None and row[0]:
+        return since
+    return cursor_encode(Cursor(lo=watermark_now(), hi=None, after=None, scope=scope.digest))

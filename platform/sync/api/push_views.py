@@ -24,6 +24,7 @@ from apikit.ids import parse_uuid
 from apikit.permissions import TenantMember
 from apikit.request_context import request_context
 from sync.api.views import WatermelonRenderer
+from sync.cursor import cursor_decode
 from sync.push.parsing import LIMITS, MAX_BYTES, PushTooLargeError, batch_parse, body_decode
 from sync.push.service import response_bytes, sync_push
 
@@ -61,8 +62,10 @@ class PushView(APIView):
         request=OpenApiTypes.OBJECT,
         responses={200: OpenApiTypes.OBJECT},
         description="Push local changes: per-row results (applied, merged, conflict with the "
-        "server's copy, rejected with errors, duplicate, gone), a summary and a fresh cursor. "
-        "See docs/sync.md.",
+        "server's copy, rejected with errors, duplicate, gone), a summary and a cursor. Send "
+        "your last pull cursor as `cursor` (WatermelonDB: `lastPulledAt`): the answer's cursor "
+        "then also covers the pushed rows when nothing else changed since, and is your own "
+        "cursor back otherwise (null without one). See docs/sync.md.",
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
         key = request.headers.get(idempotency.HEADER, "").strip()
@@ -74,6 +77,8 @@ class PushView(APIView):
             batch = batch_parse(body, wmdb=request.query_params.get("format") == "wmdb")
         except PushTooLargeError as exc:
             return _too_large(exc)
+        if batch.since is not None:
+            cursor_decode(batch.since)  # a tampered or foreign cursor: 400 before any write
         device = parse_uuid(_device_claim(request))
         context = request_context(request)
 

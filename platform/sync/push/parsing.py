@@ -34,6 +34,7 @@ BAD_BASE = "base_version must be a positive integer or null."
 BAD_FIELDS = "fields must be an object."
 BAD_CHANGED = "changed must be a list of field names."
 BAD_ROW = "Each change must be an object."
+BAD_SINCE = "'{key}' must be the cursor of your last pull (a string), or absent."
 
 # WatermelonDB's bookkeeping columns on raw records; never data.
 _WMDB_META = frozenset({"_status", "_changed"})
@@ -54,6 +55,8 @@ class PushBatch:
     # Table name -> rows, in the order the request listed them.
     tables: dict[str, list[RowIn]]
     wmdb: bool
+    # The client's last pull cursor ("cursor"; WatermelonDB: "lastPulledAt"), if it sent one.
+    since: str | None = None
 
     @property
     def row_count(self) -> int:
@@ -96,7 +99,17 @@ def batch_parse(body: bytes, *, wmdb: bool) -> PushBatch:
     tables: dict[str, list[RowIn]] = {}
     for table, payload in changes.items():
         tables[str(table)] = _wmdb_rows(table, payload) if wmdb else _native_rows(table, payload)
-    return PushBatch(atomic=atomic, tables=tables, wmdb=wmdb)
+    return PushBatch(atomic=atomic, tables=tables, wmdb=wmdb, since=_since(data, wmdb=wmdb))
+
+
+def _since(data: dict[str, Any], *, wmdb: bool) -> str | None:
+    key = "lastPulledAt" if wmdb else "cursor"
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise _bad(BAD_SINCE.format(key=key))
+    return value
 
 
 def _check_count(changes: dict[str, Any], *, wmdb: bool) -> None:

@@ -43,7 +43,7 @@ def sync_push(
     context: RequestContext | None,
 ) -> dict[str, Any]:
     """Apply ``batch`` for ``user`` (and the token's device); returns the response body."""
-    from sync.cursor import cursor_current
+    from sync.cursor import cursor_after_push
     from sync.services import device_seen
 
     outcome = push_apply(user=user, device_id=device_id, batch=batch)
@@ -54,9 +54,9 @@ def sync_push(
         "batch_id": batch_id,
         "results": [result.as_dict() for result in outcome.results],
         "summary": outcome.summary,
-        # Inside the push's transaction: the watermark is at most this transaction, so the next
-        # pull may re-send the pushed rows once (harmless; pulls are idempotent upserts).
-        "cursor": cursor_current(user=user),
+        # Fresh only when nothing but this push changed since the client's last pull cursor;
+        # otherwise that cursor back, so other writers' changes are never skipped.
+        "cursor": cursor_after_push(user=user, since=batch.since),
     }
     if batch.wmdb:
         rejected: dict[str, list[str]] = defaultdict(list)
