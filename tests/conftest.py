@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import pytest
 import redis
 from django.conf import settings
+from django.db import connection
+from django.test.utils import setup_databases, teardown_databases
 from django_tenants.utils import tenant_context
 from rest_framework.test import APIClient
 
@@ -65,11 +67,23 @@ def _seed(slug: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> None:
+def django_db_setup(
+    django_db_setup: None, django_db_blocker: pytest.FixtureRequest
+) -> Iterator[None]:
+    created = None
     with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        if connection.settings_dict["NAME"] != connection.creation._get_test_db_name():
+            # pytest-django creates only the databases its collected tests request through
+            # ``db`` / ``transactional_db``; tests on committed data (tests/sync ``live``) use
+            # neither, so collected alone they would reach the development database.
+            created = setup_databases(verbosity=0, interactive=False)
         for slug in SLUGS:
             _seed(slug)
         activate_public()
+    yield
+    if created is not None:
+        with django_db_blocker.unblock():  # type: ignore[attr-defined]
+            teardown_databases(created, verbosity=0)
 
 
 @pytest.fixture(autouse=True)
