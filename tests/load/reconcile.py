@@ -89,6 +89,14 @@ def status_checks(report: Report, attempts: list[Attempt]) -> None:
             f"other answers {pg['probe_other_answers_during_outage']}, slowest 503 "
             f"{pg['max_503_latency_ms']} ms",
         )  # fmt: skip
+        push = pg["inflight_push"]
+        acked = push["acknowledged_after_restart_seconds"]
+        report.check(
+            "PostgreSQL restart: a write cut off by it is acknowledged on retry within 5 s",
+            acked is not None and acked <= 5.0,
+            f"5,000-row push, claim committed before the stop: {push['claim_committed_before_stop']}, "
+            f"answers {push['answers']}, acknowledged {acked} s after PostgreSQL was back",
+        )  # fmt: skip
         report.check(
             "PostgreSQL restart: recovers within 5 s without restarting gunicorn",
             recovery is not None and recovery <= 5.0,

@@ -19,9 +19,10 @@ import os
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -327,7 +328,11 @@ def postgres_fault(stack: LoadStack, seed: Any, t0: float, recorder: Any) -> dic
 
     prober = threading.Thread(target=probe, daemon=True)
     prober.start()
-    time.sleep(0.5)
+    inflight = InFlightPush(stack=stack, seed=seed, recorder=recorder, t0=t0)
+    inflight.start()
+    claim_seen = inflight.wait_for_claim(seconds=15)
+    if not claim_seen:
+        time.sleep(0.5)
     down_at = time.monotonic()
     stack.postgres_stop()
     stopped_at = time.monotonic()
@@ -345,6 +350,7 @@ def postgres_fault(stack: LoadStack, seed: Any, t0: float, recorder: Any) -> dic
     stop.set()
     prober.join(timeout=35)
     client.close()
+    inflight.join(timeout=60)
     # Probes sent once the stop had completed and before the server was back.
     outage = [(s, d, st, c) for s, d, st, c in samples if stopped_at <= s < up_at]
     unavailable = [d for _, d, st, c in outage if st == 503 and c == "service_unavailable"]
@@ -365,12 +371,112 @@ def postgres_fault(stack: LoadStack, seed: Any, t0: float, recorder: Any) -> dic
         "probe_other_answers_during_outage": other,
         "max_503_latency_ms": round(max(unavailable) * 1000, 1) if unavailable else None,
         "recovery_seconds": round(first_ok - up_at, 3) if first_ok is not None else None,
+        "inflight_push": {
+            "rows": inflight.rows,
+            "claim_committed_before_stop": claim_seen,
+            "answers": inflight.answers,
+            "acknowledged_after_restart_seconds": (
+                round(inflight.acked_at - up_at, 2) if inflight.acked_at is not None else None
+            ),
+        },
         # 503s are allowed from the stop until this long after the start (the recovery target).
         "allowed_503_window": [
             round(down_at - t0 - 0.1, 2),
             round(up_at - t0 + POSTGRES_RECOVERY_TARGET, 2),
         ],
     }
+
+
+class InFlightPush(threading.Thread):
+    """A 5,000-row sync push whose idempotency claim is committed and whose handler is still
+    running when PostgreSQL stops; the client then retries it with the same key. It must be
+    acknowledged soon after the server is back (not 409 idempotency_key_in_use until the claim
+    times out) and all its rows must exist exactly once."""
+
+    rows = 5000
+
+    def __init__(self, *, stack: LoadStack, seed: Any, recorder: Any, t0: float) -> None:
+        from tests.load.traffic import Client
+
+        super().__init__(name="inflight-push", daemon=True)
+        self.seed, self.recorder = seed, recorder
+        self.client = Client(stack.web_port, seed.host, recorder, t0)
+        self.client.token = self.client.login()
+        self.key = str(uuid.uuid4())
+        observed = (datetime.now(UTC) - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.changes: list[dict[str, Any]] = [
+            {
+                "op": "upsert", "id": str(uuid.uuid4()), "base_version": None,
+                "fields": {
+                    "field_id": seed.field_ids[i % len(seed.field_ids)], "observed_at": observed,
+                    "kind": "rainfall", "value": 1.5, "unit": "mm", "text": f"inflight {i:05d}",
+                },
+            }
+            for i in range(self.rows)
+        ]  # fmt: skip
+        self.answers: list[str] = []
+        self.acked_at: float | None = None
+
+    def run(self) -> None:
+        from tests.load.traffic import Write
+
+        body = {"changes": {"observations": self.changes}}
+        statuses: dict[str, str] = {}
+        started = time.monotonic()
+        for _ in range(80):  # bounded: ~40 s of retries at most
+            status, _, payload = self.client.request(
+                "POST sync/push 5,000 rows (in flight at the stop)", "POST",
+                "/api/v1/sync/push/", body, headers={"Idempotency-Key": self.key},
+            )  # fmt: skip
+            code = ""
+            if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+                code = str(payload["error"].get("code", ""))
+            self.answers.append(f"{status} {code}".strip())
+            if status == 200 and isinstance(payload, dict):
+                self.acked_at = time.monotonic()
+                statuses = {r["id"]: r["status"] for r in payload.get("results", [])}
+                break
+            if status not in (0, 502, 503) and code != "idempotency_key_in_use":
+                break
+            time.sleep(0.5)
+        self.client.close()
+        # Compact the answers ("503 service_unavailable x4") and hand the rows to reconciliation.
+        compact: list[str] = []
+        for answer in self.answers:
+            if compact and compact[-1].split(" x")[0] == answer:
+                head, _, count = compact[-1].partition(" x")
+                compact[-1] = f"{head} x{int(count or 1) + 1}"
+            else:
+                compact.append(answer)
+        self.answers = compact
+        for row in self.changes:
+            self.recorder.write(
+                Write(
+                    "observation", self.seed.slug, self.key, row["fields"]["text"],
+                    acked=statuses.get(row["id"]) in ("applied", "duplicate"),
+                    object_id=row["id"], attempts=len(self.answers), last_status=200 if statuses else 0,
+                    seconds=(self.acked_at or time.monotonic()) - started,
+                )
+            )  # fmt: skip
+
+    def wait_for_claim(self, *, seconds: float) -> bool:
+        """True once the server has committed the key's claim (the handler is running)."""
+        from django_tenants.utils import schema_context
+
+        from apikit.models import IdempotencyRecord
+
+        def claimed() -> bool:
+            with schema_context(self.seed.schema):
+                return IdempotencyRecord.objects.filter(
+                    key__endswith=self.key, state=IdempotencyRecord.State.IN_PROGRESS
+                ).exists()
+
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and self.is_alive():
+            if db(claimed):
+                return True
+            time.sleep(0.005)
+        return False
 
 
 def worker_fault(
