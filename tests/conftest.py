@@ -72,7 +72,7 @@ def django_db_setup(
 ) -> Iterator[None]:
     created = None
     with django_db_blocker.unblock():  # type: ignore[attr-defined]
-        if connection.settings_dict["NAME"] != connection.creation._get_test_db_name():
+        if connection.settings_dict["NAME"] != connection.settings_dict["TEST"]["NAME"]:
             # pytest-django creates only the databases its collected tests request through
             # ``db`` / ``transactional_db``; tests on committed data (tests/sync ``live``) use
             # neither, so collected alone they would reach the development database.

@@ -100,7 +100,7 @@ def audit_event_record(
     return event
 
 
-_COLUMNS = tuple(field.column for field in AuditEvent._meta.concrete_fields)
+_COLUMNS = tuple(str(field.column) for field in AuditEvent._meta.concrete_fields)
 # Identifiers from the model's own metadata, never from input.
 _INSERT_SQL = "INSERT INTO {table} ({columns}) VALUES ({values})".format(  # noqa: S608
     table=connection.ops.quote_name(AuditEvent._meta.db_table),

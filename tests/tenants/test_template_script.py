@@ -96,8 +96,10 @@ def test_the_script_builds_a_schema_identical_to_the_template(db: None) -> None:
             "INSERT INTO t_script_copy.django_migrations (app, name, applied) "
             "VALUES ('probe', 'probe', now()) RETURNING id"
         )
-        (new_id,) = cursor.fetchone()
-    assert new_id > max(row[0] for row in _rows("t_script_copy", "django_migrations", "id")[:-1])
+        inserted = cursor.fetchone()
+    assert inserted is not None
+    earlier = [int(str(row[0])) for row in _rows("t_script_copy", "django_migrations", "id")[:-1]]
+    assert int(inserted[0]) > max(earlier)
 
 
 def test_without_pg_dump_the_clone_builds_the_same_schema(
@@ -111,9 +113,7 @@ def test_without_pg_dump_the_clone_builds_the_same_schema(
     assert "pg_dump not found" in caplog.text
     # django-tenants' clone renames some constraints (``..._key`` for ``..._uniq``); the tables,
     # columns, triggers and functions are the template's.
-    _assert_like_template(
-        "t_clone_copy", kinds=frozenset({"column", "trigger", "function"})
-    )
+    _assert_like_template("t_clone_copy", kinds=frozenset({"column", "trigger", "function"}))
 
 
 def test_the_cache_key_follows_the_templates_migrations(db: None) -> None:
