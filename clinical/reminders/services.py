@@ -140,9 +140,18 @@ def _deliver_on_commit() -> None:
     schema = current_schema_name()
 
     def enqueue() -> None:
+        from kombu.exceptions import OperationalError
+
         from clinical.tasks import reminders_enqueue_dispatch
 
-        reminders_enqueue_dispatch(schema_name=schema)
+        try:
+            reminders_enqueue_dispatch(schema_name=schema)
+        except OperationalError as error:
+            # Expected while the broker is down: one line, not a traceback per booking.
+            logger.warning(
+                "reminder delivery not queued (broker unavailable: %s); the beat sweep queues it",
+                error,
+            )
 
     # robust: the appointment is committed whatever the broker does; the beat sweep catches up.
     transaction.on_commit(enqueue, robust=True)

@@ -412,3 +412,37 @@ def test_reminder_list_query_count_is_constant(clinic: Clinic) -> None:
         large=10,
         expected_rows=lambda response: len(response.json()["results"]) // 2,
     )
+
+
+@pytest.fixture
+def broker_down() -> Iterator[None]:
+    """The real Celery app pointed at a closed port (nothing listens on 127.0.0.1:1)."""
+    from settings.celery_app import app
+
+    original = app.conf.broker_url
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    app._pool = None
+    app.amqp._producer_pool = None
+    try:
+        yield
+    finally:
+        app.conf.broker_url = original
+        app._pool = None
+        app.amqp._producer_pool = None
+
+
+def test_a_booking_with_the_broker_down_commits_and_leaves_the_reminder_to_the_sweep(
+    clinic: Clinic,
+    broker_down: None,
+    django_capture_on_commit_callbacks: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with tenant_context(clinic.world.tenant):
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            appointment = book(clinic, hours_ahead=1)
+        assert len(callbacks) == 1
+        callbacks[0]()  # what on_commit runs: must not raise
+    assert "the beat sweep queues it" in caplog.text
+    assert not [record for record in caplog.records if record.exc_info]
+    with tenant_context(clinic.world.tenant):
+        assert rows(appointment) == [("two_hours", "pending", "")]
