@@ -89,7 +89,19 @@ class EnvelopeAutoSchema(AutoSchema):
                 response = self._get_response_for_code(ErrorEnvelopeSerializer, code)
                 response["description"] = _DESCRIPTIONS[status]
                 responses[code] = response
+        if self._answers_not_modified() and "304" not in responses:
+            responses["304"] = {
+                "description": "Not modified: If-None-Match matches the current ETag (no body)."
+            }
         return responses
+
+    def _answers_not_modified(self) -> bool:
+        """The base viewset's retrieve honours If-None-Match (apikit.viewsets.RetrieveMixin)."""
+        return (
+            self.method == "GET"
+            and self._is_scoped_viewset()
+            and getattr(self.view, "action", None) == "retrieve"
+        )
 
     def get_override_parameters(self) -> list[Any]:
         parameters = list(super().get_override_parameters())

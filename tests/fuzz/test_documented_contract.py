@@ -64,3 +64,15 @@ def test_plain_lists_are_not_documented_as_pages(document: dict[str, Any]) -> No
     prescriptions = document["paths"]["/api/v1/clinical/prescriptions/"]["get"]
     page = prescriptions["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
     assert page.endswith("PaginatedPrescriptionListOutputList"), page
+
+
+def test_conditional_reads_document_304(document: dict[str, Any]) -> None:
+    """Found by the fuzzer: If-None-Match is documented on detail reads, its 304 was not."""
+    for path in ("/api/v1/clinical/patients/{id}/", "/api/v1/farms/fields/{id}/"):
+        responses = document["paths"][path]["get"]["responses"]
+        assert "304" in responses
+        assert "content" not in responses["304"]
+    # Actions that never answer 304 do not claim to.
+    assert (
+        "304" not in document["paths"]["/api/v1/clinical/patients/{id}/fhir/"]["get"]["responses"]
+    )
