@@ -379,6 +379,8 @@ def world_drop(prefix: str) -> None:
         slug = f"{prefix}-{key}"
         if Tenant.objects.filter(slug=slug).exists():
             tenant_drop(slug=slug)
+    # The suites' plan goes with the last pair that used it.
+    Plan.objects.filter(name=PLAN_NAME, tenants__isnull=True).delete()
 
 
 def schema_fingerprint(schema: str) -> dict[str, str]:
