@@ -58,6 +58,8 @@ SEGMENT_MODELS = {
     "access": "accounts.user",
 }
 _ENVELOPE_KEYS = {"status", "code", "detail"}
+# gunicorn's own answers (request line / headers too large), outside the application.
+GUNICORN_LIMITS = {400, 414, 431}
 
 # Open bugs in code this suite does not own, reported to its owners: the cases that would only
 # re-find them are narrowed (never the whole operation skipped). Remove an entry once fixed.
@@ -203,6 +205,10 @@ def send_as_every_role(case: Any, fuzz_target: FuzzTarget) -> None:
             if token:
                 headers["Authorization"] = f"Bearer {token}"
             response = case.call(base_url=f"{fuzz_target.server.url}", headers=headers)
+            if response.status_code in GUNICORN_LIMITS and "<html>" in response.text:
+                # A request line or header block over gunicorn's limits (settings/gunicorn.conf.py)
+                # is refused before Django runs; in production the ingress refuses it first.
+                continue
             try:
                 case.validate_response(response, checks=CHECKS)
             except Exception as failure:

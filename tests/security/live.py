@@ -67,19 +67,26 @@ def live_gunicorn(*, workers: int = 2, name: str = "live") -> Iterator[LiveServe
         JWT_ACCESS_MINUTES="240",
     )
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    # The production configuration (gthread workers, request-line and header limits), bound to
+    # the loopback interface only.
+    env.update(
+        GUNICORN_WORKERS=str(workers),
+        GUNICORN_THREADS="2",
+        GUNICORN_TIMEOUT="60",
+        GUNICORN_WORKER_TMP_DIR=str(log.parent),
+        GUNICORN_ACCESS_LOG="",
+        GUNICORN_LOG_LEVEL="warning",
+        GUNICORN_MAX_REQUESTS="0",
+    )
     command = [
         sys.executable,
         "-m",
         "gunicorn",
-        "settings.wsgi:application",
-        "--workers",
-        str(workers),
+        "-c",
+        "settings/gunicorn.conf.py",
         "--bind",
         f"127.0.0.1:{port}",
-        "--timeout",
-        "60",
-        "--log-level",
-        "warning",
+        "settings.wsgi:application",
     ]
     with log.open("w") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
