@@ -63,22 +63,7 @@ GUNICORN_LIMITS = {400, 414, 431}
 
 # Open bugs in code this suite does not own, reported to its owners: the cases that would only
 # re-find them are narrowed (never the whole operation skipped). Remove an entry once fixed.
-KNOWN_ISSUES: dict[tuple[str, str], tuple[str, Any]] = {
-    ("GET", "/api/v1/sync/pull/"): (
-        "sync: ?format=<not json|wmdb> answers 404 (DRF's format negotiation runs before the "
-        "view validates its documented `format` enum); expected 400",
-        lambda case: _drop_query(case, "format"),
-    ),
-    ("POST", "/api/v1/sync/push/"): (
-        "sync: ?format=<not json|wmdb> answers 404, as for pull",
-        lambda case: _drop_query(case, "format"),
-    ),
-}
-
-
-def _drop_query(case: Any, name: str) -> None:
-    if case.query and name in case.query and case.query[name] not in {"json", "wmdb"}:
-        case.query = {key: value for key, value in case.query.items() if key != name}
+KNOWN_ISSUES: dict[tuple[str, str], tuple[str, Any]] = {}
 
 
 _counter = itertools.count()

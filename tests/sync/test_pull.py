@@ -315,3 +315,16 @@ def test_a_page_over_the_byte_budget_stops_early(sync_alpha: SyncWorld, settings
     small, _, _, pages = pull_all(client, tables="observations", limit=50)
     assert len(pages) >= len(full["observations"])
     assert set(small["observations"]) == set(full["observations"])
+
+
+def test_an_unknown_wire_format_is_400_naming_the_parameter(sync_alpha: SyncWorld) -> None:
+    client = sync_alpha.farms.agent_client()
+    pulled = client.get("/api/v1/sync/pull/", {"format": "xml"})
+    assert error(pulled, 400)["fields"] == {"format": ["format must be one of: json, wmdb."]}
+    pushed = client.post(
+        "/api/v1/sync/push/?format=xml",
+        data=b'{"changes": {}}',
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY="format-probe",
+    )
+    assert error(pushed, 400)["fields"] == {"format": ["format must be one of: json, wmdb."]}

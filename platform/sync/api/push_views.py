@@ -23,7 +23,7 @@ from apikit.errors import APIError
 from apikit.ids import parse_uuid
 from apikit.permissions import TenantMember
 from apikit.request_context import request_context
-from sync.api.views import WatermelonRenderer
+from sync.api.views import WatermelonRenderer, WireFormatMixin
 from sync.cursor import cursor_decode
 from sync.push.parsing import LIMITS, MAX_BYTES, PushTooLargeError, batch_parse, body_decode
 from sync.push.service import response_bytes, sync_push
@@ -36,7 +36,7 @@ KEY_REQUIRED = (
 KEY_PREFIX = "sync-push:"
 
 
-class PushView(APIView):
+class PushView(WireFormatMixin, APIView):
     permission_classes = (IsAuthenticated, TenantMember)
     # ``?format=wmdb`` must pass DRF's format negotiation (the view writes its own bytes).
     renderer_classes = (JSONRenderer, WatermelonRenderer)

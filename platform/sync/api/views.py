@@ -10,6 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -86,6 +87,22 @@ class WatermelonRenderer(JSONRenderer):
     format = "wmdb"
 
 
+WIRE_FORMATS = ("json", "wmdb")
+FORMAT_INVALID = "format must be one of: json, wmdb."
+
+
+class WireFormatMixin:
+    """``?format=`` names the wire shape. DRF's content negotiation answers 404 for a format no
+    renderer has; here that is a client error about a query parameter: 400 naming it."""
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        value = request.query_params.get("format")
+        # Not when forced: that is DRF rendering an error response, which must not fail again.
+        if not force and value is not None and value not in WIRE_FORMATS:
+            raise ValidationError({"format": [FORMAT_INVALID]})
+        return super().perform_content_negotiation(request, force)  # type: ignore[misc]
+
+
 _PULL_PARAMETERS = [
     OpenApiParameter("cursor", OpenApiTypes.STR, description="Opaque cursor of the last page."),
     OpenApiParameter("limit", OpenApiTypes.INT, description="Change entries per page, 1-5000."),
@@ -95,7 +112,7 @@ _PULL_PARAMETERS = [
 ]
 
 
-class PullView(APIView):
+class PullView(WireFormatMixin, APIView):
     permission_classes = (IsAuthenticated, TenantMember)
     renderer_classes = (JSONRenderer, WatermelonRenderer)
 
