@@ -103,12 +103,16 @@ def batch_parse(body: bytes, *, wmdb: bool) -> PushBatch:
 
 
 def _since(data: dict[str, Any], *, wmdb: bool) -> str | None:
-    key = "lastPulledAt" if wmdb else "cursor"
-    value = data.get(key)
+    if wmdb:
+        # WatermelonDB's own lastPulledAt is a number (epoch ms); only a cursor string that a
+        # cursor adapter passes through is ours.
+        value = data.get("lastPulledAt")
+        return value if isinstance(value, str) and value else None
+    value = data.get("cursor")
     if value is None:
         return None
     if not isinstance(value, str) or not value:
-        raise _bad(BAD_SINCE.format(key=key))
+        raise _bad(BAD_SINCE.format(key="cursor"))
     return value
 
 
