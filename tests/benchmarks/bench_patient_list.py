@@ -17,23 +17,16 @@ comparison endpoints.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
 import random
-import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 from tests.benchmarks.common import (
-    ROOT,
     Result,
     bench_database,
     django_setup,
@@ -43,6 +36,7 @@ from tests.benchmarks.common import (
     say,
     summarize,
 )
+from tests.benchmarks.serving import free_port, gunicorn, wsgi_application
 
 PATIENTS = 10_000
 FACILITIES = 4
@@ -194,16 +188,7 @@ def __getattr__(name: str) -> Any:
 
 
 def _application() -> Any:
-    import django
-    from django.conf import settings
-
-    import settings as _bootstrap  # noqa: F401  (platform/ on sys.path)
-
-    django.setup()
-    settings.ROOT_URLCONF = __name__
-    from django.core.wsgi import get_wsgi_application
-
-    return get_wsgi_application()
+    return wsgi_application(__name__)
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -293,49 +278,6 @@ def query_counts(host: str) -> dict[int, int]:
 # --- the load ------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def gunicorn(port: int, log: Path) -> Iterator[None]:
-    env = os.environ.copy()
-    env.update(DJANGO_SETTINGS_MODULE="settings.dev", DEBUG="false", LOG_LEVEL="WARNING")
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "tests.benchmarks.bench_patient_list:application",
-        "--workers",
-        str(WORKERS),
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--worker-class",
-        "sync",
-        "--log-level",
-        "warning",
-    ]
-    with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                with (
-                    contextlib.suppress(OSError),
-                    socket.create_connection(("127.0.0.1", port), 0.2),
-                ):
-                    break
-                time.sleep(0.2)
-            else:
-                raise RuntimeError(f"gunicorn did not start; see {log}")
-            yield
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-
-
 def request_once(port: int, host: str, path: str, token: str) -> tuple[int, float]:
     started = time.perf_counter()
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -416,7 +358,12 @@ def main() -> int:
         samples: dict[str, dict[str, Any]] = {
             name: {"requests": 0, "errors": 0, "seconds": 0.0, "latencies": []} for name in VARIANTS
         }
-        with gunicorn(port, log):
+        with gunicorn(
+            app="tests.benchmarks.bench_patient_list:application",
+            port=port,
+            log=log,
+            workers=WORKERS,
+        ):
             token = token_for(port, host)
             for name, path in VARIANTS.items():  # warm every worker and cache
                 for _ in range(20):

@@ -14,21 +14,14 @@ compaction-free log of a busy tenant would hold them.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from tests.benchmarks.common import (
-    ROOT,
     Result,
     bench_database,
     django_setup,
@@ -38,6 +31,7 @@ from tests.benchmarks.common import (
     say,
     summarize,
 )
+from tests.benchmarks.serving import free_port, gunicorn
 
 ROWS = 5_000
 FILLER = 1_000_000
@@ -179,49 +173,6 @@ def query_counts(host: str, token: str) -> dict[int, int]:
     return counts
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def gunicorn(port: int, log: Path) -> Iterator[None]:
-    env = os.environ.copy()
-    env.update(DJANGO_SETTINGS_MODULE="settings.dev", DEBUG="false", LOG_LEVEL="WARNING")
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "settings.wsgi:application",
-        "--workers",
-        str(WORKERS),
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--log-level",
-        "warning",
-        "--timeout",
-        "120",
-    ]
-    with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                with (
-                    contextlib.suppress(OSError),
-                    socket.create_connection(("127.0.0.1", port), 0.2),
-                ):
-                    break
-                time.sleep(0.2)
-            else:
-                raise RuntimeError(f"gunicorn did not start; see {log}")
-            yield
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-
-
 def http_json(
     port: int, host: str, method: str, path: str, token: str | None = None, body: Any = None
 ) -> tuple[int, dict[str, Any], float, int]:
@@ -280,7 +231,7 @@ def main() -> int:
         connections.close_all()
         port = free_port()
         log = output.with_suffix(".gunicorn.log")
-        with gunicorn(port, log):
+        with gunicorn(app="settings.wsgi:application", port=port, log=log, workers=WORKERS):
             _, tokens, _, _ = http_json(
                 port,
                 host,

@@ -19,22 +19,15 @@ routes plus the benchmark-only naive endpoint), resolved lazily after Django is 
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from tests.benchmarks.common import (
-    ROOT,
     Result,
     RssSampler,
     bench_database,
@@ -46,6 +39,7 @@ from tests.benchmarks.common import (
     say,
     summarize,
 )
+from tests.benchmarks.serving import free_port, gunicorn, wsgi_application
 
 ROWS = 5_000
 ROUNDS = 5
@@ -122,16 +116,7 @@ def __getattr__(name: str) -> Any:
 
 
 def _application() -> Any:
-    import django
-    from django.conf import settings as django_settings
-
-    import settings as _bootstrap  # noqa: F401  (platform/ on sys.path)
-
-    django.setup()
-    django_settings.ROOT_URLCONF = __name__
-    from django.core.wsgi import get_wsgi_application
-
-    return get_wsgi_application()
+    return wsgi_application(__name__)
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -276,51 +261,6 @@ def copy_floor(schema: str, body: bytes, user_id: str) -> float:
 # --- HTTP ----------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def gunicorn(port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = os.environ.copy()
-    env.update(DJANGO_SETTINGS_MODULE="settings.dev", DEBUG="false", LOG_LEVEL="WARNING")
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "tests.benchmarks.bench_sync_push:application",
-        "--workers",
-        "1",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--worker-class",
-        "sync",
-        "--timeout",
-        "120",
-        "--log-level",
-        "warning",
-    ]
-    with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                with (
-                    contextlib.suppress(OSError),
-                    socket.create_connection(("127.0.0.1", port), 0.2),
-                ):
-                    break
-                time.sleep(0.2)
-            else:
-                raise RuntimeError(f"gunicorn did not start; see {log}")
-            yield process
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-
-
 def post(
     port: int, host: str, path: str, body: bytes, token: str | None
 ) -> tuple[int, bytes, float]:
@@ -365,7 +305,12 @@ def main() -> int:
 
         connections.close_all()
         port = free_port()
-        with gunicorn(port, output.with_suffix(".gunicorn.log")) as server:
+        with gunicorn(
+            app="tests.benchmarks.bench_sync_push:application",
+            port=port,
+            log=output.with_suffix(".gunicorn.log"),
+            workers=1,
+        ) as server:
             status, content, _ = post(
                 port,
                 host,

@@ -1,0 +1,82 @@
+"""Serving a benchmark over HTTP: a free loopback port, gunicorn started and stopped around the
+measurement, and the WSGI application of a benchmark module that adds its own comparison routes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tests.benchmarks.common import ROOT
+
+START_SECONDS = 30
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def gunicorn(
+    *, app: str, port: int, log: Path, workers: int, timeout: int = 120
+) -> Iterator[subprocess.Popen[bytes]]:
+    """gunicorn serving ``app`` ("module:callable") on 127.0.0.1:``port`` with sync workers, DEBUG
+    off and warnings-only logs into ``log``; stopped (SIGTERM) on the way out."""
+    env = os.environ.copy()
+    env.update(DJANGO_SETTINGS_MODULE="settings.dev", DEBUG="false", LOG_LEVEL="WARNING")
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        app,
+        "--workers",
+        str(workers),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--worker-class",
+        "sync",
+        "--timeout",
+        str(timeout),
+        "--log-level",
+        "warning",
+    ]
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + START_SECONDS
+            while time.monotonic() < deadline:
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection(("127.0.0.1", port), 0.2),
+                ):
+                    break
+                time.sleep(0.2)
+            else:
+                raise RuntimeError(f"gunicorn did not start; see {log}")
+            yield process
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def wsgi_application(urlconf: str) -> Any:
+    """Django's WSGI application with ``urlconf`` as the root URLconf: a benchmark module that
+    serves the real tenant routes plus its comparison endpoints."""
+    import django
+    from django.conf import settings as django_settings
+
+    import settings as _bootstrap  # noqa: F401  (platform/ on sys.path)
+
+    django.setup()
+    django_settings.ROOT_URLCONF = urlconf
+    from django.core.wsgi import get_wsgi_application
+
+    return get_wsgi_application()
