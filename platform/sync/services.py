@@ -69,6 +69,7 @@ class CompactionResult:
     collapsed: int
     expired: int
     min_retained_txid: int
+    field_history_expired: int = 0
 
 
 _DUPLICATE_ROWS = """
@@ -103,6 +104,8 @@ WITH gone AS (
 SELECT count(*), max(txid)::text::bigint FROM gone
 """
 
+_EXPIRE_FIELD_HISTORY = "DELETE FROM sync_field_change WHERE changed_at < %s"
+
 
 def change_log_compact(*, now: Any = None) -> CompactionResult:
     """Compact this tenant's change log (run by beat through ``sync.tasks``).
@@ -114,6 +117,7 @@ def change_log_compact(*, now: Any = None) -> CompactionResult:
        ``min_retained_txid`` past them: a cursor below it could miss those deletions and gets
        410 ``cursor_expired``. The latest ``U`` entry of every live row is kept, so a full pull
        (no cursor) still finds every row.
+    3. Expire the per-field history (``sync_field_change``) past the same window.
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -129,11 +133,18 @@ def change_log_compact(*, now: Any = None) -> CompactionResult:
             collapsed = db.rowcount
             db.execute(_EXPIRE_TOMBSTONES, [now - timedelta(days=retention)])
             expired, newest_expired = db.fetchone()
+            # Per-field history for field-merge pushes: past the window, a push whose base is
+            # that old gets a conflict instead of a merge (the history no longer covers it).
+            db.execute(_EXPIRE_FIELD_HISTORY, [now - timedelta(days=retention)])
+            field_history_expired = db.rowcount
         if newest_expired is not None:
             state.min_retained_txid = max(state.min_retained_txid, int(newest_expired) + 1)
         state.compacted_at = now
         state.last_compaction_removed = collapsed + int(expired)
         state.save()
     return CompactionResult(
-        collapsed=collapsed, expired=int(expired), min_retained_txid=state.min_retained_txid
+        collapsed=collapsed,
+        expired=int(expired),
+        min_retained_txid=state.min_retained_txid,
+        field_history_expired=field_history_expired,
     )

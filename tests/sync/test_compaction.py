@@ -77,3 +77,23 @@ def test_the_beat_task_visits_every_tenant(sync_alpha: SyncWorld, sync_beta: Syn
     for world in (sync_alpha, sync_beta):
         with tenant_context(world.world.tenant):
             assert SyncState.objects.get(pk=1).compacted_at is not None
+
+
+def _field_history(row_id: Any) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM sync_field_change WHERE row_id = %s", [row_id])
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_per_field_history_expires_with_the_window(sync_alpha: SyncWorld) -> None:
+    with tenant_context(sync_alpha.world.tenant):
+        Field.objects.filter(pk=FIELD1).update(name="renamed once")
+        recorded = _field_history(FIELD1)
+        assert recorded > 0  # the trigger kept which columns changed, for field merges
+        young = change_log_compact(now=timezone.now())
+        assert young.field_history_expired == 0
+        assert _field_history(FIELD1) == recorded
+        old = change_log_compact(now=timezone.now() + dt.timedelta(days=400))
+        assert old.field_history_expired >= recorded
+        assert _field_history(FIELD1) == 0
