@@ -36,7 +36,7 @@ from tests.benchmarks.common import (
     say,
     summarize,
 )
-from tests.benchmarks.serving import free_port, gunicorn, wsgi_application
+from tests.benchmarks.serving import free_port, gunicorn, lazy_urlconf
 
 PATIENTS = 10_000
 FACILITIES = 4
@@ -166,29 +166,7 @@ def _urlpatterns() -> list[Any]:
     ]
 
 
-_LAZY: dict[str, Any] = {}
-
-
-def __getattr__(name: str) -> Any:
-    """``urlpatterns`` and ``application`` are built on first use, after Django is set up (this
-    module is imported by run.py before any settings exist)."""
-    if name == "urlpatterns":
-        if "urlpatterns" not in _LAZY:
-            _LAZY["urlpatterns"] = _urlpatterns()
-        return _LAZY["urlpatterns"]
-    if name == "application":
-        if "application" not in _LAZY:
-            _LAZY["application"] = _application()
-        return _LAZY["application"]
-    if name in {"handler404", "handler500"}:
-        import settings.urls
-
-        return getattr(settings.urls, name)
-    raise AttributeError(name)
-
-
-def _application() -> Any:
-    return wsgi_application(__name__)
+__getattr__ = lazy_urlconf(__name__, _urlpatterns)
 
 
 # --- data ----------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from tests.benchmarks.common import (
     say,
     summarize,
 )
-from tests.benchmarks.serving import free_port, gunicorn, wsgi_application
+from tests.benchmarks.serving import free_port, gunicorn, lazy_urlconf
 
 ROWS = 5_000
 ROUNDS = 5
@@ -96,27 +96,7 @@ def _urlpatterns() -> list[Any]:
     return [path("bench/naive/push/", _naive_view().as_view()), *tenant_urlpatterns]
 
 
-_LAZY: dict[str, Any] = {}
-
-
-def __getattr__(name: str) -> Any:
-    if name == "urlpatterns":
-        if "urlpatterns" not in _LAZY:
-            _LAZY["urlpatterns"] = _urlpatterns()
-        return _LAZY["urlpatterns"]
-    if name == "application":
-        if "application" not in _LAZY:
-            _LAZY["application"] = _application()
-        return _LAZY["application"]
-    if name in {"handler404", "handler500"}:
-        from settings import urls as tenant_urls
-
-        return getattr(tenant_urls, name)
-    raise AttributeError(name)
-
-
-def _application() -> Any:
-    return wsgi_application(__name__)
+__getattr__ = lazy_urlconf(__name__, _urlpatterns)
 
 
 # --- data ----------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +80,28 @@ def wsgi_application(urlconf: str) -> Any:
     from django.core.wsgi import get_wsgi_application
 
     return get_wsgi_application()
+
+
+def lazy_urlconf(module: str, urlpatterns: Callable[[], list[Any]]) -> Callable[[str], Any]:
+    """A module-level ``__getattr__`` for a benchmark module that is both the gunicorn application
+    and its URLconf: ``urlpatterns`` and ``application`` are built on first use, after Django is
+    set up (run.py imports the module before any settings exist); error handlers are the real
+    tenant URLconf's."""
+    built: dict[str, Any] = {}
+
+    def module_getattr(name: str) -> Any:
+        if name == "urlpatterns":
+            if name not in built:
+                built[name] = urlpatterns()
+            return built[name]
+        if name == "application":
+            if name not in built:
+                built[name] = wsgi_application(module)
+            return built[name]
+        if name in {"handler404", "handler500"}:
+            from settings import urls as tenant_urls
+
+            return getattr(tenant_urls, name)
+        raise AttributeError(name)
+
+    return module_getattr
