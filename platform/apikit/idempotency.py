@@ -88,9 +88,13 @@ def _claim(*, user_id: Any, key: str, request_fingerprint: str) -> IdempotencyRe
     # no longer commit (its write either committed with the stored response, and this record
     # says COMPLETED, or never will). Without this a client retrying a write that failed during
     # a database restart got 409 idempotency_key_in_use for up to CLAIM_TIMEOUT after recovery.
+    # "Since the claim" is read from the latest claim (locked_until = claim time + timeout), not
+    # from created_at: a takeover after the restart is itself a live claim that a second retry
+    # must not take over again.
+    claimed_before_restart = Q(locked_until__lt=_server_started() + CLAIM_TIMEOUT)
     taken_over = (
         IdempotencyRecord.objects.filter(pk=existing.pk, state=IdempotencyRecord.State.IN_PROGRESS)
-        .filter(Q(locked_until__lt=now) | Q(created_at__lt=_server_started()))
+        .filter(Q(locked_until__lt=now) | claimed_before_restart)
         .update(locked_until=now + CLAIM_TIMEOUT)
     )
     if taken_over:

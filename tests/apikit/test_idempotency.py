@@ -12,7 +12,7 @@ from django_tenants.utils import tenant_context
 from rest_framework.test import APIClient
 
 from accounts.models import User
-from apikit.idempotency import idempotency_records_purge
+from apikit.idempotency import CLAIM_TIMEOUT, idempotency_records_purge
 from apikit.models import IdempotencyRecord
 from tenants.services import tenant_drop, tenant_host, tenant_provision
 from tests.apikit.conftest import ToyWorld
@@ -106,9 +106,10 @@ def test_claim_older_than_a_database_restart_is_taken_over_at_once(toy_alpha: To
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_postmaster_start_time()")
         started = cursor.fetchone()[0]
-    with tenant_context(toy_alpha.world.tenant):
+    with tenant_context(toy_alpha.world.tenant):  # claimed one second before the restart
         IdempotencyRecord.objects.filter(key="pre-restart").update(
-            created_at=started - timedelta(seconds=1)
+            created_at=started - timedelta(seconds=1),
+            locked_until=started - timedelta(seconds=1) + CLAIM_TIMEOUT,
         )
     response = login(toy_alpha.world).post(
         URL, _payload(toy_alpha, "first"), format="json", HTTP_IDEMPOTENCY_KEY="pre-restart"
@@ -119,6 +120,26 @@ def test_claim_older_than_a_database_restart_is_taken_over_at_once(toy_alpha: To
         assert Item.objects.filter(name="first").count() == 1
         record = IdempotencyRecord.objects.get(key="pre-restart")
         assert record.state == IdempotencyRecord.State.COMPLETED
+
+
+def test_a_claim_taken_over_after_a_restart_is_not_taken_over_again(toy_alpha: ToyWorld) -> None:
+    """The retry that took the key over after the restart is a live claim: a second retry
+    arriving while it runs gets 409, even though the record was created before the restart."""
+    _claim_left_in_progress(toy_alpha, key="taken-over", locked_for=CLAIM_TIMEOUT)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_postmaster_start_time()")
+        started = cursor.fetchone()[0]
+    with tenant_context(toy_alpha.world.tenant):
+        IdempotencyRecord.objects.filter(key="taken-over").update(
+            created_at=started - timedelta(seconds=1)
+        )
+    response = login(toy_alpha.world).post(
+        URL, _payload(toy_alpha, "first"), format="json", HTTP_IDEMPOTENCY_KEY="taken-over"
+    )
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "idempotency_key_in_use"
+    with tenant_context(toy_alpha.world.tenant):
+        assert not Item.objects.filter(name="first").exists()
 
 
 def test_failed_request_releases_the_key_and_writes_nothing(toy_alpha: ToyWorld) -> None:
