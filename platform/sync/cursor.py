@@ -171,10 +171,10 @@ def cursor_current(*, user: Any, tables: Iterable[str] | None = None) -> str:
     return cursor_encode(Cursor(lo=watermark_now(), hi=None, after=None, scope=scope.digest))
 
 
-_OTHERS_CHANGED_SINCE = """
+_OTHERS_CHANGED_BETWEEN = """
 SELECT EXISTS (
     SELECT 1 FROM sync_change
-     WHERE txid >= %s::text::xid8 AND txid <> pg_current_xact_id()
+     WHERE txid >= %s::text::xid8 AND txid < %s::text::xid8 AND txid <> pg_current_xact_id()
 )
 """
 
@@ -201,9 +201,13 @@ def cursor_after_push(*, user: Any, since: str | None) -> str | None:
     scope = sync_scope(user=user, tables=tables_for_user(user=user, requested=None))
     if scope.digest != previous.scope:
         return since
+    # The watermark first: every transaction below it has finished, so the check after it (a
+    # later snapshot) sees all of their entries; one still running when the check ran could
+    # otherwise commit before a watermark read second and be skipped.
+    watermark = watermark_now()
     with connection.cursor() as cursor:
-        cursor.execute(_OTHERS_CHANGED_SINCE, [str(previous.lo)])
+        cursor.execute(_OTHERS_CHANGED_BETWEEN, [str(previous.lo), str(watermark)])
         row = cursor.fetchone()
     if row is not None and row[0]:
         return since
-    return cursor_encode(Cursor(lo=watermark_now(), hi=None, after=None, scope=scope.digest))
+    return cursor_encode(Cursor(lo=watermark, hi=None, after=None, scope=scope.digest))

@@ -78,12 +78,17 @@ def _start_cursor(*, scope: SyncScope, replacement: bool) -> Cursor:
     return Cursor(lo=0, hi=None, after=None, scope=scope.digest, replacement=replacement)
 
 
+def _check_not_expired(raw: str | None) -> None:
+    """410 for a cursor below what compaction retained. Called inside the page's snapshot, so a
+    compaction committing meanwhile cannot delete tombstones between this check and the read."""
+    if raw and 0 < cursor_decode(raw).lo < min_retained_txid():
+        raise APIError(status=410, code="cursor_expired", detail=CURSOR_EXPIRED_DETAIL)
+
+
 def _resolve_cursor(raw: str | None, *, scope: SyncScope) -> tuple[Cursor, str]:
     if not raw:
         return _start_cursor(scope=scope, replacement=False), Strategy.INCREMENTAL
     cursor = cursor_decode(raw)
-    if cursor.lo > 0 and cursor.lo < min_retained_txid():
-        raise APIError(status=410, code="cursor_expired", detail=CURSOR_EXPIRED_DETAIL)
     if cursor.scope != scope.digest:
         # Access, role or table set changed: the client replaces its dataset (keeping unpushed
         # changes) with a full run under the new scope.
@@ -251,6 +256,7 @@ def sync_pull(*, user: Any, request: PullRequest, context: RequestContext | None
             # transaction, e.g. a test's, the enclosing isolation level applies.)
             with connection.cursor() as db:
                 db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        _check_not_expired(request.cursor)  # the transaction's first read fixes its snapshot
         changes, next_cursor, has_more, sent = _page(
             cursor=cursor, tables=tables, scope=scope, user=user, limit=request.limit
         )
