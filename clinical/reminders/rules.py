@@ -3,6 +3,7 @@ facility's zone (DST-safe through zoneinfo), and the message text."""
 
 from __future__ import annotations
 
+import logging
 import string
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
@@ -11,6 +12,8 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from clinical.models import DEFAULT_REMINDER_TEMPLATE, ReminderSettings
+
+logger = logging.getLogger(__name__)
 
 TEMPLATE_FIELDS = frozenset(
     {
@@ -81,15 +84,29 @@ def template_check(template: str) -> None:
             raise ValueError(
                 TEMPLATE_INVALID.format(name=name, choices=", ".join(sorted(TEMPLATE_FIELDS)))
             )
+    # Conversions and format specs ({kind!x}, {local_time:d}) parse but fail when rendered: render
+    # once with sample text (every value is a string at send time) so they are refused here.
+    try:
+        template.format_map(dict.fromkeys(TEMPLATE_FIELDS, "sample"))
+    except (ValueError, KeyError, IndexError, AttributeError) as error:
+        raise ValueError(TEMPLATE_BROKEN.format(error=error)) from None
 
 
 def rules_load() -> ReminderRules:
     """This tenant's rules (one query); the defaults when the tenant never saved any."""
     row = ReminderSettings.objects.filter(singleton=1).first() or ReminderSettings()
+    template = row.template or DEFAULT_REMINDER_TEMPLATE
+    try:
+        template_check(template)
+    except ValueError as error:
+        # Saved before the check refused it: one tenant's broken template must not stop its
+        # reminders (every claim would fail on it); send with the default text and say so.
+        logger.warning("reminder template unusable (%s); sending with the default template", error)
+        template = DEFAULT_REMINDER_TEMPLATE
     return ReminderRules(
         enabled=row.enabled,
         kinds=kinds_parse(row.kinds),
-        template=row.template or DEFAULT_REMINDER_TEMPLATE,
+        template=template,
         quiet_start=row.quiet_start,
         quiet_end=row.quiet_end,
     )

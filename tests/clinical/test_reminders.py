@@ -446,3 +446,24 @@ def test_a_booking_with_the_broker_down_commits_and_leaves_the_reminder_to_the_s
     assert not [record for record in caplog.records if record.exc_info]
     with tenant_context(clinic.world.tenant):
         assert rows(appointment) == [("two_hours", "pending", "")]
+
+
+@pytest.mark.parametrize("template", ["At {local_time:d}", "Hi {kind!x}", "{}", "{kind.upper}"])
+def test_templates_that_only_fail_when_rendered_are_refused(template: str) -> None:
+    from clinical.reminders.rules import template_check
+
+    with pytest.raises(ValueError):
+        template_check(template)
+
+
+def test_a_saved_broken_template_does_not_stop_the_tenants_reminders(
+    clinic: Clinic, daytime: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway = CountingGateway()
+    with tenant_context(clinic.world.tenant):
+        # Saved before the check refused conversions (a raw update skips validation).
+        ReminderSettings.objects.update(template="Visit at {local_time:d}")
+        appointment = book(clinic, hours_ahead=1)
+        assert reminders_dispatch(gateway=gateway).sent == 1
+        assert appointment.reminders.get().state == "sent"
+    assert "reminder template unusable" in caplog.text
