@@ -452,7 +452,7 @@ def test_a_booking_with_the_broker_down_commits_and_leaves_the_reminder_to_the_s
 def test_templates_that_only_fail_when_rendered_are_refused(template: str) -> None:
     from clinical.reminders.rules import template_check
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="template"):
         template_check(template)
 
 
