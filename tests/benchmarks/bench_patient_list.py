@@ -388,15 +388,7 @@ def main() -> int:
         target=f">= {FLOOR_TARGET}x",
         status=pass_fail(versus_floor >= FLOOR_TARGET),
     )
-    constant = len(set(counts.values())) == 1
-    for size, count in counts.items():
-        result.add(
-            f"queries per request, page_size={size}",
-            count,
-            "queries",
-            target="same for every page size",
-            status=pass_fail(constant),
-        )
+    result.add_query_counts(counts, per="request", size_name="page_size")
     result.details = {
         "patients": PATIENTS,
         "page_size": PAGE_SIZE,

@@ -282,15 +282,7 @@ def main() -> int:
         target=f"within {TOLERANCE:.0%}",
         status=pass_fail(abs(ratio - 1) <= TOLERANCE),
     )
-    constant = len(set(counts.values())) == 1
-    for limit, count in counts.items():
-        result.add(
-            f"queries per page, limit={limit}",
-            count,
-            "queries",
-            target="same for every limit",
-            status=pass_fail(constant),
-        )
+    result.add_query_counts(counts, per="page", size_name="limit")
     result.details = {
         "rows": ROWS,
         "filler_entries": FILLER,

@@ -235,6 +235,18 @@ class Result:
     ) -> None:
         self.rows.append(Row(metric=metric, value=value, unit=unit, target=target, status=status))
 
+    def add_query_counts(self, counts: dict[int, int], *, per: str, size_name: str) -> None:
+        """One row per size, each PASS only if every size issued the same number of queries."""
+        constant = len(set(counts.values())) == 1
+        for size, count in counts.items():
+            self.add(
+                f"queries per {per}, {size_name}={size}",
+                count,
+                "queries",
+                target=f"same for every {size_name.replace('_', ' ')}",
+                status=pass_fail(constant),
+            )
+
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
