@@ -6,11 +6,20 @@ database on every request: a warm authenticated request needs no database round 
 identity. Any change to a user (role, activation, deletion) calls ``identity_changed()``, which
 drops this process's entries at once and every other process's within
 ``TENANT_ROUTING_RECHECK_SECONDS`` (1 s by default).
+
+Verified tokens are remembered per process too (``_VerifiedTokens``): checking a token's
+signature and decoding it costs more than the rest of authentication together (PyJWT validates
+the base64 alphabet character by character), and the same access token arrives on every request
+of a session for its 15 minutes. A remembered token is only reused for the exact same bytes, and
+its expiry is checked again on every request. simplejwt reads the signing key once per process
+(``rest_framework_simplejwt.state``), so rotating it means a restart, which empties this memory.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -71,9 +80,43 @@ def forget_cached_users() -> None:
     _user_cache().forget_local()
 
 
+class _VerifiedTokens:
+    """raw token -> its verified Token and the moment it stops being valid, for tokens that
+    passed every check of simplejwt."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._tokens: dict[bytes, tuple[Token, float]] = {}
+
+    def get(self, raw_token: bytes) -> Token | None:
+        found = self._tokens.get(raw_token)
+        if found is None:
+            return None
+        token, valid_until = found
+        if self._clock() >= valid_until:
+            self._tokens.pop(raw_token, None)
+            return None  # verified again from scratch, which raises simplejwt's own error
+        return token
+
+    def remember(self, raw_token: bytes, token: Token) -> None:
+        # simplejwt's rule: expired once exp <= now - leeway.
+        valid_until = float(token["exp"]) + token.get_token_backend().get_leeway().total_seconds()
+        if len(self._tokens) >= self.MAX_ENTRIES:
+            self._tokens.clear()  # plain and bounded: the live tokens come straight back
+        self._tokens[raw_token] = (token, valid_until)
+
+
+_verified_tokens = _VerifiedTokens()
+
+
 class TenantJWTAuthentication(JWTAuthentication):
     def get_validated_token(self, raw_token: bytes) -> Token:
-        token = super().get_validated_token(raw_token)
+        token = _verified_tokens.get(raw_token)
+        if token is None:
+            token = super().get_validated_token(raw_token)
+            _verified_tokens.remember(raw_token, token)
         if not token_belongs_here(token):
             raise exceptions.AuthenticationFailed(WRONG_TENANT_DETAIL, code="token_not_valid")
         return token

@@ -10,20 +10,32 @@ per request for a worker serving the same tenant again.
 The memory is dropped whenever the session's path may have changed under it: on close, on
 ROLLBACK and on ROLLBACK TO SAVEPOINT (a SET is transactional in PostgreSQL), exactly where
 django-tenants drops its own cache. tests/tenants/test_search_path.py covers these paths.
+
+It also loads timestamptz values with psycopg's C loader (``timestamps``) when Django works in
+UTC, as it does here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django_tenants.postgresql_backend.base import DatabaseWrapper as TenantDatabaseWrapper
 from django_tenants.utils import get_limit_set_calls
+
+from .timestamps import UTC, adapters_with_utc_loader
 
 
 class DatabaseWrapper(TenantDatabaseWrapper):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._session_search_path: list[str] | None = None
         super().__init__(*args, **kwargs)
+
+    def get_connection_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = super().get_connection_params()
+        if settings.USE_TZ and self.timezone is UTC and "context" in params:
+            params["context"] = adapters_with_utc_loader(params["context"])
+        return params
 
     def _cursor(self, name: str | None = None) -> Any:
         cursor = super()._cursor(name)

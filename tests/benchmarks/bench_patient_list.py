@@ -42,9 +42,14 @@ PATIENTS = 10_000
 FACILITIES = 4
 CLINICIANS = 20
 PAGE_SIZE = 50
-WORKERS = 2  # gunicorn sync workers: one per core of the reference machine
-CLIENT_THREADS = 4
+# The web pods' gunicorn configuration (settings/gunicorn.conf.py, helm/verdant/values.yaml):
+# 2 worker processes of 4 threads. BENCH_GUNICORN_THREADS=1 serves with sync workers instead.
+WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", "2"))
+THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", "4"))
+# As many requests in flight as the server has threads, so no variant waits on the client.
+CLIENT_THREADS = WORKERS * THREADS
 ROUND_SECONDS = 6.0
+WARM_UP_SECONDS = 2.0
 ROUNDS = 3
 SPEEDUP_TARGET = 1.5
 FLOOR_TARGET = 0.5
@@ -341,13 +346,18 @@ def main() -> int:
             port=port,
             log=log,
             workers=WORKERS,
+            threads=THREADS,
         ):
             token = token_for(port, host)
-            for name, path in VARIANTS.items():  # warm every worker and cache
-                for _ in range(20):
-                    status, _ = request_once(port, host, path, token)
-                    if status != 200:
-                        raise RuntimeError(f"{name}: HTTP {status} on warm-up")
+            for name, path in VARIANTS.items():
+                status, _ = request_once(port, host, path, token)
+                if status != 200:
+                    raise RuntimeError(f"{name}: HTTP {status} on warm-up")
+                # At full concurrency, so every thread of every worker has its database
+                # connection and caches before anything is timed.
+                warm = load(port, host, path, token, WARM_UP_SECONDS)
+                if warm["errors"]:
+                    raise RuntimeError(f"{name}: {warm['errors']} errors on warm-up")
             for round_index in range(ROUNDS):
                 order = list(VARIANTS) if round_index % 2 == 0 else list(reversed(VARIANTS))
                 for name in order:
@@ -393,6 +403,7 @@ def main() -> int:
         "patients": PATIENTS,
         "page_size": PAGE_SIZE,
         "gunicorn_workers": WORKERS,
+        "gunicorn_threads": THREADS,
         "client_threads": CLIENT_THREADS,
         "rounds": ROUNDS,
         "round_seconds": ROUND_SECONDS,

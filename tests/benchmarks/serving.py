@@ -26,10 +26,12 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def gunicorn(
-    *, app: str, port: int, log: Path, workers: int, timeout: int = 120
+    *, app: str, port: int, log: Path, workers: int, threads: int = 1, timeout: int = 120
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """gunicorn serving ``app`` ("module:callable") on 127.0.0.1:``port`` with sync workers, DEBUG
-    off and warnings-only logs into ``log``; stopped (SIGTERM) on the way out."""
+    """gunicorn serving ``app`` ("module:callable") on 127.0.0.1:``port`` with ``workers``
+    processes of ``threads`` threads each (sync workers for one thread, gthread otherwise, as
+    settings/gunicorn.conf.py chooses), DEBUG off and warnings-only logs into ``log``; stopped
+    (SIGTERM) on the way out."""
     env = os.environ.copy()
     env.update(DJANGO_SETTINGS_MODULE="settings.dev", DEBUG="false", LOG_LEVEL="WARNING")
     command = [
@@ -42,7 +44,9 @@ def gunicorn(
         "--bind",
         f"127.0.0.1:{port}",
         "--worker-class",
-        "sync",
+        "gthread" if threads > 1 else "sync",
+        "--threads",
+        str(threads),
         "--timeout",
         str(timeout),
         "--log-level",
