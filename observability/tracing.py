@@ -90,7 +90,8 @@ def tracing_requested(environ: Mapping[str, str] | None = None) -> bool:
 
 
 def configure_tracing(*, component: str) -> bool:
-    """Install the tracer provider and instrument Django, psycopg, Celery, Redis and requests.
+    """Install the tracer provider and instrument Django requests and queries, Celery, Redis
+    and requests.
 
     ``component`` ("web" or "worker") names the default service (``verdant-web``,
     ``verdant-worker``) when ``OTEL_SERVICE_NAME`` is unset. Idempotent; returns whether tracing
@@ -179,13 +180,14 @@ def span_exporter() -> SpanExporter:
 
 def _instrument_libraries(provider: TracerProvider) -> None:
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
-    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
+    from observability import query_spans
+
     _install_server_spans()
-    # Query text only (placeholders), never the parameters: they are patient data.
-    PsycopgInstrumentor().instrument(tracer_provider=provider, capture_parameters=False)
+    # A span per statement (query text with placeholders, never the parameters: patient data).
+    query_spans.install()
     # Producer side injects the trace context into the message headers; the worker side opens
     # the task span as a child of it.
     CeleryInstrumentor().instrument(tracer_provider=provider)

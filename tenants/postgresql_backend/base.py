@@ -23,6 +23,8 @@ from django.conf import settings
 from django_tenants.postgresql_backend.base import DatabaseWrapper as TenantDatabaseWrapper
 from django_tenants.utils import get_limit_set_calls
 
+from observability import query_spans
+
 from .timestamps import UTC, adapters_with_utc_loader
 
 
@@ -30,6 +32,8 @@ class DatabaseWrapper(TenantDatabaseWrapper):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._session_search_path: list[str] | None = None
         super().__init__(*args, **kwargs)
+        if query_spans.installed():  # tracing is on (observability/query_spans.py)
+            query_spans.add_to(self)
 
     def get_connection_params(self) -> dict[str, Any]:
         params: dict[str, Any] = super().get_connection_params()

@@ -7,7 +7,8 @@ OTLP/HTTP to a local receiver; every request sampled, and again with the Helm ch
 Each measurement runs in a fresh process (tracing is process-wide), through the WSGI entry point
 (settings/wsgi.py) and the whole middleware stack, with Django's test client as the caller: no
 network, so what is measured is the server's own work. Modes alternate round by round so drift
-in the machine's load hits all of them alike; the figure per mode is the median of its rounds.
+in the machine's load hits all of them alike (the order rotates every round, so no mode is always
+first); the figure per mode is the median of its rounds.
 
 The endpoint is /api/v1/clinical/patients/ when the clinical app serves it, else
 /api/v1/users/ (a cursor-paginated tenant list with authentication, role check and throttle,
@@ -221,7 +222,10 @@ def main() -> int:
         runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
         raw: list[dict[str, Any]] = []
         for round_number in range(1, ROUNDS + 1):
-            for mode in MODES:
+            # Rotated every round: the first run of a round measured faster on this VM whatever
+            # its mode, so a fixed order would bias one mode.
+            shift = (round_number - 1) % len(MODES)
+            for mode in MODES[shift:] + MODES[:shift]:
                 measured = run_child(mode, receiver.endpoint)
                 expected_enabled = mode.startswith("on")
                 if measured["tracing_enabled"] is not expected_enabled:

@@ -27,7 +27,8 @@ from opentelemetry import trace
 from settings.wsgi import application
 from django.conf import settings
 from django.test import Client
-from observability import tracing
+from django.db import connection
+from observability import query_spans, tracing
 
 response = Client(HTTP_HOST="alpha.verdant.test").get("/api/v1/auth/me/")
 print(json.dumps({
@@ -36,6 +37,8 @@ print(json.dumps({
     "threads": sorted(t.name for t in threading.enumerate()),
     "otel_middleware": [m for m in settings.MIDDLEWARE if "opentelemetry" in m or "span" in m],
     "psycopg_wrapped": hasattr(psycopg.connect, "__wrapped__"),
+    "query_spans": query_spans.installed(),
+    "connection_wrappers": [w.__name__ for w in connection.execute_wrappers],
     "status": response.status_code,
     "error": response.json().get("error", {}),
 }))
@@ -80,6 +83,8 @@ def test_disabled_tracing_installs_nothing_and_starts_no_thread(
     assert not [name for name in report["threads"] if "Otel" in name]  # type: ignore[attr-defined]
     assert report["otel_middleware"] == []
     assert report["psycopg_wrapped"] is False
+    assert report["query_spans"] is False
+    assert report["connection_wrappers"] == []
     assert report["status"] == 401
     assert "trace_id" not in report["error"]  # type: ignore[operator]
 
@@ -96,7 +101,11 @@ def test_the_probe_sees_tracing_when_it_is_on(
     assert report["provider"] == "TracerProvider"
     assert "OtelBatchSpanRecordProcessor" in report["threads"]  # type: ignore[operator]
     assert report["otel_middleware"] == ["observability.server_spans.ServerSpanMiddleware"]
-    assert report["psycopg_wrapped"] is True
+    # Queries are traced by our execute wrapper (observability/query_spans.py), not by
+    # wrapping psycopg.
+    assert report["psycopg_wrapped"] is False
+    assert report["query_spans"] is True
+    assert report["connection_wrappers"] == ["query_span"]
     assert len(report["error"]["trace_id"]) == 32  # type: ignore[index]
 
 
