@@ -36,7 +36,8 @@ _MAX_NAME = 32
 MAX_STATEMENT = 4096
 
 _installed = False
-_tracer: trace.Tracer | None = None
+# The API's proxy until install() runs with the real provider in place.
+_tracer: trace.Tracer = trace.get_tracer(_TRACER_NAME)
 
 
 def installed() -> bool:
@@ -72,8 +73,7 @@ def query_span(
         "db.name": str(context["connection"].settings_dict.get("NAME") or ""),
         "db.statement": statement,
     }
-    tracer = _tracer or trace.get_tracer(_TRACER_NAME)
-    with tracer.start_as_current_span(
+    with _tracer.start_as_current_span(
         _operation(statement), kind=SpanKind.CLIENT, attributes=attributes
     ):
         return execute(sql, params, many, context)

@@ -262,20 +262,17 @@ def main() -> int:
     loss_sampled = 1 - paired("cpu_rps", "on-sampled", "off")
     difference_off = abs(1 - paired("cpu_rps", "off", "uninstrumented"))
     result.add("on vs off: loss (wall, paired)", (1 - paired("rps", "on", "off")) * 100, "%")
-    result.add(
-        "on (every request sampled) vs off: loss (CPU, paired)",
-        loss_on * 100,
-        "%",
-        target=f"<= {MAX_LOSS_ON * 100:.0f} %",
-        status=pass_fail(loss_on <= MAX_LOSS_ON),
-    )
-    result.add(
-        "on-sampled (chart default, 10 %) vs off: loss (CPU, paired)",
-        loss_sampled * 100,
-        "%",
-        target=f"<= {MAX_LOSS_ON * 100:.0f} %",
-        status=pass_fail(loss_sampled <= MAX_LOSS_ON),
-    )
+    for label, loss in (
+        ("on (every request sampled) vs off: loss (CPU, paired)", loss_on),
+        ("on-sampled (chart default, 10 %) vs off: loss (CPU, paired)", loss_sampled),
+    ):
+        result.add(
+            label,
+            loss * 100,
+            "%",
+            target=f"<= {MAX_LOSS_ON * 100:.0f} %",
+            status=pass_fail(loss <= MAX_LOSS_ON),
+        )
     result.add(
         "off vs uninstrumented: difference (wall, paired)",
         abs(1 - paired("rps", "off", "uninstrumented")) * 100,
