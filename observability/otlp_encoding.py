@@ -20,7 +20,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanContext
+from opentelemetry.trace import SpanContext, SpanKind
+from opentelemetry.trace.status import StatusCode
 
 logger = logging.getLogger(__name__)
 
@@ -98,15 +99,40 @@ def _key_value(key: str, value: Any) -> bytes:
     return _text(b"\x0a", key) + _field(b"\x12", _any_value(value))
 
 
+# Encoded attribute fields by (tag, key, value type, value), for scalar values: the same pairs
+# come back on almost every span (db.system, db.name, the same statements, the peer address,
+# the tenant), and a dictionary hit is a fraction of writing the field again. The type is part
+# of the key because True == 1 == 1.0 share a hash. Cleared when full, so memory stays bounded
+# whatever the values (request ids, user ids) are.
+_CACHEABLE_TYPES = frozenset({str, int, bool, float})
+_FIELD_CACHE_MAX_ENTRIES = 4096
+_field_cache: dict[tuple[bytes, str, type, Any], bytes] = {}
+
+
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     if not attributes:
         return b""
     parts = []
+    cache = _field_cache
     for key, value in attributes.items():
+        kind = type(value)
+        cacheable = kind in _CACHEABLE_TYPES
+        if cacheable:
+            cache_key = (tag, key, kind, value)
+            encoded = cache.get(cache_key)
+            if encoded is not None:
+                parts.append(encoded)
+                continue
         try:
-            parts.append(_field(tag, _key_value(key, value)))
+            encoded = _field(tag, _key_value(key, value))
         except (TypeError, ValueError) as error:  # as the official encoder: skip, log
             logger.exception("Failed to encode key %s: %s", key, error)
+            continue
+        if cacheable:
+            if len(cache) >= _FIELD_CACHE_MAX_ENTRIES:
+                cache.clear()
+            cache[cache_key] = encoded
+        parts.append(encoded)
     return b"".join(parts)
 
 
@@ -124,6 +150,16 @@ def _flags(parent: SpanContext | None) -> bytes:
     return _pack_fixed32(flags)
 
 
+# Span kind and status code fields, written once: Enum.value is a descriptor call per read.
+# SDK SpanKind INTERNAL=0.. -> OTLP SPAN_KIND_INTERNAL=1..
+_KIND_FIELDS = {kind: b"\x30" + _length(kind.value + 1) for kind in SpanKind}
+_STATUS_CODE_FIELDS = {
+    code: (b"\x18" + _length(code.value) if code.value else b"") for code in StatusCode
+}
+_FLAGS_LOCAL = b"\x85\x01" + _pack_fixed32(_FLAGS_HAS_IS_REMOTE)
+_FLAGS_REMOTE = b"\x85\x01" + _pack_fixed32(_FLAGS_HAS_IS_REMOTE | _FLAGS_IS_REMOTE)
+
+
 def _span(span: ReadableSpan) -> bytes:
     """Span: trace_id 1, span_id 2, trace_state 3, parent_span_id 4, name 5, kind 6,
     start 7, end 8, attributes 9, dropped_attributes 10, events 11, dropped_events 12,
@@ -132,8 +168,10 @@ def _span(span: ReadableSpan) -> bytes:
     if context is None:  # only a span that was never started; the SDK never exports one
         raise ValueError(f"span {span.name!r} has no context")
     parts = [
-        b"\x0a\x10" + context.trace_id.to_bytes(16, "big"),
-        b"\x12\x08" + context.span_id.to_bytes(8, "big"),
+        b"\x0a\x10"
+        + context.trace_id.to_bytes(16, "big")
+        + b"\x12\x08"
+        + context.span_id.to_bytes(8, "big")
     ]
     if context.trace_state:
         parts.append(_text(b"\x1a", ",".join(f"{k}={v}" for k, v in context.trace_state.items())))
@@ -141,12 +179,14 @@ def _span(span: ReadableSpan) -> bytes:
     if parent is not None:
         parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
     parts.append(_text(b"\x2a", span.name))
-    kind = span.kind.value + 1  # SDK INTERNAL=0.. -> OTLP SPAN_KIND_INTERNAL=1..
-    parts.append(b"\x30" + _length(kind))
-    parts.append(b"\x39" + _pack_fixed64(span.start_time or 0))
-    parts.append(b"\x41" + _pack_fixed64(span.end_time or 0))
+    parts.append(_KIND_FIELDS[span.kind])
+    parts.append(
+        b"\x39" + _pack_fixed64(span.start_time or 0) + b"\x41" + _pack_fixed64(span.end_time or 0)
+    )
     parts.append(_attributes(b"\x4a", span.attributes))
-    parts.append(_count(b"\x50", span.dropped_attributes))
+    dropped = span.dropped_attributes
+    if dropped:
+        parts.append(b"\x50" + _varint(dropped))
     for event in span.events:
         # Event: time_unix_nano 1, name 2, attributes 3, dropped_attributes_count 4
         body = (
@@ -174,11 +214,12 @@ def _span(span: ReadableSpan) -> bytes:
     parts.append(_count(b"\x70", span.dropped_links))
     # Status: message 2, code 3; always present, as the official encoder writes it.
     status = span.status
-    status_body = (_text(b"\x12", status.description) if status.description else b"") + (
-        b"\x18" + _length(status.status_code.value) if status.status_code.value else b""
-    )
-    parts.append(_field(b"\x7a", status_body))
-    parts.append(b"\x85\x01" + _flags(parent))
+    code_field = _STATUS_CODE_FIELDS[status.status_code]
+    if status.description:
+        parts.append(_field(b"\x7a", _text(b"\x12", status.description) + code_field))
+    else:
+        parts.append(b"\x7a" + _length(len(code_field)) + code_field)
+    parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
     return b"".join(parts)
 
 
@@ -186,9 +227,21 @@ def encode_export_request(spans: Sequence[ReadableSpan]) -> bytes:
     """ExportTraceServiceRequest { repeated ResourceSpans resource_spans = 1 }, spans grouped by
     resource, then by instrumentation scope, in first-seen order (as the official encoder)."""
     grouped: dict[Any, dict[Any, list[bytes]]] = {}
+    # Resource.__hash__ serialises its attributes to JSON on every call; the spans of a batch
+    # share one or two Resource objects, so each object is hashed once (ids are unique while
+    # the batch holds the spans). Equal resources still share one group, as before.
+    scopes_by_resource_id: dict[int, dict[Any, list[bytes]]] = {}
     for span in spans:
-        scopes = grouped.setdefault(span.resource, {})
-        scopes.setdefault(span.instrumentation_scope or None, []).append(_span(span))
+        resource = span.resource
+        scopes = scopes_by_resource_id.get(id(resource))
+        if scopes is None:
+            scopes = grouped.setdefault(resource, {})
+            scopes_by_resource_id[id(resource)] = scopes
+        scope = span.instrumentation_scope or None
+        encoded = scopes.get(scope)
+        if encoded is None:
+            encoded = scopes[scope] = []
+        encoded.append(_span(span))
     request = []
     for resource, scopes in grouped.items():
         scope_spans = []

@@ -102,10 +102,11 @@ def configure_tracing(*, component: str) -> bool:
     if not tracing_requested():
         return False
 
-    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    provider = TracerProvider(resource=service_resource(component=component))
+    from observability.light_spans import LightTracerProvider
+
+    provider = LightTracerProvider(resource=service_resource(component=component))
     provider.add_span_processor(QueryStringScrubber())
     provider.add_span_processor(BatchSpanProcessor(span_exporter()))
     trace.set_tracer_provider(provider)

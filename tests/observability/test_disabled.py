@@ -98,7 +98,7 @@ def test_the_probe_sees_tracing_when_it_is_on(
             {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_BSP_EXPORT_TIMEOUT": "100"}
         )
     assert report["enabled"] is True
-    assert report["provider"] == "TracerProvider"
+    assert report["provider"] == "LightTracerProvider"  # observability/light_spans.py
     assert "OtelBatchSpanRecordProcessor" in report["threads"]  # type: ignore[operator]
     assert report["otel_middleware"] == ["observability.server_spans.ServerSpanMiddleware"]
     # Queries are traced by our execute wrapper (observability/query_spans.py), not by
