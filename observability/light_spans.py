@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from time import time_ns
 from types import MappingProxyType, TracebackType
 from typing import Any
+from warnings import filterwarnings
 
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
@@ -44,15 +45,19 @@ from opentelemetry.sdk.trace import (
     Event,
     EventBase,
     InstrumentationInfo,
+    ReadableSpan,
     Span,
-    SpanLimits,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
     Tracer,
     TracerProvider,
 )
+from opentelemetry.sdk.trace._tracer_metrics import noop as _no_metrics
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import NoOpTracer, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import NoOpTracer, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.status import Status, StatusCode
 from opentelemetry.util import types
 
@@ -81,7 +86,8 @@ class _FastAttributes(BoundedAttributes):
         self.maxlen = maxlen
         self.dropped = 0
         self.max_value_len = max_value_len
-        self._lock = threading.Lock()
+        # Reentrant: _set_items holds it while handing one pair to the parent's __setitem__.
+        self._lock = threading.RLock()  # type: ignore[assignment]
         self._immutable = False
         if attributes:
             self._set_items(attributes)
@@ -90,9 +96,9 @@ class _FastAttributes(BoundedAttributes):
         """Whether (key, value) needs none of the parent's cleaning or limits."""
         if type(value) not in _PLAIN_VALUE_TYPES or type(key) is not str or not key:
             return False
-        if self.max_value_len is not None and type(value) is str:
-            if len(value) > self.max_value_len:
-                return False
+        max_value_len = self.max_value_len
+        if max_value_len is not None and type(value) is str and len(value) > max_value_len:
+            return False
         table = self._dict
         return self.maxlen is None or key in table or len(table) < self.maxlen
 
@@ -110,54 +116,67 @@ class _FastAttributes(BoundedAttributes):
         if self._immutable:
             super()._set_items(attributes)
             return
-        for key, value in attributes.items():
-            self[key] = value
+        table = self._dict
+        no_limit_reachable = self.max_value_len is None and (
+            self.maxlen is None or len(table) + len(attributes) <= self.maxlen
+        )
+        if no_limit_reachable:
+            # No limit reachable: plain pairs go straight in, in order; any other pair takes
+            # the parent's path right where it stands (the lock is reentrant for that).
+            with self._lock:
+                for key, value in attributes.items():
+                    if type(value) in _PLAIN_VALUE_TYPES and type(key) is str and key:
+                        table.pop(key, None)
+                        table[key] = value
+                    else:
+                        # The parent's cleaning of a mapping (a non-str key becomes its str,
+                        # as the SDK does for the attributes a span starts with).
+                        super()._set_items({key: value})
+            return
+        super()._set_items(attributes)
 
 
 class LightSpan(Span):
     """The SDK's ``Span`` built and ended without the parts a span rarely uses (module
     docstring). Instantiated only by ``LightTracer``."""
 
-    def __init__(  # noqa: PLR0913 (the SDK Span's own fields)
+    def __init__(
         self,
-        *,
+        tracer: LightTracer,
         name: str,
         context: SpanContext,
         parent: SpanContext | None,
-        sampler: Any,
-        resource: Any,
         attributes: Mapping[str, types.AnyValue] | None,
-        span_processor: Any,
         kind: SpanKind,
         links: Sequence[trace_api.Link],
-        instrumentation_info: InstrumentationInfo | None,
         record_exception: bool,
         set_status_on_exception: bool,
-        limits: SpanLimits,
-        instrumentation_scope: InstrumentationScope | None,
         record_end_metrics: Callable[[], None] | None,
     ) -> None:
-        # Span.__init__ and ReadableSpan.__init__, field by field, with no BoundedList yet.
+        # Span.__init__ and ReadableSpan.__init__ field by field (the tracer's sampler, resource,
+        # processors, limits and scope, as the SDK's tracer passes them), with no BoundedList.
+        limits = tracer._span_limits
         self._name = name
         self._context = context
         self._kind = kind
-        self._instrumentation_info = instrumentation_info
-        self._instrumentation_scope = instrumentation_scope
+        self._instrumentation_info = tracer.instrumentation_info
+        self._instrumentation_scope = tracer._instrumentation_scope
         self._parent = parent
         self._start_time: int | None = None
         self._end_time: int | None = None
-        self._resource = resource
+        self._resource = tracer.resource
         self._status = _UNSET_STATUS
-        self._sampler = sampler
+        self._sampler = tracer.sampler
         self._trace_config = None
         self._record_exception = record_exception
         self._set_status_on_exception = set_status_on_exception
-        self._span_processor = span_processor
+        self._span_processor = tracer.span_processor
         self._limits = limits
         self._lock = threading.Lock()
-        self._attributes = _FastAttributes(
+        self._table = _FastAttributes(
             limits.max_span_attributes, limits.max_span_attribute_length, attributes
         )
+        self._attributes = self._table
         self._events: Any = _NO_EVENTS
         self._links: Any = self._new_links(links) if links else _NO_LINKS
         self._record_end_metrics = record_end_metrics
@@ -166,7 +185,7 @@ class LightSpan(Span):
     def attributes(self) -> types.Attributes:
         # A read-only view of the table itself: the same mapping, without the Python-level
         # Mapping.get/__iter__ of BoundedAttributes on every read (processors, exporters).
-        return MappingProxyType(self._attributes._dict)
+        return MappingProxyType(self._table._dict)
 
     @property
     def dropped_events(self) -> int:
@@ -180,13 +199,13 @@ class LightSpan(Span):
         if self._end_time is not None:
             logger.warning("Setting attribute on ended span.")
             return
-        self._attributes._set_items(attributes)
+        self._table._set_items(attributes)
 
     def set_attribute(self, key: str, value: types.AnyValue) -> None:
         if self._end_time is not None:
             logger.warning("Setting attribute on ended span.")
             return
-        self._attributes[key] = value
+        self._table[key] = value
 
     def _add_event(self, event: EventBase) -> None:
         with self._lock:
@@ -231,7 +250,7 @@ class LightSpan(Span):
                 logger.warning("Calling end() on an ended span.")
                 return
             self._end_time = end_time if end_time is not None else time_ns()
-            self._attributes._immutable = True
+            self._table._immutable = True
         if self._record_end_metrics:
             self._record_end_metrics()
         self._span_processor._on_ending(self)
@@ -250,7 +269,7 @@ class _ActiveSpan:
         self._tracer = tracer
         self._arguments = arguments
         self._end_on_exit = end_on_exit
-        self._span: trace_api.Span | None = None
+        self._span: trace_api.Span = trace_api.INVALID_SPAN
         self._token: object = None
 
     def __enter__(self) -> trace_api.Span:
@@ -266,7 +285,6 @@ class _ActiveSpan:
         traceback: TracebackType | None,
     ) -> None:
         span = self._span
-        assert span is not None
         try:
             context_api.detach(self._token)  # type: ignore[arg-type]
             # As use_span: only Exception subclasses are errors (not GeneratorExit, exits).
@@ -367,7 +385,7 @@ class LightTracer(Tracer):
             # records and samples, keeps the attributes and the parent's trace state.
             decision = Decision.RECORD_AND_SAMPLE
             sampled_attributes: types.Attributes = attributes
-            trace_state = parent.trace_state
+            trace_state: TraceState | None = parent.trace_state
         else:
             sampling_result = self.sampler.should_sample(
                 context, trace_id, name, kind, attributes, links
@@ -394,28 +412,79 @@ class LightTracer(Tracer):
         if not decision.is_recording():
             return trace_api.NonRecordingSpan(context=span_context)
         span = LightSpan(
-            name=name,
-            context=span_context,
-            parent=parent,
-            sampler=self.sampler,
-            resource=self.resource,
-            attributes=sampled_attributes,
-            span_processor=self.span_processor,
-            kind=kind,
-            links=links,
-            instrumentation_info=self.instrumentation_info,
-            record_exception=record_exception,
-            set_status_on_exception=set_status_on_exception,
-            limits=self._span_limits,
-            instrumentation_scope=self._instrumentation_scope,
-            record_end_metrics=record_end_metrics,
+            self,
+            name,
+            span_context,
+            parent,
+            sampled_attributes,
+            kind,
+            links,
+            record_exception,
+            set_status_on_exception,
+            None if record_end_metrics is _no_metrics else record_end_metrics,
         )
-        span.start(start_time=start_time, parent_context=context)
+        # span.start(), inline: this runs for every span.
+        span._start_time = start_time if start_time is not None else time_ns()
+        self.span_processor.on_start(span, parent_context=context)
         return span
 
 
+# Hooks whose body is ``pass`` in opentelemetry-sdk 1.45: the SpanProcessor defaults and the two
+# the batch and simple processors leave empty. Calling them does nothing but cost a call each.
+_NO_OP_HOOKS = frozenset(
+    {
+        SpanProcessor.on_start,
+        SpanProcessor._on_ending,
+        SpanProcessor.on_end,
+        BatchSpanProcessor.on_start,
+        BatchSpanProcessor._on_ending,
+        SimpleSpanProcessor.on_start,
+        SimpleSpanProcessor._on_ending,
+    }
+)
+
+
+class _FanOutProcessor(SynchronousMultiSpanProcessor):
+    """``SynchronousMultiSpanProcessor`` that calls, per hook, only the processors whose hook
+    does something (in registration order, as the parent); shutdown and flush are the parent's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._starting: tuple[SpanProcessor, ...] = ()
+        self._ending: tuple[SpanProcessor, ...] = ()
+        self._ended: tuple[SpanProcessor, ...] = ()
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        with self._lock:
+            self._span_processors += (span_processor,)
+            hooks = type(span_processor)
+            if hooks.on_start not in _NO_OP_HOOKS:
+                self._starting += (span_processor,)
+            if hooks._on_ending not in _NO_OP_HOOKS:
+                self._ending += (span_processor,)
+            if hooks.on_end not in _NO_OP_HOOKS:
+                self._ended += (span_processor,)
+
+    def on_start(self, span: Span, parent_context: context_api.Context | None = None) -> None:
+        for processor in self._starting:
+            processor.on_start(span, parent_context=parent_context)
+
+    def _on_ending(self, span: Span) -> None:
+        for processor in self._ending:
+            processor._on_ending(span)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        for processor in self._ended:
+            processor.on_end(span)
+
+
 class LightTracerProvider(TracerProvider):
-    """The SDK's ``TracerProvider`` whose tracers are ``LightTracer``."""
+    """The SDK's ``TracerProvider`` whose tracers are ``LightTracer``, with span processors
+    called through ``_FanOutProcessor``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("active_span_processor", _FanOutProcessor())
+        super().__init__(**kwargs)
 
     def get_tracer(
         self,
@@ -432,6 +501,13 @@ class LightTracerProvider(TracerProvider):
             logger.error("get_tracer called with missing module name.")
         if instrumenting_library_version is None:
             instrumenting_library_version = ""
+        # As the parent: the deprecated InstrumentationInfo is still built for old readers.
+        filterwarnings(
+            "ignore",
+            message=r"You should use InstrumentationScope. Deprecated since version 1.11.1.",
+            category=DeprecationWarning,
+            module=__name__,
+        )
         instrumentation_scope = InstrumentationScope(
             instrumenting_module_name, instrumenting_library_version, schema_url, attributes
         )

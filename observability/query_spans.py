@@ -27,7 +27,8 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+
+from observability.leaf_spans import LeafSpan
 
 DB_SYSTEM = "postgresql"
 _TRACER_NAME = "verdant.db"
@@ -73,9 +74,7 @@ def query_span(
         "db.name": str(context["connection"].settings_dict.get("NAME") or ""),
         "db.statement": statement,
     }
-    with _tracer.start_as_current_span(
-        _operation(statement), kind=SpanKind.CLIENT, attributes=attributes
-    ):
+    with LeafSpan(_tracer, _operation(statement), attributes):
         return execute(sql, params, many, context)
 
 

@@ -99,11 +99,12 @@ class ServerSpanMiddleware:
             return
         match = getattr(request, "resolver_match", None)
         route = getattr(match, "route", None)
+        attributes: dict[str, str | int] = {}
         if route:
-            span.set_attribute("http.route", route)
+            attributes["http.route"] = route
             span.update_name(f"{request.method} {route}")
         status = response.status_code
-        span.set_attribute("http.response.status_code", status)
+        attributes["http.response.status_code"] = status
         if status >= 500:
             span.set_status(Status(StatusCode.ERROR))
-        tracing.tag_request_span(span, request, response)
+        tracing.tag_request_span(span, request, response, attributes=attributes)

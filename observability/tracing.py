@@ -55,6 +55,7 @@ DEFAULT_EXCLUDED_URLS = "healthz,readyz"
 # phone numbers), so they are cut before any exporter sees them.
 _URL_ATTRIBUTES = ("http.url", "url.full", "http.target")
 _QUERY_ATTRIBUTES = ("url.query",)
+_SCRUBBED_ATTRIBUTES = frozenset(_URL_ATTRIBUTES + _QUERY_ATTRIBUTES)
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -181,18 +182,18 @@ def span_exporter() -> SpanExporter:
 
 def _instrument_libraries(provider: TracerProvider) -> None:
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
-    from opentelemetry.instrumentation.redis import RedisInstrumentor
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
-    from observability import query_spans
+    from observability import query_spans, redis_spans
 
     _install_server_spans()
     # A span per statement (query text with placeholders, never the parameters: patient data).
     query_spans.install()
+    # A span per Redis command or pipeline (command names, never keys or values).
+    redis_spans.install()
     # Producer side injects the trace context into the message headers; the worker side opens
     # the task span as a child of it.
     CeleryInstrumentor().instrument(tracer_provider=provider)
-    RedisInstrumentor().instrument(tracer_provider=provider)
     # Outgoing HTTP (the SMS gateway). The OTLP exporter's own requests are suppressed by the SDK.
     RequestsInstrumentor().instrument(tracer_provider=provider)
 
@@ -291,11 +292,18 @@ def record_exception(error: BaseException) -> None:
         span.set_status(trace.Status(trace.StatusCode.ERROR, type(error).__name__))
 
 
-def tag_request_span(span: Span, request: HttpRequest, response: HttpResponse) -> None:
-    """The server span's last facts (observability/server_spans.py): who asked, in which tenant."""
+def tag_request_span(
+    span: Span,
+    request: HttpRequest,
+    response: HttpResponse,
+    *,
+    attributes: dict[str, str | int] | None = None,
+) -> None:
+    """The server span's last facts (observability/server_spans.py): who asked, in which tenant;
+    set with the caller's ``attributes`` (route, status) in one call."""
     if not span.is_recording():
         return
-    attributes: dict[str, str] = {}
+    attributes = {} if attributes is None else attributes
     tenant = getattr(request, "tenant", None)
     attributes[TENANT_ID] = str(tenant.schema_name) if tenant is not None else "public"
     user = resolved_user(request)
@@ -359,6 +367,8 @@ class QueryStringScrubber(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Any = None) -> None:
         attributes = span.attributes or {}
+        if _SCRUBBED_ATTRIBUTES.isdisjoint(attributes):  # most spans: one pass over the keys
+            return
         for key in _URL_ATTRIBUTES:
             value = attributes.get(key)
             if isinstance(value, str) and "?" in value:
