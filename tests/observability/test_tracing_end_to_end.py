@@ -95,6 +95,19 @@ def test_request_and_its_task_are_one_trace_tagged_with_the_tenant(
     assert web_queries
     assert all(request_span.span_id in _ancestors(q, by_id) for q in web_queries)
 
+    # The throttle's call and the broker publish: Redis client spans under the request span,
+    # command names only (keys and values hold tenant and user ids, message bodies).
+    web_redis = [
+        s
+        for s in in_trace
+        if s.attributes.get("db.system") == "redis" and s.resource["service.name"] == "verdant-web"
+    ]
+    assert web_redis, [s.name for s in in_trace]
+    assert all(request_span.span_id in _ancestors(call, by_id) for call in web_redis)
+    for call in web_redis:
+        for command in str(call.attributes["db.statement"]).splitlines():
+            assert set(command.split()[1:]) <= {"?"}, command
+
     (task_span,) = [s for s in in_trace if s.name == f"run/{TASK_NAME}"]
     assert task_span.kind == SPAN_KIND_CONSUMER
     assert task_span.resource["service.name"] == "verdant-worker"
