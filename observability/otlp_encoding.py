@@ -223,23 +223,9 @@ def _span(span: ReadableSpan) -> bytes:
     return b"".join(parts)
 
 
-class EncodedSpan:
-    """A finished span already written as its ``Span`` message, with the resource and scope it
-    is grouped under: what ``EncodingBatchSpanProcessor`` queues in place of the span itself
-    (observability/otlp_exporter.py)."""
-
-    __slots__ = ("encoded", "instrumentation_scope", "resource")
-
-    def __init__(self, span: ReadableSpan) -> None:
-        self.encoded = _span(span)
-        self.resource = span.resource
-        self.instrumentation_scope = span.instrumentation_scope
-
-
-def encode_export_request(spans: Sequence[ReadableSpan | EncodedSpan]) -> bytes:
+def encode_export_request(spans: Sequence[ReadableSpan]) -> bytes:
     """ExportTraceServiceRequest { repeated ResourceSpans resource_spans = 1 }, spans grouped by
-    resource, then by instrumentation scope, in first-seen order (as the official encoder).
-    Spans already encoded (``EncodedSpan``) keep their bytes."""
+    resource, then by instrumentation scope, in first-seen order (as the official encoder)."""
     grouped: dict[Any, dict[Any, list[bytes]]] = {}
     # Resource.__hash__ serialises its attributes to JSON on every call; the spans of a batch
     # share one or two Resource objects, so each object is hashed once (ids are unique while
@@ -255,7 +241,7 @@ def encode_export_request(spans: Sequence[ReadableSpan | EncodedSpan]) -> bytes:
         encoded = scopes.get(scope)
         if encoded is None:
             encoded = scopes[scope] = []
-        encoded.append(span.encoded if type(span) is EncodedSpan else _span(span))  # type: ignore[arg-type]
+        encoded.append(_span(span))
     request = []
     for resource, scopes in grouped.items():
         scope_spans = []

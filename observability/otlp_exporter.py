@@ -1,16 +1,6 @@
 """The OTLP/HTTP span exporter with the request body written by ``otlp_encoding`` instead of the
 official protobuf-object encoder: the same bytes on the wire (tests/observability/
-test_otlp_encoding.py), about a third of the exporter thread's CPU per span; and the batch
-processor that writes each span's bytes as it ends.
-
-``EncodingBatchSpanProcessor`` is the SDK's ``BatchSpanProcessor`` (queue, worker thread,
-schedule, batch size, flush, shutdown, fork handling, OTEL_BSP_* settings: all its own) whose
-``on_end`` queues an ``EncodedSpan`` instead of the span. A queued span used to live until its
-batch was exported (hundreds of requests later), long enough for the garbage collector to promote
-its half-dozen objects to the oldest generation and collect that generation, the whole heap,
-about twice as often; an encoded span is one small object holding bytes, and the span itself is
-freed as it ends. The encoding work is the same, done while the span is still in the cache.
-It is used with ``DirectEncodingSpanExporter`` only: other exporters expect ReadableSpans.
+test_otlp_encoding.py), about a third of the exporter thread's CPU per span.
 
 ``export`` is the parent's (opentelemetry-exporter-otlp-proto-http 1.45, pinned in
 requirements.lock), with the encoding line changed; everything else (endpoint, headers,
@@ -29,16 +19,16 @@ from opentelemetry.exporter.otlp.proto.http._common import (
 )
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
 
-from observability.otlp_encoding import EncodedSpan, encode_export_request
+from observability.otlp_encoding import encode_export_request
 
 logger = logging.getLogger(__name__)
 
 
 class DirectEncodingSpanExporter(OTLPSpanExporter):
-    def export(self, spans: Sequence[ReadableSpan | EncodedSpan]) -> SpanExportResult:
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
             logger.warning("Exporter already shutdown, ignoring batch")
             return SpanExportResult.FAILURE
@@ -74,18 +64,3 @@ class DirectEncodingSpanExporter(OTLPSpanExporter):
                 )
                 return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
-
-
-class EncodingBatchSpanProcessor(BatchSpanProcessor):
-    def __init__(self, span_exporter: DirectEncodingSpanExporter) -> None:
-        super().__init__(span_exporter)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        if not (span.context and span.context.trace_flags.sampled):
-            return
-        try:
-            encoded = EncodedSpan(span)
-        except Exception:  # as the exporter would at export time: this span is dropped, logged
-            logger.exception("Failed to encode span %r", span.name)
-            return
-        self._batch_processor.emit(encoded)  # type: ignore[arg-type]

@@ -103,11 +103,13 @@ def configure_tracing(*, component: str) -> bool:
     if not tracing_requested():
         return False
 
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
     from observability.light_spans import LightTracerProvider
 
     provider = LightTracerProvider(resource=service_resource(component=component))
     provider.add_span_processor(QueryStringScrubber())
-    provider.add_span_processor(batch_processor(span_exporter()))
+    provider.add_span_processor(BatchSpanProcessor(span_exporter()))
     trace.set_tracer_provider(provider)
     _instrument_libraries(provider)
     _state.provider = provider
@@ -176,19 +178,6 @@ def span_exporter() -> SpanExporter:
     raise ImproperlyConfigured(
         f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported; use http/protobuf or grpc."
     )
-
-
-def batch_processor(exporter: SpanExporter) -> SpanProcessor:
-    """The batching processor for ``exporter``: spans written to bytes as they end for our
-    OTLP/HTTP exporter (observability/otlp_exporter.py), the SDK's BatchSpanProcessor for any
-    other. Both read OTEL_BSP_*."""
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-    from observability.otlp_exporter import DirectEncodingSpanExporter, EncodingBatchSpanProcessor
-
-    if isinstance(exporter, DirectEncodingSpanExporter):
-        return EncodingBatchSpanProcessor(exporter)
-    return BatchSpanProcessor(exporter)
 
 
 def _instrument_libraries(provider: TracerProvider) -> None:

@@ -110,11 +110,10 @@ def scenario(tracer: trace.Tracer) -> None:
         3: "number key",
         "long": "a value longer than the limits",
     }
-    with tracer.start_as_current_span(
-        "root", kind=SpanKind.SERVER, attributes=attributes
-    ) as root:
+    with tracer.start_as_current_span("root", kind=SpanKind.SERVER, attributes=attributes) as root:
         root.set_attribute("text", "moved to the end")
-        root.set_attributes({"late": 1, "later": [True, False], "bad": object()})
+        invalid: dict[str, Any] = {"late": 1, "later": [True, False], "bad": object()}
+        root.set_attributes(invalid)
         root.add_event("checkpoint", {"step": 1, "detail": "x" * 40})
         root.add_event("second")
         with tracer.start_as_current_span(
@@ -131,7 +130,7 @@ def scenario(tracer: trace.Tracer) -> None:
             child.set_status(Status(StatusCode.ERROR, "ignored after OK"))
             child.add_link(remote_parent, {"added": "later"})
             child.add_link(INVALID_SPAN_CONTEXT)
-        with pytest.raises(ValueError), tracer.start_as_current_span("failing"):
+        with pytest.raises(ValueError, match="boom"), tracer.start_as_current_span("failing"):
             raise ValueError("boom")
         with (
             pytest.raises(KeyError),
@@ -210,8 +209,7 @@ def describe(span: ReadableSpan) -> dict[str, Any]:
         "attributes": list((span.attributes or {}).items()),
         "dropped_attributes": span.dropped_attributes,
         "events": [
-            (event.name, event_attributes(event), event.dropped_attributes)
-            for event in span.events
+            (event.name, event_attributes(event), event.dropped_attributes) for event in span.events
         ],
         "dropped_events": span.dropped_events,
         "links": [
@@ -351,7 +349,12 @@ def test_the_fan_out_skips_only_hooks_that_do_nothing(monkeypatch: pytest.Monkey
     assert fan_out._span_processors == (batch, recorder)
     calls: list[str] = []
     original: Callable[..., None] = batch.on_end
-    monkeypatch.setattr(batch, "on_end", lambda span: (calls.append(span.name), original(span)))
+
+    def counted_on_end(span: ReadableSpan) -> None:
+        calls.append(span.name)
+        original(span)
+
+    monkeypatch.setattr(batch, "on_end", counted_on_end)
     provider.get_tracer("t").start_span("s").end()
     assert calls == ["s"]
     assert recorder.calls == [("on_start", "s"), ("_on_ending", "s"), ("on_end", "s")]

@@ -22,6 +22,7 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace.status import Status, StatusCode
 
+from observability.light_spans import LightTracerProvider
 from observability.otlp_encoding import encode_export_request
 
 ATTRIBUTES: dict[str, Any] = {
@@ -79,10 +80,12 @@ def _spans(provider: TracerProvider, exporter: InMemorySpanExporter) -> list[Rea
 
 
 def _provider(
-    resource: Resource, limits: SpanLimits | None = None
+    resource: Resource,
+    limits: SpanLimits | None = None,
+    provider_class: type[TracerProvider] = TracerProvider,
 ) -> tuple[TracerProvider, InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=resource, span_limits=limits)
+    provider = provider_class(resource=resource, span_limits=limits)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return provider, exporter
 
@@ -126,3 +129,14 @@ def test_dropped_attributes_events_and_links_are_counted() -> None:
 def test_an_empty_batch_is_an_empty_request() -> None:
     assert encode_export_request([]) == b""
     assert ExportTraceServiceRequest.FromString(b"") == encode_spans([])
+
+
+def test_light_spans_encode_as_the_official_encoder_does() -> None:
+    """Spans of observability/light_spans.py, as production records them."""
+    resource = Resource.create({"service.name": "verdant-web"})
+    limits = SpanLimits(max_span_attributes=3, max_events=1, max_links=1, max_event_attributes=1)
+    for span_limits in (None, limits):
+        provider, exporter = _provider(resource, span_limits, LightTracerProvider)
+        spans = _spans(provider, exporter)
+        assert len(spans) == 6
+        _same_as_official(spans)

@@ -167,9 +167,14 @@ def test_install_is_idempotent(
     redis_spans.install()
     redis_spans.install()
     monkeypatch.setattr(redis_spans, "_tracer", private_tracer)
-    for method in (Redis.execute_command, Pipeline.execute, Pipeline.immediate_execute_command):
-        inner = method.__wrapped__  # type: ignore[attr-defined]
-        assert not hasattr(inner, "__wrapped__"), f"{method.__qualname__} wrapped twice"
+    for cls, name in (
+        (Redis, "execute_command"),
+        (Pipeline, "execute"),
+        (Pipeline, "immediate_execute_command"),
+    ):
+        inner = getattr(cls.__dict__[name], "__wrapped__", None)
+        assert inner is not None, f"{cls.__name__}.{name} is not wrapped"
+        assert not hasattr(inner, "__wrapped__"), f"{cls.__name__}.{name} wrapped twice"
     with tracer.start_as_current_span("request"):
         client.ping()
     assert [s.name for s in _redis_spans(exporter)] == ["PING"]
