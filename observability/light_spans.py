@@ -187,13 +187,19 @@ class LightSpan(Span):
         # Mapping.get/__iter__ of BoundedAttributes on every read (processors, exporters).
         return MappingProxyType(self._table._dict)
 
+    # The counts exporters read for every span, without the ABC isinstance checks of
+    # ReadableSpan's properties: the containers are known here.
+    @property
+    def dropped_attributes(self) -> int:
+        return self._table.dropped
+
     @property
     def dropped_events(self) -> int:
-        return self._events.dropped if isinstance(self._events, BoundedList) else 0
+        return 0 if self._events is _NO_EVENTS else int(self._events.dropped)
 
     @property
     def dropped_links(self) -> int:
-        return self._links.dropped if isinstance(self._links, BoundedList) else 0
+        return 0 if self._links is _NO_LINKS else int(self._links.dropped)
 
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
         if self._end_time is not None:

@@ -34,13 +34,19 @@ class _MetaGetter(Getter[dict[str, Any]]):
     """Reads propagation headers (``traceparent``) from Django's ``request.META``."""
 
     def get(self, carrier: dict[str, Any], key: str) -> list[str] | None:
-        value = carrier.get("HTTP_" + key.upper().replace("-", "_"))
+        meta_key = _META_KEYS.get(key)
+        if meta_key is None:
+            meta_key = _META_KEYS[key] = "HTTP_" + key.upper().replace("-", "_")
+        value = carrier.get(meta_key)
         return [value] if isinstance(value, str) else None
 
     def keys(self, carrier: dict[str, Any]) -> list[str]:
         return [key[5:].lower().replace("_", "-") for key in carrier if key.startswith("HTTP_")]
 
 
+# Propagation header name -> request.META key ("traceparent" -> "HTTP_TRACEPARENT"); the
+# propagators ask for the same two or three names on every request.
+_META_KEYS: dict[str, str] = {}
 _GETTER = _MetaGetter()
 _excluded: re.Pattern[str] | None = None
 
