@@ -28,7 +28,8 @@ from settings.wsgi import application
 from django.conf import settings
 from django.test import Client
 from django.db import connection
-from observability import query_spans, tracing
+from observability import query_spans, redis_spans, tracing
+from redis.client import Pipeline, Redis
 
 response = Client(HTTP_HOST="alpha.verdant.test").get("/api/v1/auth/me/")
 print(json.dumps({
@@ -38,6 +39,13 @@ print(json.dumps({
     "otel_middleware": [m for m in settings.MIDDLEWARE if "opentelemetry" in m or "span" in m],
     "psycopg_wrapped": hasattr(psycopg.connect, "__wrapped__"),
     "query_spans": query_spans.installed(),
+    "redis_spans": redis_spans.installed(),
+    "redis_wrapped": sorted(
+        f"{cls.__name__}.{name}"
+        for cls, name in ((Redis, "execute_command"), (Pipeline, "execute"),
+                          (Pipeline, "immediate_execute_command"))
+        if hasattr(cls.__dict__[name], "__wrapped__")
+    ),
     "connection_wrappers": [w.__name__ for w in connection.execute_wrappers],
     "status": response.status_code,
     "error": response.json().get("error", {}),
@@ -85,6 +93,8 @@ def test_disabled_tracing_installs_nothing_and_starts_no_thread(
     assert report["psycopg_wrapped"] is False
     assert report["query_spans"] is False
     assert report["connection_wrappers"] == []
+    assert report["redis_spans"] is False
+    assert report["redis_wrapped"] == []
     assert report["status"] == 401
     assert "trace_id" not in report["error"]  # type: ignore[operator]
 
@@ -106,6 +116,12 @@ def test_the_probe_sees_tracing_when_it_is_on(
     assert report["psycopg_wrapped"] is False
     assert report["query_spans"] is True
     assert report["connection_wrappers"] == ["query_span"]
+    assert report["redis_spans"] is True
+    assert report["redis_wrapped"] == [
+        "Pipeline.execute",
+        "Pipeline.immediate_execute_command",
+        "Redis.execute_command",
+    ]
     assert len(report["error"]["trace_id"]) == 32  # type: ignore[index]
 
 
