@@ -19,6 +19,24 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 
+def record_error(
+    span: trace.Span,
+    error: BaseException | None,
+    *,
+    record_exception: bool = True,
+    set_status: bool = True,
+) -> None:
+    """What ``use_span`` does with an exception leaving a span's block: only ``Exception``
+    subclasses are errors (not ``GeneratorExit`` or ``SystemExit``), recorded as an exception
+    event and an ERROR status ``"<type>: <message>"`` while the span records."""
+    if not isinstance(error, Exception) or not span.is_recording():
+        return
+    if record_exception:
+        span.record_exception(error)
+    if set_status:
+        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+
+
 class LeafSpan:
     __slots__ = ("_span",)
 
@@ -34,10 +52,7 @@ class LeafSpan:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        span = self._span
         try:
-            if isinstance(exc, Exception) and span.is_recording():
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            record_error(self._span, exc)
         finally:
-            span.end()
+            self._span.end()

@@ -61,6 +61,8 @@ from opentelemetry.trace import NoOpTracer, SpanContext, SpanKind, TraceFlags, T
 from opentelemetry.trace.status import Status, StatusCode
 from opentelemetry.util import types
 
+from observability.leaf_spans import record_error
+
 logger = logging.getLogger(__name__)
 
 _PLAIN_VALUE_TYPES = frozenset({str, bool, int, float})
@@ -214,28 +216,24 @@ class LightSpan(Span):
         self._table[key] = value
 
     def _add_event(self, event: EventBase) -> None:
-        with self._lock:
-            if self._end_time is not None:
-                ended = True
-            else:
-                ended = False
-                if not isinstance(self._events, BoundedList):
-                    self._events = BoundedList(self._limits.max_events)
-                self._events.append(event)
-        if ended:
-            logger.warning("Tried calling _add_event on an ended span.")
+        self._append("_events", self._limits.max_events, event, "_add_event")
 
     def _add_link(self, link: trace_api.Link) -> None:
+        self._append("_links", self._limits.max_links, link, "_add_link")
+
+    def _append(self, field: str, limit: int | None, item: Any, operation: str) -> None:
+        """Add an event or link, its BoundedList made on first use; ignored (and warned about,
+        as the SDK's ``_check_span_ended``) once the span has ended."""
         with self._lock:
-            if self._end_time is not None:
-                ended = True
-            else:
-                ended = False
-                if not isinstance(self._links, BoundedList):
-                    self._links = BoundedList(self._limits.max_links)
-                self._links.append(link)
+            ended = self._end_time is not None
+            if not ended:
+                items = getattr(self, field)
+                if not isinstance(items, BoundedList):
+                    items = BoundedList(limit)
+                    setattr(self, field, items)
+                items.append(item)
         if ended:
-            logger.warning("Tried calling _add_link on an ended span.")
+            logger.warning("Tried calling %s on an ended span.", operation)
 
     def start(
         self,
@@ -293,17 +291,12 @@ class _ActiveSpan:
         span = self._span
         try:
             context_api.detach(self._token)  # type: ignore[arg-type]
-            # As use_span: only Exception subclasses are errors (not GeneratorExit, exits).
-            if isinstance(exc, Exception) and span.is_recording():
-                if self._arguments["record_exception"]:
-                    span.record_exception(exc)
-                if self._arguments["set_status_on_exception"]:
-                    span.set_status(
-                        Status(
-                            status_code=StatusCode.ERROR,
-                            description=f"{type(exc).__name__}: {exc}",
-                        )
-                    )
+            record_error(
+                span,
+                exc,
+                record_exception=self._arguments["record_exception"],
+                set_status=self._arguments["set_status_on_exception"],
+            )
         finally:
             if self._end_on_exit:
                 span.end()
