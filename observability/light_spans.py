@@ -71,6 +71,19 @@ _NO_EVENTS: tuple[Event, ...] = ()
 _NO_LINKS: tuple[trace_api.Link, ...] = ()
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+# The flags with the random-trace-id bit, built once (a TraceFlags per span is an object the
+# garbage collector tracks until the span is exported).
+_WITH_RANDOM_ID = {
+    flags: TraceFlags(flags | TraceFlags.RANDOM_TRACE_ID) for flags in (_SAMPLED, _NOT_SAMPLED)
+}
+# One lock for every span's and one for every attribute table's few-bytecode critical sections,
+# in place of two lock objects per span: under the GIL a per-span lock excludes nothing a shared
+# one does not, and each is one more object the garbage collector tracks for as long as the
+# span waits for export (hundreds of requests, long enough to reach the oldest generation).
+# Never held while taking the other; both reentrant, so code that runs while one is held (a
+# warning logged by the SDK, a logging filter touching the current span) cannot deadlock on it.
+_SPAN_LOCK = threading.RLock()
+_ATTRIBUTES_LOCK = threading.RLock()  # _set_items also hands pairs to the parent under it
 
 
 class _FastAttributes(BoundedAttributes):
@@ -88,8 +101,7 @@ class _FastAttributes(BoundedAttributes):
         self.maxlen = maxlen
         self.dropped = 0
         self.max_value_len = max_value_len
-        # Reentrant: _set_items holds it while handing one pair to the parent's __setitem__.
-        self._lock = threading.RLock()  # type: ignore[assignment]
+        self._lock = _ATTRIBUTES_LOCK  # type: ignore[assignment]
         self._immutable = False
         if attributes:
             self._set_items(attributes)
@@ -174,7 +186,7 @@ class LightSpan(Span):
         self._set_status_on_exception = set_status_on_exception
         self._span_processor = tracer.span_processor
         self._limits = limits
-        self._lock = threading.Lock()
+        self._lock = _SPAN_LOCK  # type: ignore[assignment]
         self._table = _FastAttributes(
             limits.max_span_attributes, limits.max_span_attribute_length, attributes
         )
@@ -398,7 +410,7 @@ class LightTracer(Tracer):
         else:
             random_trace_id = parent.trace_flags.random_trace_id
         if random_trace_id:
-            trace_flags = TraceFlags(trace_flags | TraceFlags.RANDOM_TRACE_ID)
+            trace_flags = _WITH_RANDOM_ID[trace_flags]
 
         span_context = SpanContext(
             trace_id,

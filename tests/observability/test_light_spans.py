@@ -359,3 +359,46 @@ def test_the_fan_out_skips_only_hooks_that_do_nothing(monkeypatch: pytest.Monkey
     assert calls == ["s"]
     assert recorder.calls == [("on_start", "s"), ("_on_ending", "s"), ("on_end", "s")]
     provider.shutdown()
+
+
+def test_spans_of_many_threads_share_the_locks_safely() -> None:
+    """The span and attribute locks are shared by every light span (module docstring): spans
+    written from several threads at once all arrive whole."""
+    import threading
+
+    exporter = InMemorySpanExporter()
+    provider = LightTracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    per_thread = 300
+
+    def work(worker: int) -> None:
+        for index in range(per_thread):
+            with tracer.start_as_current_span(f"w{worker}", attributes={"i": index}) as span:
+                span.set_attribute("worker", worker)
+                span.set_attributes({"pair": [worker, index]})
+                span.add_event("tick", {"i": index})
+                with pytest.raises(ValueError, match="x"), tracer.start_as_current_span("child"):
+                    raise ValueError("x")
+
+    threads = [threading.Thread(target=work, args=(worker,)) for worker in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 8 * per_thread * 2
+    parents = [span for span in spans if span.name != "child"]
+    for span in parents:
+        attributes = dict(span.attributes or {})
+        worker = int(span.name[1:])
+        assert attributes["worker"] == worker
+        assert attributes["pair"] == (worker, attributes["i"])
+        assert [event.name for event in span.events] == ["tick"]
+    assert all(
+        [event.name for event in span.events] == ["exception"]
+        for span in spans
+        if span.name == "child"
+    )
+    provider.shutdown()
