@@ -30,6 +30,7 @@ requirements.lock; an upgrade re-runs that test before it lands.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -86,6 +87,11 @@ _SPAN_LOCK = threading.RLock()
 _ATTRIBUTES_LOCK = threading.RLock()  # _set_items also hands pairs to the parent under it
 
 
+def _is_plain_pair(key: Any, value: Any) -> bool:
+    """A non-empty str key and a str/bool/int/float value: nothing the SDK's cleaning changes."""
+    return type(value) in _PLAIN_VALUE_TYPES and type(key) is str and bool(key)
+
+
 class _FastAttributes(BoundedAttributes):
     """``BoundedAttributes`` whose setters take a plain value straight into the table when no
     limit is reached; every other case is the parent's code."""
@@ -108,7 +114,7 @@ class _FastAttributes(BoundedAttributes):
 
     def _plain(self, key: Any, value: Any) -> bool:
         """Whether (key, value) needs none of the parent's cleaning or limits."""
-        if type(value) not in _PLAIN_VALUE_TYPES or type(key) is not str or not key:
+        if not _is_plain_pair(key, value):
             return False
         max_value_len = self.max_value_len
         if max_value_len is not None and type(value) is str and len(value) > max_value_len:
@@ -139,7 +145,7 @@ class _FastAttributes(BoundedAttributes):
             # the parent's path right where it stands (the lock is reentrant for that).
             with self._lock:
                 for key, value in attributes.items():
-                    if type(value) in _PLAIN_VALUE_TYPES and type(key) is str and key:
+                    if _is_plain_pair(key, value):
                         table.pop(key, None)
                         table[key] = value
                     else:
@@ -314,8 +320,6 @@ class _ActiveSpan:
                 span.end()
 
     def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
-        import functools
-
         @functools.wraps(function)
         def traced(*args: Any, **kwargs: Any) -> Any:
             with _ActiveSpan(self._tracer, self._arguments, self._end_on_exit):
@@ -327,11 +331,9 @@ class _ActiveSpan:
 class LightTracer(Tracer):
     """The SDK's ``Tracer`` whose recorded spans are ``LightSpan``."""
 
-    def _follows_sampled_local_parent(
-        self, parent: SpanContext, links: Sequence[trace_api.Link]
-    ) -> bool:
+    def _follows_sampled_local_parent(self, parent: SpanContext) -> bool:
         """Whether the sampler is ParentBased (its own should_sample) with ALWAYS_ON for a
-        sampled local parent, and ``parent`` is one. Links do not change its answer."""
+        sampled local parent, and ``parent`` is one (links do not change that answer)."""
         sampler = self.sampler
         return (
             not parent.is_remote
@@ -390,7 +392,7 @@ class LightTracer(Tracer):
         else:
             trace_id = parent.trace_id
 
-        if parent is not None and self._follows_sampled_local_parent(parent, links):
+        if parent is not None and self._follows_sampled_local_parent(parent):
             # The default sampler's answer for a child of a sampled span of this process,
             # without building it: ParentBased's local_parent_sampled is ALWAYS_ON, which
             # records and samples, keeps the attributes and the parent's trace state.
@@ -434,9 +436,7 @@ class LightTracer(Tracer):
             set_status_on_exception,
             None if record_end_metrics is _no_metrics else record_end_metrics,
         )
-        # span.start(), inline: this runs for every span.
-        span._start_time = start_time if start_time is not None else time_ns()
-        self.span_processor.on_start(span, parent_context=context)
+        span.start(start_time=start_time, parent_context=context)
         return span
 
 

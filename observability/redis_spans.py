@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry import trace
+from redis.exceptions import WatchError
 
 from observability.leaf_spans import LeafSpan
 
@@ -124,8 +125,6 @@ def _traced_pipeline(execute: Callable[..., Any]) -> Callable[..., Any]:
     def traced(self: Any, *args: Any, **kwargs: Any) -> Any:
         if not trace.get_current_span().is_recording():
             return execute(self, *args, **kwargs)
-        from redis.exceptions import WatchError
-
         # Pipeline.command_stack holds (args, options) pairs.
         commands = [entry[0] for entry in getattr(self, "command_stack", ())]
         attributes = {

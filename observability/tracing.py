@@ -303,7 +303,7 @@ def tag_request_span(
     set with the caller's ``attributes`` (route, status) in one call."""
     if not span.is_recording():
         return
-    attributes = {} if attributes is None else attributes
+    attributes = dict(attributes or {})
     tenant = getattr(request, "tenant", None)
     attributes[TENANT_ID] = str(tenant.schema_name) if tenant is not None else "public"
     user = resolved_user(request)
