@@ -16,7 +16,10 @@ Contract (part B returns ``cursor_current`` after a push):
 Wire form: ``base64url(JSON) "." base64url(HMAC-SHA256)``, the key derived from
 ``SYNC_CURSOR_KEY`` (default ``SECRET_KEY``) and the tenant's schema, so a cursor of tenant B
 never verifies on tenant A. Payload: ``{"v": 1, "t": schema, "lo": int, "hi": int|null,
-"after": [txid, seq]|null, "scope": "<hash>", "rep": bool, "sv": schema_version}``.
+"after": [txid, seq]|null, "scope": "<hash>", "rep": bool, "sv": schema_version}``, plus, only
+while a scope change or a local migration is being delivered (docs/sync.md, "Scope changes"):
+``"held"`` / ``"have"`` (scope digests the device may hold rows of / fully holds), ``"full"``
+(tables to send in full) and ``"rs"`` (the position in that resend: table, kind, last id).
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ from apikit.errors import APIError
 from apikit.tenancy import current_schema_name
 
 CURSOR_VERSION = 1
+# A device whose scope changes again while a change is delivered keeps a list of the scopes it
+# may hold rows of; past this many the cursor is refused as expired (a full re-sync).
+MAX_SCOPE_HISTORY = 8
 # The sync wire schema (table / column whitelist). Bump when a synced table changes shape.
 SCHEMA_VERSION = 1
 MAX_CURSOR_LENGTH = 2048
@@ -59,11 +65,24 @@ class Cursor:
     scope: str
     replacement: bool = False
     schema_version: int = SCHEMA_VERSION
+    # While a scope change is delivered: the scopes (digests) whose rows the device may hold,
+    # and those whose rows it holds completely; empty otherwise (both are ``scope``).
+    held: tuple[str, ...] = ()
+    have: tuple[str, ...] = ()
+    # Tables sent in full (a local migration added them or their columns).
+    full: tuple[str, ...] = ()
+    # Position in the resend of a scope change: (table index, 0 lost ids / 1 gained rows, last
+    # id); None once the resend is done (the run continues with the change log).
+    resend: tuple[int, int, str] | None = None
 
     @property
     def paging(self) -> bool:
         """True while a paging run is in progress (``hi`` fixed)."""
         return self.hi is not None
+
+    @property
+    def in_transition(self) -> bool:
+        return bool(self.held) or bool(self.full)
 
 
 def _key(schema: str) -> bytes:
@@ -91,6 +110,16 @@ def cursor_encode(cursor: Cursor, *, schema: str | None = None) -> str:
             "scope": cursor.scope,
             "rep": cursor.replacement,
             "sv": cursor.schema_version,
+            **(
+                {
+                    "held": list(cursor.held),
+                    "have": list(cursor.have),
+                    "full": list(cursor.full),
+                    "rs": list(cursor.resend) if cursor.resend else None,
+                }
+                if cursor.in_transition
+                else {}
+            ),
         }
     )
     signature = hmac.new(_key(schema), payload, hashlib.sha256).digest()
@@ -130,6 +159,18 @@ def cursor_decode(raw: str, *, schema: str | None = None) -> Cursor:
         raise CursorInvalidError()
     if not isinstance(replacement, bool) or not _is_int(schema_version):
         raise CursorInvalidError()
+    held, have, full = data.get("held", []), data.get("have", []), data.get("full", [])
+    resend = data.get("rs")
+    if not all(_is_str_list(value) for value in (held, have, full)):
+        raise CursorInvalidError()
+    if resend is not None and not (
+        isinstance(resend, list)
+        and len(resend) == 3
+        and _is_int(resend[0])
+        and resend[1] in (0, 1)
+        and isinstance(resend[2], str)
+    ):
+        raise CursorInvalidError()
     return Cursor(
         lo=int(lo),  # type: ignore[arg-type]
         hi=hi,
@@ -137,6 +178,18 @@ def cursor_decode(raw: str, *, schema: str | None = None) -> Cursor:
         scope=scope,
         replacement=replacement,
         schema_version=int(schema_version),  # type: ignore[arg-type]
+        held=tuple(held),
+        have=tuple(have),
+        full=tuple(full),
+        resend=(int(resend[0]), int(resend[1]), str(resend[2])) if resend else None,
+    )
+
+
+def _is_str_list(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) <= MAX_SCOPE_HISTORY * 2
+        and all(isinstance(item, str) for item in value)
     )
 
 

@@ -105,5 +105,24 @@ class SyncState(models.Model):
         return f"sync state (min retained txid {self.min_retained_txid})"
 
 
+class ScopeSnapshot(models.Model):
+    """What one scope digest meant: the tables, the fields each carried and the containers whose
+    rows it covered. A pull under a new scope reads the device's previous one here to send the
+    difference (rows of gained containers, ids of lost ones) as ordinary pageable changes.
+    Written once per digest (content-addressed), when a cursor under it is first issued."""
+
+    digest = models.CharField(primary_key=True, max_length=64)
+    role = models.CharField(max_length=32)
+    # {wire table: [wire fields sent]}.
+    tables = models.JSONField()
+    # {container model label: {"all": bool, "ids": [uuid]}}: scoped users see ``ids``; with
+    # ``all`` every container but ``ids`` (the archived ones).
+    containers = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"sync scope {self.digest}"
+
+
 # Push-side models (part B) live with the push package; imported here so Django registers them.
 from sync.push.models import SyncFieldChange  # noqa: E402, F401

@@ -1,39 +1,38 @@
 """The pull: one page of changes since a cursor, built set-wise (docs/sync.md).
 
-1. Decode the cursor (400 if tampered), refuse it if compaction passed it (410), and restart as a
-   ``replacement`` run when the user's scope digest changed (grants, role, tables, archived
-   containers).
-2. In one REPEATABLE READ transaction: fix ``hi`` (the cursor's, or
-   ``pg_snapshot_xmin(pg_current_snapshot())`` at the start of a run), read up to ``limit + 1``
-   change-log entries with ``lo <= txid < hi`` after the cursor's position, ordered by
-   ``(txid, seq)`` (index range scan: the log's depth does not matter), filtered to the user's
-   tables and containers.
-3. Collapse them to row ids per table and read each table's *current* rows with one query per
-   table, JSON built by PostgreSQL (``json_agg``) with only the fields the role may receive. Ids
-   the scoped query does not return (deleted, archived, moved out of scope) become tombstones.
+1. Decode the cursor (400 if tampered), refuse it if compaction passed it (410). When the user's
+   scope digest changed (grants, role, tables, archived containers) or a local migration added
+   tables, the run first *resends* the difference as ordinary changes (sync.scope_change).
+2. In one REPEATABLE READ transaction: fix ``hi`` (the cursor's, or the commit-safe watermark at
+   the start of a run), then either a page of the resend, or up to ``limit + 1`` change-log
+   entries with ``lo <= txid < hi`` after the cursor's position (index range scan: the log's
+   depth does not matter), filtered to the user's tables and containers.
+3. Log entries collapse to row ids per table; each table's *current* rows are read with one
+   query (sync.row_json). Ids the scoped query does not return (deleted, archived, moved out of
+   scope) become tombstones.
 4. The next cursor keeps ``hi`` while ``has_more``; after the last page it is ``{lo: hi}``.
 
-Query count per page is constant: it does not grow with the page size (tested).
+A WatermelonDB device with no cursor gets its first sync in one streamed response instead
+(sync.first_sync). Query count per page is constant: it does not grow with the page size.
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
 from typing import Any
 
-import orjson
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import connection, transaction
 
 from apikit.errors import APIError
 from apikit.request_context import RequestContext
 from audit.services import audit_read_record, audit_reads_required
+from sync import scope_change
 from sync.cursor import (
+    MAX_SCOPE_HISTORY,
     SCHEMA_VERSION,
     Cursor,
     cursor_decode,
@@ -41,7 +40,9 @@ from sync.cursor import (
     watermark_now,
 )
 from sync.models import SyncState
-from sync.registry import SyncTable
+from sync.pull_render import PageChanges, render_page
+from sync.registry import SyncTable, sync_tables
+from sync.row_json import rows_json_by_ids, rows_json_page, visible_rows
 from sync.selectors import SyncScope, sync_scope, tables_for_user
 
 DEFAULT_LIMIT = 500
@@ -51,8 +52,9 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 OLDEST_SUPPORTED_SCHEMA = max(1, SCHEMA_VERSION - 2)
 CURSOR_EXPIRED_DETAIL = (
     "This sync cursor is older than the server keeps history for. Pull again without a cursor "
-    "(a full replacement sync); unpushed local changes can still be pushed."
+    "(a full re-sync); unpushed local changes can still be pushed."
 )
+LOG_ENTRY = tuple[int, int, str, uuid.UUID]
 
 
 class Strategy:
@@ -67,6 +69,8 @@ class PullRequest:
     tables: Sequence[str] | None
     wmdb: bool = False
     schema_version: int | None = None
+    # Tables a local migration added (or added columns to): sent in full.
+    migrated_tables: frozenset[str] = frozenset()
 
 
 def min_retained_txid() -> int:
@@ -74,29 +78,58 @@ def min_retained_txid() -> int:
     return int(state or 0)
 
 
-def _start_cursor(*, scope: SyncScope, replacement: bool) -> Cursor:
-    return Cursor(lo=0, hi=None, after=None, scope=scope.digest, replacement=replacement)
+def cursor_expired() -> APIError:
+    return APIError(status=410, code="cursor_expired", detail=CURSOR_EXPIRED_DETAIL)
 
 
-def _check_not_expired(raw: str | None) -> None:
+def _check_not_expired(cursor: Cursor | None) -> None:
     """410 for a cursor below what compaction retained. Called inside the page's snapshot, so a
     compaction committing meanwhile cannot delete tombstones between this check and the read."""
-    if raw and 0 < cursor_decode(raw).lo < min_retained_txid():
-        raise APIError(status=410, code="cursor_expired", detail=CURSOR_EXPIRED_DETAIL)
+    if cursor is not None and 0 < cursor.lo < min_retained_txid():
+        raise cursor_expired()
 
 
-def _resolve_cursor(raw: str | None, *, scope: SyncScope) -> tuple[Cursor, str]:
+def _resolve_cursor(
+    raw: str | None, *, scope: SyncScope, migrated: frozenset[str]
+) -> Cursor | None:
+    """The position to read from under ``scope``: a resend starts (or restarts) when the scope
+    changed or a migration added tables. None: no cursor (a full pull)."""
     if not raw:
-        return _start_cursor(scope=scope, replacement=False), Strategy.INCREMENTAL
+        return None
     cursor = cursor_decode(raw)
-    if cursor.scope != scope.digest:
-        # Access, role or table set changed: the client replaces its dataset (keeping unpushed
-        # changes) with a full run under the new scope.
-        return _start_cursor(scope=scope, replacement=True), Strategy.REPLACEMENT
     if cursor.replacement:
-        return cursor, Strategy.REPLACEMENT
-    return cursor, Strategy.INCREMENTAL
+        # A replacement run of the previous protocol: its pages destroy each other on a
+        # WatermelonDB device, so the device re-syncs (the re-sync repairs it in one response).
+        raise cursor_expired()
+    full = tuple(sorted(set(cursor.full) | (migrated & set(scope.tables))))
+    if cursor.scope != scope.digest:
+        if cursor.in_transition and cursor.held:
+            held = _unique((*cursor.held, cursor.scope))
+            have = _unique((*cursor.have, cursor.scope))
+        else:
+            held = have = (cursor.scope,)
+        if len(held) > MAX_SCOPE_HISTORY:
+            raise cursor_expired()
+        return Cursor(
+            lo=cursor.lo,
+            hi=None,
+            after=None,
+            scope=scope.digest,
+            held=held,
+            have=have,
+            full=full,
+            resend=(0, 0, ""),
+        )
+    if full != cursor.full:
+        return replace(cursor, hi=None, after=None, full=full, resend=(0, 0, ""))
+    return cursor
 
+
+def _unique(digests: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(digests))
+
+
+# --- the change log ------------------------------------------------------------------------------
 
 # ORDER BY names the table's columns: an output column called "txid" (the bigint cast) would
 # shadow them and turn the index range scan into a sort of the whole range.
@@ -115,7 +148,7 @@ SELECT c.txid::text::bigint AS page_txid, c.seq, c.tbl, c.row_id
 
 def _log_page(
     *, cursor: Cursor, hi: int, tables: list[str], scope: SyncScope, limit: int
-) -> list[tuple[int, int, str, uuid.UUID]]:
+) -> list[LOG_ENTRY]:
     after = cursor.after or (cursor.lo, 0)
     containers = scope.log_filter()
     sql = _LOG_PAGE.format(
@@ -135,74 +168,44 @@ def _log_page(
         return list(db.fetchall())
 
 
-def _json_value(field: Any, column: str) -> str:
-    """SQL rendering one column as JSON (UTC timestamps with ``Z``, like the rest of the API)."""
-    if isinstance(field, models.DateTimeField):
-        return f"to_char(r.{column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-    return f"r.{column}"
-
-
-def _rows_json(*, table: SyncTable, user: Any, ids: list[uuid.UUID]) -> tuple[str, set[uuid.UUID]]:
-    """The current, visible rows among ``ids`` as a JSON array (text) and the ids found."""
-    projected = table.projection(user)
-    wire_fields = [name for name in table.fields if name in projected]
-    attnames = [table.fields[name] for name in wire_fields]
-    meta = table.model._meta
-    queryset = table.scope(user, table.model._base_manager.filter(archived_at__isnull=True))
-    inner_sql, inner_params = queryset.values(*attnames).query.sql_with_params()
-    pairs = ", ".join(
-        f"'{name}', {_json_value(meta.get_field(attname), connection.ops.quote_name(attname))}"
-        for name, attname in zip(wire_fields, attnames, strict=True)
-    )
-    # Column names come from the registry and Django's own compiled SQL, never from input.
-    sql = (
-        f"SELECT coalesce(json_agg(json_build_object({pairs}) ORDER BY r.id)::text, '[]'), "  # noqa: S608
-        "coalesce(array_agg(r.id), '{}') "
-        f"FROM ({inner_sql}) r WHERE r.id = ANY(%s::uuid[])"
-    )
-    with connection.cursor() as db:
-        db.execute(sql, (*inner_params, ids))
-        payload, found = db.fetchone()
-    return payload, set(found)
-
-
-def _build(
-    *,
-    entries: list[tuple[int, int, str, uuid.UUID]],
-    by_name: dict[str, SyncTable],
-    user: Any,
-) -> tuple[dict[str, tuple[str, list[str]]], dict[str, set[uuid.UUID]], int]:
-    """The page's rows (JSON per table), tombstones, the ids sent, and the JSON size."""
+def _collapse(
+    *, entries: list[LOG_ENTRY], by_name: dict[str, SyncTable], user: Any, wmdb: bool
+) -> tuple[PageChanges, int]:
+    """The page's current rows (JSON per table) and tombstones, and the JSON size."""
     ids: dict[str, dict[uuid.UUID, None]] = defaultdict(dict)
     for _txid, _seq, tbl, row_id in entries:
         ids[tbl][row_id] = None
-    changes: dict[str, tuple[str, list[str]]] = {}
-    sent: dict[str, set[uuid.UUID]] = {}
+    changes = PageChanges()
     size = 0
     for name, table in by_name.items():
         wanted = list(ids.get(name, {}))
         if not wanted:
-            changes[name] = ("[]", [])
+            changes.add(name)
             continue
-        payload, found = _rows_json(table=table, user=user, ids=wanted)
+        payload, found = rows_json_by_ids(table=table, user=user, ids=wanted, wmdb=wmdb)
         deleted = sorted(str(i) for i in wanted if i not in found)
-        changes[name] = (payload, deleted)
-        sent[name] = found
+        changes.add(name, payload=payload, deleted=deleted, sent=found)
         size += len(payload) + 39 * len(deleted)
-    return changes, sent, size
+    return changes, size
 
 
-def _page(
-    *, cursor: Cursor, tables: list[SyncTable], scope: SyncScope, user: Any, limit: int
-) -> tuple[dict[str, tuple[str, list[str]]], Cursor, bool, dict[str, set[uuid.UUID]]]:
-    hi = cursor.hi if cursor.hi is not None else max(watermark_now(), cursor.lo)
+def _log_run_page(
+    *,
+    cursor: Cursor,
+    hi: int,
+    tables: list[SyncTable],
+    scope: SyncScope,
+    user: Any,
+    limit: int,
+    wmdb: bool,
+) -> tuple[PageChanges, Cursor, bool]:
     by_name = {table.name: table for table in tables}
     entries = _log_page(cursor=cursor, hi=hi, tables=list(by_name), scope=scope, limit=limit)
     has_more = len(entries) > limit
     entries = entries[:limit]
     max_bytes = int(getattr(settings, "SYNC_PULL_MAX_BYTES", DEFAULT_MAX_BYTES))
     while True:
-        changes, sent, size = _build(entries=entries, by_name=by_name, user=user)
+        changes, size = _collapse(entries=entries, by_name=by_name, user=user, wmdb=wmdb)
         if size <= max_bytes or len(entries) <= 1:
             break
         # Over the byte budget (large boundaries, long notes): a shorter page, the rest next.
@@ -210,16 +213,101 @@ def _page(
         has_more = True
     if has_more:
         last_txid, last_seq = entries[-1][0], entries[-1][1]
-        next_cursor = Cursor(
-            lo=cursor.lo,
-            hi=hi,
-            after=(last_txid, last_seq),
-            scope=scope.digest,
-            replacement=cursor.replacement,
-        )
+        next_cursor = replace(cursor, hi=hi, after=(last_txid, last_seq), scope=scope.digest)
     else:
-        next_cursor = Cursor(lo=hi, hi=None, after=None, scope=scope.digest, replacement=False)
-    return changes, next_cursor, has_more, sent
+        next_cursor = Cursor(lo=hi, hi=None, after=None, scope=scope.digest)
+    return changes, next_cursor, has_more
+
+
+# --- the resend of a scope change ----------------------------------------------------------------
+
+
+def _resend_page(
+    *, cursor: Cursor, hi: int, scope: SyncScope, user: Any, limit: int, wmdb: bool
+) -> tuple[PageChanges, Cursor, bool]:
+    """Up to ``limit`` rows of the difference, table by table in dependency order: first the
+    ids the device must drop, then the rows it must receive. The page after the last one goes
+    on with the change log (a page never mixes the two)."""
+    if cursor.resend is None:  # pragma: no cover - the caller checks
+        raise ValueError("not in a resend")
+    snapshots = scope_change.snapshots_load({*cursor.held, *cursor.have})
+    if snapshots is None:
+        raise cursor_expired()
+    held = [snapshots[digest] for digest in cursor.held]
+    have = [snapshots[digest] for digest in cursor.have]
+    target = scope_change.Snapshot.of(scope)
+    registry = sync_tables()
+    order = [
+        name
+        for name in registry
+        if name in target.tables or any(name in snapshot.tables for snapshot in held)
+    ]
+    index, kind, last = cursor.resend
+    budget = limit
+    changes = PageChanges()
+    for name in order:
+        changes.add(name)
+    while index < len(order) and budget > 0:
+        table = registry[order[index]]
+        if kind == 0:
+            predicate = scope_change.lost(table, held=held, target=target)
+            ids = _lost_ids(table, predicate, after=last, limit=budget)
+            changes.add(table.name, deleted=[str(pk) for pk in ids])
+            budget -= len(ids)
+            if budget == 0 and ids:
+                last = str(ids[-1])  # the page is full; more may follow
+                break
+            kind, last = 1, ""
+        predicate = scope_change.gained(table, have=have, target=target, full=cursor.full)
+        payload, ids = _gained_rows(
+            table, predicate, user=user, after=last, limit=budget, wmdb=wmdb
+        )
+        changes.add(table.name, payload=payload, sent=set(ids))
+        budget -= len(ids)
+        if budget == 0 and ids:
+            last = str(ids[-1])
+            break
+        index, kind, last = index + 1, 0, ""
+    done = index >= len(order)
+    next_cursor = replace(cursor, hi=hi, after=None, resend=None if done else (index, kind, last))
+    return changes, next_cursor, True
+
+
+def _lost_ids(
+    table: SyncTable, predicate: scope_change.Predicate, *, after: str, limit: int
+) -> list[uuid.UUID]:
+    if predicate is False:
+        return []
+    rows = table.model._base_manager.all()
+    if predicate is not True:
+        rows = rows.filter(predicate)
+    start = scope_change.after_id(after)
+    if start is not None:
+        rows = rows.filter(pk__gt=start)
+    return list(rows.order_by("pk").values_list("pk", flat=True)[:limit])
+
+
+def _gained_rows(
+    table: SyncTable,
+    predicate: scope_change.Predicate,
+    *,
+    user: Any,
+    after: str,
+    limit: int,
+    wmdb: bool,
+) -> tuple[str, list[uuid.UUID]]:
+    if predicate is False:
+        return "[]", []
+    rows = visible_rows(table=table, user=user)
+    if predicate is not True:
+        rows = rows.filter(predicate)
+    start = scope_change.after_id(after)
+    if start is not None:
+        rows = rows.filter(pk__gt=start)
+    return rows_json_page(table=table, user=user, queryset=rows.order_by("pk")[:limit], wmdb=wmdb)
+
+
+# --- entry point ---------------------------------------------------------------------------------
 
 
 def _validate(request: PullRequest) -> None:
@@ -243,12 +331,20 @@ def _validate(request: PullRequest) -> None:
             )
 
 
-def sync_pull(*, user: Any, request: PullRequest, context: RequestContext | None) -> bytes:
-    """One page of changes as a JSON document (bytes), native or WatermelonDB-shaped."""
+def pull_scope(*, user: Any, request: PullRequest) -> tuple[list[SyncTable], SyncScope]:
+    """The tables and scope of a pull; the scope's meaning is stored for later scope changes."""
     _validate(request)
     tables = tables_for_user(user=user, requested=request.tables)
     scope = sync_scope(user=user, tables=tables)
-    cursor, strategy = _resolve_cursor(request.cursor, scope=scope)
+    scope_change.snapshot_remember(scope)
+    return tables, scope
+
+
+def sync_pull(*, user: Any, request: PullRequest, context: RequestContext | None) -> bytes:
+    """One page of changes as a JSON document (bytes), native or WatermelonDB-shaped."""
+    tables, scope = pull_scope(user=user, request=request)
+    cursor = _resolve_cursor(request.cursor, scope=scope, migrated=request.migrated_tables)
+    start = cursor or Cursor(lo=0, hi=None, after=None, scope=scope.digest)
     outermost = not connection.in_atomic_block
     with transaction.atomic():
         if outermost:
@@ -256,66 +352,41 @@ def sync_pull(*, user: Any, request: PullRequest, context: RequestContext | None
             # transaction, e.g. a test's, the enclosing isolation level applies.)
             with connection.cursor() as db:
                 db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        _check_not_expired(request.cursor)  # the transaction's first read fixes its snapshot
-        changes, next_cursor, has_more, sent = _page(
-            cursor=cursor, tables=tables, scope=scope, user=user, limit=request.limit
-        )
+        _check_not_expired(cursor)  # the transaction's first read fixes its snapshot
+        hi = start.hi if start.hi is not None else max(watermark_now(), start.lo)
+        if start.resend is not None:
+            changes, next_cursor, has_more = _resend_page(
+                cursor=start,
+                hi=hi,
+                scope=scope,
+                user=user,
+                limit=request.limit,
+                wmdb=request.wmdb,
+            )
+        else:
+            changes, next_cursor, has_more = _log_run_page(
+                cursor=start,
+                hi=hi,
+                tables=tables,
+                scope=scope,
+                user=user,
+                limit=request.limit,
+                wmdb=request.wmdb,
+            )
         for table in tables:
-            found = sent.get(table.name)
+            found = changes.sent.get(table.name)
             if found and audit_reads_required(table.model):
                 audit_read_record(
                     context=context, model=table.model, objects=[{"id": pk} for pk in found]
                 )
-    return _render(
+    return render_page(
         changes=changes,
         cursor=cursor_encode(next_cursor),
+        position=next_cursor.hi if next_cursor.hi is not None else next_cursor.lo,
         has_more=has_more,
-        strategy=strategy,
+        strategy=Strategy.INCREMENTAL,
         wmdb=request.wmdb,
     )
-
-
-def _render(
-    *,
-    changes: dict[str, tuple[str, list[str]]],
-    cursor: str,
-    has_more: bool,
-    strategy: str,
-    wmdb: bool,
-) -> bytes:
-    now = time.time()
-    if wmdb:
-        # WatermelonDB's pullChanges result: everything as "updated" (the app sets
-        # sendCreatedAsUpdated), a numeric timestamp it stores but we ignore, plus the opaque
-        # cursor the adapter keeps in database.localStorage and loops on has_more.
-        body: dict[str, Any] = {
-            "changes": {
-                name: {
-                    "created": [],
-                    "updated": orjson.Fragment(payload),
-                    "deleted": deleted,
-                }
-                for name, (payload, deleted) in changes.items()
-            },
-            "timestamp": int(now * 1000),
-            "cursor": cursor,
-            "has_more": has_more,
-            "experimentalStrategy": strategy,
-            "schema_version": SCHEMA_VERSION,
-        }
-    else:
-        body = {
-            "strategy": strategy,
-            "changes": {
-                name: {"upserted": orjson.Fragment(payload), "deleted": deleted}
-                for name, (payload, deleted) in changes.items()
-            },
-            "cursor": cursor,
-            "has_more": has_more,
-            "server_time": datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "schema_version": SCHEMA_VERSION,
-        }
-    return orjson.dumps(body)
 
 
 def pull_limit(raw: str | None) -> int:

@@ -11,7 +11,7 @@ import hashlib
 import threading
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -139,13 +139,34 @@ def tables_for_user(*, user: Any, requested: Sequence[str] | None) -> list[SyncT
 
 
 @dataclass(frozen=True)
+class ContainerSet:
+    """The containers of one model whose rows a scope covers: ``ids`` for a scoped user; with
+    ``everything`` (tenant_admin) every container except ``ids`` (the archived ones)."""
+
+    everything: bool
+    ids: tuple[uuid.UUID, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"all": self.everything, "ids": [str(pk) for pk in self.ids]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ContainerSet:
+        return cls(everything=bool(data["all"]), ids=tuple(uuid.UUID(pk) for pk in data["ids"]))
+
+
+@dataclass(frozen=True)
 class SyncScope:
     """The containers whose rows a user receives (None: every container, tenant_admin) and a
-    digest of everything that decides what a pull sends (role, tables, containers). A cursor
-    made under another digest restarts as a ``replacement`` run."""
+    digest of everything that decides what a pull sends (role, tables, fields, containers). A
+    cursor made under another digest first receives the difference (docs/sync.md)."""
 
     container_ids: tuple[uuid.UUID, ...] | None
     digest: str
+    role: str = ""
+    # {wire table: wire fields sent to this user}.
+    tables: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # {container model label: containers covered}.
+    containers: dict[str, ContainerSet] = field(default_factory=dict)
 
     def log_filter(self) -> list[uuid.UUID] | None:
         """Ids to match against the change log's ``scope_ids`` (None: no filter)."""
@@ -158,28 +179,39 @@ def sync_scope(*, user: Any, tables: Sequence[SyncTable]) -> SyncScope:
     """One query per container model for a scoped user, one per container model for an admin
     (the archived containers: archiving one hides every row under it)."""
     hasher = hashlib.sha256()
-    hasher.update(f"{getattr(user, 'role', '')}\x00".encode())
-    hasher.update(",".join(sorted(table.name for table in tables)).encode())
-    containers = sorted(
+    role = str(getattr(user, "role", ""))
+    hasher.update(f"{role}\x00".encode())
+    projected = {
+        table.name: tuple(name for name in table.fields if name in table.projection(user))
+        for table in tables
+    }
+    for name in sorted(projected):
+        hasher.update(f"{name}:{','.join(projected[name])};".encode())
+    container_models = sorted(
         {table.container_model for table in tables if table.container_model is not None},
         key=lambda model: model._meta.label,
     )
     everything = sees_everything(user)
     ids: list[uuid.UUID] = []
-    for model in containers:
+    containers: dict[str, ContainerSet] = {}
+    for model in container_models:
         hasher.update(f"\x00{model._meta.label}:".encode())
         if everything:
             archived = model._default_manager.filter(archived_at__isnull=False)
-            for pk in archived.order_by("pk").values_list("pk", flat=True):
-                hasher.update(pk.bytes)
+            found = list(archived.order_by("pk").values_list("pk", flat=True))
         else:
             visible = visible_containers(user=user, container_model=model).filter(
                 archived_at__isnull=True
             )
             found = sorted(visible.values_list("pk", flat=True))
             ids.extend(found)
-            for pk in found:
-                hasher.update(pk.bytes)
+        for pk in found:
+            hasher.update(pk.bytes)
+        containers[model._meta.label] = ContainerSet(everything=everything, ids=tuple(found))
     return SyncScope(
-        container_ids=None if everything else tuple(ids), digest=hasher.hexdigest()[:32]
+        container_ids=None if everything else tuple(ids),
+        digest=hasher.hexdigest()[:32],
+        role=role,
+        tables=projected,
+        containers=containers,
     )

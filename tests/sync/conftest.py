@@ -3,6 +3,7 @@ with the same ids in alpha and beta, and pull helpers."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -92,8 +93,9 @@ def sync_beta(beta: TenantWorld) -> SyncWorld:
 def pull(client: APIClient, status: int = 200, **params: Any) -> dict[str, Any]:
     settle()
     response = client.get("/api/v1/sync/pull/", params)
-    assert response.status_code == status, response.content
-    body: dict[str, Any] = response.json()
+    content = b"".join(response.streaming_content) if response.streaming else response.content
+    assert response.status_code == status, content
+    body: dict[str, Any] = json.loads(content)
     return body
 
 

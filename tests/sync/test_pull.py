@@ -266,7 +266,9 @@ def test_incremental_pull_sees_every_write_path_and_tombstones(live: SyncWorld) 
 
 
 @pytest.mark.usefixtures("live_db")
-def test_losing_a_grant_restarts_as_replacement(live: SyncWorld) -> None:
+def test_losing_a_grant_sends_the_lost_rows_as_tombstones_page_by_page(live: SyncWorld) -> None:
+    """WatermelonDB applies ``replacement`` per response, so a scope change travels as ordinary
+    changes: the ids of every row under the revoked farm in ``deleted``, paged."""
     tenant = live.world.tenant
     with tenant_context(tenant):
         user = make_user(email=f"agent-{uuid.uuid4().hex[:6]}@example.com", role=Role.FIELD_AGENT)
@@ -275,16 +277,27 @@ def test_losing_a_grant_restarts_as_replacement(live: SyncWorld) -> None:
         container_access_grant(user=user, container=f2, level=AccessLevel.VIEW)
     client = _as(live, user.email)
     first, _, cursor, pages = pull_all(client)
-    assert pages[0]["strategy"] == "incremental"
     assert _ids(first, "farms") == {str(F1), str(F2)}
+    assert str(FIELD2) in _ids(first, "fields")
     with tenant_context(tenant):
         container_access_revoke(user=user, container=f2, level=AccessLevel.VIEW)
-    second, _, cursor, pages = pull_all(client, cursor=cursor, limit=2)
-    assert {page["strategy"] for page in pages} == {"replacement"}
-    assert _ids(second, "farms") == {str(F1)}
-    assert str(FIELD2) not in _ids(second, "fields")
-    # The run is over: the next pull is incremental again.
-    assert pull(client, cursor=cursor)["strategy"] == "incremental"
+    second, deleted, cursor, pages = pull_all(client, cursor=cursor, limit=1)
+    assert {page["strategy"] for page in pages} == {"incremental"}
+    assert len(pages) > 2
+    assert deleted["farms"] == {str(F2)}
+    assert str(FIELD2) in deleted["fields"]
+    assert not _ids(second, "farms") & {str(F2)}
+    # Regaining it sends its rows again, as upserts.
+    with tenant_context(tenant):
+        container_access_grant(user=user, container=f2, level=AccessLevel.VIEW)
+    third, deleted, cursor, _ = pull_all(client, cursor=cursor, limit=2)
+    assert _ids(third, "farms") == {str(F2)}
+    assert str(FIELD2) in _ids(third, "fields")
+    assert not any(deleted.values())
+    # The change is delivered: nothing more.
+    again, gone, _, _ = pull_all(client, cursor=cursor)
+    assert not any(again.values())
+    assert not any(gone.values())
 
 
 @pytest.mark.usefixtures("live_db")

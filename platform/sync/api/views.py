@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status
@@ -25,8 +26,10 @@ from apikit.viewsets import TenantScopedViewSet
 from sync import selectors, services
 from sync.api import serializers
 from sync.cursor import SCHEMA_VERSION
+from sync.first_sync import first_sync_stream
 from sync.models import Device
-from sync.pull import OLDEST_SUPPORTED_SCHEMA, PullRequest, pull_limit, sync_pull
+from sync.pull import OLDEST_SUPPORTED_SCHEMA, PullRequest, pull_limit, pull_scope, sync_pull
+from sync.pull_params import migration_tables, pull_schema_version
 
 
 class DeviceViewSet(
@@ -108,7 +111,18 @@ _PULL_PARAMETERS = [
     OpenApiParameter("limit", OpenApiTypes.INT, description="Change entries per page, 1-5000."),
     OpenApiParameter("tables", OpenApiTypes.STR, description="Comma-separated wire tables."),
     OpenApiParameter("format", OpenApiTypes.STR, enum=["json", "wmdb"]),
-    OpenApiParameter("schema_version", OpenApiTypes.INT),
+    OpenApiParameter(
+        "schema_version",
+        OpenApiTypes.INT,
+        description="Native: the sync schema version (1). wmdb: the app's local database "
+        "version (WatermelonDB's schemaVersion); any positive integer.",
+    ),
+    OpenApiParameter(
+        "migration",
+        OpenApiTypes.STR,
+        description="wmdb: WatermelonDB's migration argument as JSON ({from, tables, columns}); "
+        "every row of the tables it names is sent.",
+    ),
 ]
 
 
@@ -121,7 +135,7 @@ class PullView(WireFormatMixin, APIView):
         responses={200: serializers.PullOutputSerializer},
         summary="Pull changes since a cursor (docs/sync.md)",
     )
-    def get(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
         params = request.query_params
         raw_tables = params.get("tables")
         tables = (
@@ -129,20 +143,24 @@ class PullView(WireFormatMixin, APIView):
             if raw_tables is not None
             else None
         )
-        raw_version = params.get("schema_version")
-        try:
-            schema_version = int(raw_version) if raw_version else None
-        except ValueError:
-            schema_version = -1
+        wmdb = params.get("format") == "wmdb"
         pull = PullRequest(
             cursor=params.get("cursor") or None,
             limit=pull_limit(params.get("limit")),
             tables=tables,
-            wmdb=params.get("format") == "wmdb",
-            schema_version=schema_version,
+            wmdb=wmdb,
+            schema_version=pull_schema_version(params, wmdb=wmdb),
+            migrated_tables=migration_tables(params.get("migration")),
         )
-        body = sync_pull(user=request.user, request=pull, context=request_context(request))
+        context = request_context(request)
         device_id = selectors.request_device_id(request)
         if device_id is not None:
             services.device_seen(device_id=device_id)
+        if wmdb and pull.cursor is None:
+            tables_, scope = pull_scope(user=request.user, request=pull)
+            return StreamingHttpResponse(
+                first_sync_stream(user=request.user, tables=tables_, scope=scope, context=context),
+                content_type="application/json",
+            )
+        body = sync_pull(user=request.user, request=pull, context=context)
         return HttpResponse(body, content_type="application/json")

@@ -11,17 +11,20 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import orjson
+
 REQUIRED = "This field is required."
 NOT_NULL = "This field may not be null."
 NOT_TEXT = "Must be a string."
 TOO_LONG = "At most {max_length} characters."
 NOT_CHOICE = "{value!r} is not one of: {choices}."
-NOT_UUID = "Must be a UUID."
+NOT_UUID = "Must be a UUID in canonical lower-case form (8-4-4-4-12 hex digits)."
 NOT_DATE = "Must be a date (YYYY-MM-DD)."
 NOT_DATETIME = "Must be an ISO 8601 date-time with a time zone offset, or epoch milliseconds."
 NOT_NUMBER = "Must be a finite number."
 NOT_BOOL = "Must be true or false."
 NOT_OBJECT = "Must be a JSON object."
+NOT_JSON_TEXT = "Must be a JSON object, or JSON text of one (WatermelonDB's @json)."
 OUT_OF_RANGE = "Must be between {low} and {high}."
 
 
@@ -52,13 +55,23 @@ def _text(value: Any, column: Column) -> Any:
     return value
 
 
-def _uuid(value: Any, column: Column) -> Any:
-    if isinstance(value, str) and len(value) in (32, 36):
+def canonical_uuid(value: Any) -> uuid.UUID | None:
+    """The UUID of ``value`` if it is written in canonical lower-case form, else None."""
+    if isinstance(value, str) and len(value) == 36:
         try:
-            return uuid.UUID(value)
+            parsed = uuid.UUID(value)
         except ValueError:
-            pass
-    raise FieldError(column.name, NOT_UUID)
+            return None
+        if str(parsed) == value:
+            return parsed
+    return None
+
+
+def _uuid(value: Any, column: Column) -> Any:
+    parsed = canonical_uuid(value)
+    if parsed is None:
+        raise FieldError(column.name, NOT_UUID)
+    return parsed
 
 
 def _date(value: Any, column: Column) -> Any:
@@ -172,12 +185,26 @@ class Column:
     def cast(self) -> str:
         return "::jsonb" if self.kind == "json" else ""
 
-    def parse(self, value: Any) -> Any:
+    def parse(self, value: Any, *, wmdb: bool = False) -> Any:
+        if wmdb:
+            value = self._from_watermelondb(value)
         if value is None:
             if self.nullable:
                 return None
             raise FieldError(self.name, NOT_NULL, "null")
         return _PARSERS[self.kind][0](value, self)
+
+    def _from_watermelondb(self, value: Any) -> Any:
+        """A WatermelonDB column holds a string, number or boolean: JSON is stored as JSON text
+        (``@json``) and a non-optional relation column with no value holds ``""``."""
+        if self.kind == "uuid" and value == "":
+            return None
+        if self.kind == "json" and isinstance(value, str):
+            try:
+                return orjson.loads(value)
+            except orjson.JSONDecodeError:
+                raise FieldError(self.name, NOT_JSON_TEXT) from None
+        return value
 
     def missing(self) -> Any:
         """The value of a column a create did not send: its default, or a ``required`` error."""

@@ -214,7 +214,7 @@ def _parse_fields(spec: TableSpec, row: RowIn) -> tuple[dict[str, Any], list[dic
         if column is None or (key != column.name and column.name in row.fields):
             continue
         try:
-            values[column.name] = column.parse(raw)
+            values[column.name] = column.parse(raw, wmdb=row.wmdb)
         except FieldError as exc:
             errors.append(exc.as_dict())
     return values, errors

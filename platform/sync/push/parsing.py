@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from apikit.errors import APIError
+from sync.push.columns import canonical_uuid
 from sync.push.rows import RowIn, error
 
 MAX_ROWS = 5_000
@@ -29,7 +30,7 @@ BAD_SHAPE = "The body must be an object with a 'changes' object of tables."
 BAD_TABLE = "changes.{table} must be {what}."
 BAD_ATOMIC = '\'atomic\' must be "row" or "all".'
 BAD_OP = 'op must be "upsert" or "delete".'
-BAD_ID = "id must be a UUID."
+BAD_ID = "id must be a UUID in canonical lower-case form (8-4-4-4-12 hex digits)."
 BAD_BASE = "base_version must be a positive integer or null."
 BAD_FIELDS = "fields must be an object."
 BAD_CHANGED = "changed must be a list of field names."
@@ -103,9 +104,9 @@ def batch_parse(body: bytes, *, wmdb: bool) -> PushBatch:
 
 
 def _since(data: dict[str, Any], *, wmdb: bool) -> str | None:
-    if wmdb:
-        # WatermelonDB's own lastPulledAt is a number (epoch ms); only a cursor string that a
-        # cursor adapter passes through is ours.
+    if wmdb and data.get("cursor") is None:
+        # WatermelonDB's own lastPulledAt is a number; only a cursor string that an adapter
+        # passes there (or as "cursor", as docs/sync.md shows) is ours.
         value = data.get("lastPulledAt")
         return value if isinstance(value, str) and value else None
     value = data.get("cursor")
@@ -139,12 +140,9 @@ def _check_count(changes: dict[str, Any], *, wmdb: bool) -> None:
 
 
 def _uuid(value: Any) -> uuid.UUID | None:
-    if isinstance(value, str) and len(value) in (32, 36):
-        try:
-            return uuid.UUID(value)
-        except ValueError:
-            return None
-    return None
+    """Only the canonical form: devices compare ids as exact strings, so an id accepted in
+    another spelling would come back canonical and duplicate the local row."""
+    return canonical_uuid(value)
 
 
 def _base(value: Any) -> tuple[int | None, bool]:
@@ -223,7 +221,9 @@ def _wmdb_rows(table: str, payload: dict[str, Any]) -> list[RowIn]:
                 for key, value in record.items()
                 if key not in _WMDB_META and key not in ("id", "version")
             }
-            rows.append(RowIn(index, "upsert", raw_id, row_id, base, fields, changed, errors))
+            rows.append(
+                RowIn(index, "upsert", raw_id, row_id, base, fields, changed, errors, wmdb=True)
+            )
     for raw_id in payload.get("deleted", []):
         row_id = _uuid(raw_id)
         errors = [] if row_id is not None else [error("invalid", BAD_ID, "id")]

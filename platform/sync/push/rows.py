@@ -39,6 +39,8 @@ class RowIn:
     fields: dict[str, Any]
     changed: frozenset[str] | None
     errors: list[dict[str, str]] = field(default_factory=list)
+    # A WatermelonDB raw record: JSON columns arrive as JSON text, empty relations as "".
+    wmdb: bool = False
 
 
 @dataclass

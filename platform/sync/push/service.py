@@ -19,8 +19,10 @@ from sync.push.parsing import PushBatch
 from sync.push.rows import Mode, Status
 from sync.push.tables import TABLES
 
-# WatermelonDB keeps rows it was told were rejected as still needing sync.
-_WMDB_REJECTED = frozenset({Status.REJECTED, Status.CONFLICT})
+# WatermelonDB keeps rows it was told were rejected as still needing sync; a row the server
+# deleted is among them, so the device does not mark it synced (the next pull carries its
+# tombstone).
+_WMDB_REJECTED = frozenset({Status.REJECTED, Status.CONFLICT, Status.GONE})
 
 
 def _default(value: Any) -> Any:
@@ -54,9 +56,12 @@ def sync_push(
         "batch_id": batch_id,
         "results": [result.as_dict() for result in outcome.results],
         "summary": outcome.summary,
-        # Fresh only when nothing but this push changed since the client's last pull cursor;
-        # otherwise that cursor back, so other writers' changes are never skipped.
-        "cursor": cursor_after_push(user=user, since=batch.since),
+        # Native: fresh only when nothing but this push changed since the client's last pull
+        # cursor; otherwise that cursor back, so other writers' changes are never skipped.
+        # WatermelonDB cannot take server values from a push answer, so its cursor never skips
+        # the push's own rows: the next pull brings them back with the server's version and
+        # normalised values.
+        "cursor": batch.since if batch.wmdb else cursor_after_push(user=user, since=batch.since),
     }
     if batch.wmdb:
         rejected: dict[str, list[str]] = defaultdict(list)
