@@ -146,23 +146,49 @@ SELECT c.txid::text::bigint AS page_txid, c.seq, c.tbl, c.row_id
 """
 
 
+# A scoped user's page merges one ordered range per container (sync_change_by_scope, migration
+# 0005): PostgreSQL's Merge Append reads them lazily and stops at the LIMIT, so the cost follows
+# the user's scope. Past this many containers one range of the whole log is cheaper to plan.
+MAX_MERGED_SCOPES = 200
+_SCOPE_RANGE = """
+(SELECT txid, seq, tbl, row_id FROM sync_change_by_scope
+  WHERE scope_id = %(scope{n})s::uuid
+    AND txid >= %(lo)s::text::xid8 AND txid < %(hi)s::text::xid8
+    AND (txid, seq) > (%(after_txid)s::text::xid8, %(after_seq)s)
+    AND tbl = ANY(%(tables)s::text[])
+  ORDER BY txid, seq)
+"""
+# An entry naming two of the user's containers comes from two ranges: DISTINCT ON keeps one.
+_SCOPED_PAGE = """
+SELECT DISTINCT ON (s.txid, s.seq) s.txid::text::bigint AS page_txid, s.seq, s.tbl, s.row_id
+  FROM ({ranges}) s
+ ORDER BY s.txid, s.seq
+ LIMIT %(limit)s
+"""
+
+
 def _log_page(
     *, cursor: Cursor, hi: int, tables: list[str], scope: SyncScope, limit: int
 ) -> list[LOG_ENTRY]:
     after = cursor.after or (cursor.lo, 0)
     containers = scope.log_filter()
-    sql = _LOG_PAGE.format(
-        scope_filter="" if containers is None else "AND scope_ids && %(scope)s::uuid[]"
-    )
     params: dict[str, Any] = {
         "lo": str(cursor.lo),
         "hi": str(hi),
         "after_txid": str(after[0]),
         "after_seq": after[1],
         "tables": tables,
-        "scope": containers,
         "limit": limit + 1,
     }
+    if containers is not None and len(containers) <= MAX_MERGED_SCOPES:
+        ranges = " UNION ALL ".join(_SCOPE_RANGE.format(n=n) for n in range(len(containers)))
+        sql = _SCOPED_PAGE.format(ranges=ranges)
+        params.update({f"scope{n}": str(pk) for n, pk in enumerate(containers)})
+    else:
+        sql = _LOG_PAGE.format(
+            scope_filter="" if containers is None else "AND scope_ids && %(scope)s::uuid[]"
+        )
+        params["scope"] = containers
     with connection.cursor() as db:
         db.execute(sql, params)
         return list(db.fetchall())
