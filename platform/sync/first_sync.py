@@ -17,7 +17,7 @@ safe here because the whole set is in this one response.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import orjson
@@ -40,7 +40,7 @@ def first_sync_stream(
     tables: list[SyncTable],
     scope: SyncScope,
     context: RequestContext | None,
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """The response body in chunks. Read audit: one event per audited table with the ids that
     were actually streamed, written even when the client goes away half-way."""
     audited: dict[str, list[uuid.UUID]] = {
