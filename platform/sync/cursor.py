@@ -8,7 +8,7 @@ Contract (part B returns ``cursor_current`` after a push):
   push transaction committed (``transaction.on_commit`` or after the atomic block): inside the
   transaction the watermark is at most the push's own transaction id, so the next pull would
   re-send the pushed rows (harmless, only wasteful). Note: a client that replaces its cursor with
-  this one skips changes by *other* writers between its last pull and now; see docs/sync.md.
+  this one skips changes by *other* writers between its last pull and now; see docs/sync-internals.md.
 - ``cursor_decode(raw, *, schema=None) -> Cursor``: verify and parse; ``CursorInvalidError`` (400
   ``cursor_invalid``) for a malformed, tampered or other-tenant cursor.
 - ``cursor_encode(cursor, *, schema=None) -> str``.
@@ -17,7 +17,7 @@ Wire form: ``base64url(JSON) "." base64url(HMAC-SHA256)``, the key derived from
 ``SYNC_CURSOR_KEY`` (default ``SECRET_KEY``) and the tenant's schema, so a cursor of tenant B
 never verifies on tenant A. Payload: ``{"v": 1, "t": schema, "lo": int, "hi": int|null,
 "after": [txid, seq]|null, "scope": "<hash>", "rep": bool, "sv": schema_version}``, plus, only
-while a scope change or a local migration is being delivered (docs/sync.md, "Scope changes"):
+while a scope change or a local migration is being delivered (docs/sync-internals.md, "Scope changes"):
 ``"held"`` / ``"have"`` (scope digests the device may hold rows of / fully holds), ``"full"``
 (tables to send in full) and ``"rs"`` (the position in that resend: table, kind, last id).
 """

@@ -120,6 +120,9 @@ class ScopeSnapshot(models.Model):
     containers = models.JSONField()
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        db_table = "sync_scope_snapshot"
+
     def __str__(self) -> str:
         return f"sync scope {self.digest}"
 

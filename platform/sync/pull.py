@@ -1,4 +1,4 @@
-"""The pull: one page of changes since a cursor, built set-wise (docs/sync.md).
+"""The pull: one page of changes since a cursor, built set-wise (docs/sync-internals.md).
 
 1. Decode the cursor (400 if tampered), refuse it if compaction passed it (410). When the user's
    scope digest changed (grants, role, tables, archived containers) or a local migration added

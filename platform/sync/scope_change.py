@@ -1,4 +1,4 @@
-"""Scope changes delivered as ordinary, pageable changes (docs/sync.md, "Scope changes").
+"""Scope changes delivered as ordinary, pageable changes (docs/sync-internals.md, "Scope changes").
 
 When a user's scope changes (a farm or facility granted or revoked, a container archived, a role
 change, another set of tables) or a local migration adds tables or columns, the device receives

@@ -158,7 +158,7 @@ class ContainerSet:
 class SyncScope:
     """The containers whose rows a user receives (None: every container, tenant_admin) and a
     digest of everything that decides what a pull sends (role, tables, fields, containers). A
-    cursor made under another digest first receives the difference (docs/sync.md)."""
+    cursor made under another digest first receives the difference (docs/sync-internals.md)."""
 
     container_ids: tuple[uuid.UUID, ...] | None
     digest: str

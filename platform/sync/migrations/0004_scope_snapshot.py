@@ -19,5 +19,6 @@ class Migration(migrations.Migration):
                 ('containers', models.JSONField()),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
             ],
+            options={'db_table': 'sync_scope_snapshot'},
         ),
     ]
