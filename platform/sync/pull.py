@@ -276,7 +276,9 @@ def _resend_page(
     while index < len(order) and budget > 0:
         table = registry[order[index]]
         if kind == 0:
-            predicate = scope_change.lost(table, held=held, target=target)
+            predicate = scope_change.lost(
+                table, held=held, target=target, may_sync=table.may_sync(user)
+            )
             ids = _lost_ids(table, predicate, after=last, limit=budget)
             changes.add(table.name, deleted=[str(pk) for pk in ids])
             budget -= len(ids)

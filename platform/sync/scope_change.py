@@ -144,8 +144,11 @@ def covered(table: SyncTable, snapshot: Snapshot) -> Predicate:
     return Q(**{lookup: list(containers.ids)}) if containers.ids else False
 
 
-def lost(table: SyncTable, *, held: list[Snapshot], target: Snapshot) -> Predicate:
-    """Rows the device may hold that ``target`` no longer covers."""
+def lost(table: SyncTable, *, held: list[Snapshot], target: Snapshot, may_sync: bool) -> Predicate:
+    """Rows the device may hold that ``target`` no longer covers. A table the device merely
+    stopped asking for (``tables=``) is left alone; one the user may no longer sync is dropped."""
+    if table.name not in target.tables and may_sync:
+        return False
     may_hold: Predicate = False
     for snapshot in held:
         may_hold = _or(may_hold, covered(table, snapshot))

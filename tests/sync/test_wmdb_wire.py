@@ -10,10 +10,12 @@ import uuid
 from typing import Any
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from accounts.roles import Role
+from accounts.services import user_update
 from apikit.ids import new_id
 from apikit.policy import AccessLevel, container_access_grant, container_access_revoke
 from audit.models import AuditEvent
@@ -318,3 +320,30 @@ def test_a_wmdb_push_never_skips_its_own_rows(sync_alpha: SyncWorld) -> None:
         cursor=since,
     )
     assert body["cursor"] == since
+
+
+@pytest.mark.usefixtures("live_db")
+def test_a_role_change_drops_the_tables_the_role_may_no_longer_sync(live: SyncWorld) -> None:
+    tenant = live.world.tenant
+    with tenant_context(tenant):
+        user = make_user(email=f"nurse-{uuid.uuid4().hex[:6]}@example.com", role=Role.NURSE)
+        container_access_grant(user=user, container=live.clinic.f1, level=AccessLevel.VIEW)
+    client = login(live.world, email=user.email, password=CLINIC_PASSWORD)
+    held, _, cursor, _ = pull_all(client)
+    assert str(live.clinic.p1.pk) in held["patients"]
+    with tenant_context(tenant), transaction.atomic():
+        user_update(user=user, role=Role.FIELD_AGENT)
+    client = login(live.world, email=user.email, password=CLINIC_PASSWORD)
+    _, deleted, _, _ = pull_all(client, cursor=cursor, limit=1)
+    assert str(live.clinic.p1.pk) in deleted["patients"]
+
+
+@pytest.mark.usefixtures("live_db")
+def test_asking_for_fewer_tables_drops_nothing_and_more_tables_sends_them(live: SyncWorld) -> None:
+    client = live.farms.agent_client()
+    _, _, cursor, _ = pull_all(client, tables="farms")
+    upserted, deleted, cursor, _ = pull_all(client, cursor=cursor, tables="farms,fields")
+    assert set(upserted["fields"]) == {str(FIELD1)}
+    assert not any(deleted.values())
+    _, deleted, _, _ = pull_all(client, cursor=cursor, tables="fields")
+    assert not any(deleted.values())
