@@ -6,6 +6,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+# The real WatermelonDB client that tests/sync_client drives (Node 20+, pinned by its lock file).
+WMDB_CLIENT := tests/sync/wmdb_client
+WMDB_STAMP := $(WMDB_CLIENT)/node_modules/.installed-$(shell cat $(WMDB_CLIENT)/package.json $(WMDB_CLIENT)/package-lock.json | cksum | cut -d' ' -f1)
 
 .PHONY: run test lint bench lock migrate manage openapi stop-data load fuzz browser security
 
@@ -16,10 +19,19 @@ $(STAMP): requirements.lock pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $@
 	@echo "[setup] done"
 
+$(WMDB_STAMP): $(WMDB_CLIENT)/package.json $(WMDB_CLIENT)/package-lock.json
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
+		&& node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' \
+		|| { echo "[setup] Node.js 20 or newer (with npm) is required for the WatermelonDB client tests: install Node 20 (Debian: apt-get install nodejs npm)"; exit 1; }
+	@echo "[setup] installing the WatermelonDB test client (npm ci --prefix $(WMDB_CLIENT))"
+	@npm ci --prefix $(WMDB_CLIENT) --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
+	@rm -f $(WMDB_CLIENT)/node_modules/.installed-* && touch $@
+	@echo "[setup] done"
+
 run: $(STAMP)
 	@$(PY) -m settings.devstack run
 
-test: $(STAMP)
+test: $(STAMP) $(WMDB_STAMP)
 	@$(PY) -m settings.devstack test $(PYTEST_ARGS)
 
 lint: $(STAMP)
