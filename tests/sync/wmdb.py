@@ -29,10 +29,6 @@ CLIENT_DIR = Path(__file__).resolve().parent / "wmdb_client"
 DEVICE_JS = CLIENT_DIR / "device.js"
 SCHEMA: dict[str, Any] = json.loads((CLIENT_DIR / "schema.json").read_text())
 DEFAULT_TIMEOUT = 60.0
-# Wire kinds (schema.json "wire") the server does not send in the contract's form yet: datetimes
-# still arrive as ISO strings (the device stores 0 / null) and boundary as an object (the device
-# stores ""). Tests against today's server leave these columns out of the comparison.
-PENDING_WIRE_KINDS: frozenset[str] = frozenset({"datetime", "json"})
 
 
 class DeviceError(RuntimeError):
@@ -49,8 +45,7 @@ def node_executable() -> str:
         raise DeviceError("node is not installed: install Node 20 (apt-get install nodejs npm)")
     if not (CLIENT_DIR / "node_modules" / "@nozbe" / "watermelondb").is_dir():
         raise DeviceError(
-            f"WatermelonDB is not installed: run `npm ci --prefix {CLIENT_DIR.relative_to(Path.cwd())}`"
-            " (make test does)"
+            f"WatermelonDB is not installed: run `npm ci --prefix {CLIENT_DIR}` (make test does)"
         )
     return node
 
