@@ -24,7 +24,9 @@ import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
+from django.db import connection
 from django.db.models import Q
 
 from apikit.tenancy import current_schema_name
@@ -51,14 +53,16 @@ class Snapshot:
 
 # --- snapshots ---------------------------------------------------------------------------------
 
-_saved: set[tuple[str, str]] = set()
+_saved: set[tuple[str, Any, str]] = set()
 _saved_lock = threading.Lock()
 
 
 def snapshot_remember(scope: SyncScope) -> None:
     """Store what ``scope``'s digest means, once per digest (no query once this process knows
-    it is stored)."""
-    key = (current_schema_name(), scope.digest)
+    it is stored). The tenant's id is part of the key: a tenant dropped and provisioned again
+    under the same schema name starts with an empty table."""
+    tenant = getattr(connection, "tenant", None)
+    key = (current_schema_name(), getattr(tenant, "pk", None), scope.digest)
     if key in _saved:
         return
     ScopeSnapshot.objects.bulk_create(
