@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Q
 
 from apikit.tenancy import current_schema_name
@@ -76,6 +76,11 @@ def snapshot_remember(scope: SyncScope) -> None:
         ],
         ignore_conflicts=True,
     )
+    # Remembered once committed: a rolled-back insert must be tried again.
+    transaction.on_commit(lambda: _mark_saved(key))
+
+
+def _mark_saved(key: tuple[str, Any, str]) -> None:
     with _saved_lock:
         _saved.add(key)
 
