@@ -63,21 +63,41 @@ def projected_values(*, table: SyncTable, user: Any, queryset: QuerySet[Any]) ->
     )
 
 
-def rows_json_by_ids(
-    *, table: SyncTable, user: Any, ids: list[uuid.UUID], wmdb: bool
-) -> tuple[str, set[uuid.UUID]]:
-    """The visible rows among ``ids`` as a JSON array (text) and the ids found."""
-    inner = projected_values(table=table, user=user, queryset=visible_rows(table=table, user=user))
+def _rows_json(
+    *,
+    table: SyncTable,
+    user: Any,
+    queryset: QuerySet[Any],
+    wmdb: bool,
+    where: str,
+    params: tuple[Any, ...],
+) -> tuple[str, list[uuid.UUID]]:
+    inner = projected_values(table=table, user=user, queryset=queryset)
     inner_sql, inner_params = inner.query.sql_with_params()
     row = row_object_sql(table=table, fields=table.projection(user), wmdb=wmdb)
     sql = (
         f"SELECT coalesce(json_agg({row} ORDER BY r.id)::text, '[]'), "  # noqa: S608
-        "coalesce(array_agg(r.id), '{}') "
-        f"FROM ({inner_sql}) r WHERE r.id = ANY(%s::uuid[])"
+        "coalesce(array_agg(r.id ORDER BY r.id), '{}') "
+        f"FROM ({inner_sql}) r {where}"
     )
     with connection.cursor() as db:
-        db.execute(sql, (*inner_params, ids))
-        payload, found = db.fetchone()
+        db.execute(sql, (*inner_params, *params))
+        payload, ids = db.fetchone()
+    return payload, list(ids)
+
+
+def rows_json_by_ids(
+    *, table: SyncTable, user: Any, ids: list[uuid.UUID], wmdb: bool
+) -> tuple[str, set[uuid.UUID]]:
+    """The visible rows among ``ids`` as a JSON array (text) and the ids found."""
+    payload, found = _rows_json(
+        table=table,
+        user=user,
+        queryset=visible_rows(table=table, user=user),
+        wmdb=wmdb,
+        where="WHERE r.id = ANY(%s::uuid[])",
+        params=(ids,),
+    )
     return payload, set(found)
 
 
@@ -86,18 +106,7 @@ def rows_json_page(
 ) -> tuple[str, list[uuid.UUID]]:
     """The rows of ``queryset`` (already narrowed, ordered by id and sliced) as a JSON array
     (text) and their ids in order."""
-    inner = projected_values(table=table, user=user, queryset=queryset)
-    inner_sql, inner_params = inner.query.sql_with_params()
-    row = row_object_sql(table=table, fields=table.projection(user), wmdb=wmdb)
-    sql = (
-        f"SELECT coalesce(json_agg({row} ORDER BY r.id)::text, '[]'), "  # noqa: S608
-        "coalesce(array_agg(r.id ORDER BY r.id), '{}') "
-        f"FROM ({inner_sql}) r"
-    )
-    with connection.cursor() as db:
-        db.execute(sql, inner_params)
-        payload, ids = db.fetchone()
-    return payload, list(ids)
+    return _rows_json(table=table, user=user, queryset=queryset, wmdb=wmdb, where="", params=())
 
 
 def rows_text_sql(*, table: SyncTable, user: Any, wmdb: bool) -> tuple[str, tuple[Any, ...]]:
