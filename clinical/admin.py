@@ -13,6 +13,7 @@ from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from guardian.admin import GuardedModelAdmin
 
+from apikit.rules import RuleError
 from clinical.models import (
     Appointment,
     Facility,
@@ -24,7 +25,7 @@ from clinical.models import (
     ReminderSettings,
 )
 from clinical.reminders.rules import kinds_parse, template_check
-from clinical.services import phone_normalise
+from clinical.rules import phone_normalise
 
 AUDIT_FIELDS = (
     "id",
@@ -61,12 +62,10 @@ class AuditedAdmin(admin.ModelAdmin):
 
 class PhoneForm(forms.ModelForm):
     def clean_phone(self) -> str:
-        from rest_framework.exceptions import ValidationError as DRFValidationError
-
         try:
-            return phone_normalise(self.cleaned_data.get("phone", ""))
-        except DRFValidationError as error:
-            raise forms.ValidationError(str(error.detail["phone"][0])) from None  # type: ignore[index,call-overload]
+            return phone_normalise(phone=self.cleaned_data.get("phone", ""))
+        except RuleError as error:
+            raise forms.ValidationError(error.message) from None
 
 
 @admin.register(Facility)

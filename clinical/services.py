@@ -1,15 +1,13 @@
-"""Writes of the clinical domain. Each service owns its transaction; views only validate input and
-call these. Appointment changes all pass through here so reminders (a later issue) can hook in at
-``_appointment_changed``."""
+"""Writes of the clinical domain. Each service owns its transaction and checks the domain rules
+(``clinical.rules``, which the sync push calls too); views only validate input and call these.
+Appointment changes all pass through here so reminders hook in at ``_appointment_changed``."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
-import phonenumbers
-from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, models, transaction
 from django.db.models import F
@@ -21,8 +19,10 @@ from apikit.errors import APIError
 from apikit.models import TenantModel
 from apikit.policy import AccessLevel, container_access_grant, container_access_revoke
 from apikit.request_context import RequestContext
+from apikit.rules import RuleError
 from apikit.uploads import stored_file_delete, upload_store
 from audit.services import audit_object_type, audit_permission_change
+from clinical import rules
 from clinical.models import (
     Appointment,
     AppointmentStatus,
@@ -33,16 +33,12 @@ from clinical.models import (
     PrescriptionItem,
 )
 from clinical.reminders import reminders_sync_for_appointments
+from clinical.rules import MRN_TAKEN
 
-PHONE_INVALID = "Enter a valid phone number in international format, e.g. +4915112345678."
-MRN_TAKEN = "A patient with this MRN already exists."
 FACILITY_CODE_TAKEN = "A facility with this code already exists."
 APPOINTMENT_CONFLICT = (
     "The clinician already has an appointment overlapping {start} - {end}; choose another time."
 )
-APPOINTMENT_ENDS_BEFORE_START = "ends_at must be after starts_at."
-APPOINTMENT_TOO_LONG = "An appointment may last at most {hours} hours."
-APPOINTMENT_NOT_EDITABLE = "Only scheduled appointments can be rescheduled (this one is {status})."
 INVALID_TRANSITION = "Cannot {action} an appointment that is {status}."
 HARD_DELETE_REFERENCED = (
     "{count} other record(s) still reference this object ({details}); archive it instead, or "
@@ -50,7 +46,6 @@ HARD_DELETE_REFERENCED = (
 )
 
 DOCUMENT_MAX_BYTES = 10 * 1024 * 1024
-APPOINTMENT_MAX_HOURS = 12
 _NO_DOUBLE_BOOKING = "clinical_appointment_no_double_booking"
 _ENDS_AFTER_START = "clinical_appointment_ends_after_start"
 
@@ -73,20 +68,12 @@ _TRANSITION_VERBS = {
 # --- shared helpers ----------------------------------------------------------------------------
 
 
-def phone_normalise(raw: str, *, field: str = "phone") -> str:
-    """E.164 for any valid number; blank stays blank. Numbers without a country code are read in
-    ``CLINICAL_DEFAULT_PHONE_REGION`` (unset: they must start with +)."""
-    raw = (raw or "").strip()
-    if not raw:
-        return ""
-    region = getattr(settings, "CLINICAL_DEFAULT_PHONE_REGION", None)
+def _phone(raw: str) -> str:
+    """``clinical.rules.phone_normalise``; an invalid number is a 400 on ``phone``."""
     try:
-        number = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        raise ValidationError({field: [PHONE_INVALID]}) from None
-    if not phonenumbers.is_valid_number(number):
-        raise ValidationError({field: [PHONE_INVALID]})
-    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+        return rules.phone_normalise(phone=raw)
+    except RuleError as exc:
+        raise exc.as_validation_error() from None
 
 
 def _constraint_name(error: IntegrityError) -> str:
@@ -147,7 +134,7 @@ def facility_create(
                 code=code,
                 timezone=timezone,
                 address=address,
-                phone=phone_normalise(phone),
+                phone=_phone(phone),
                 created_by=actor,
                 updated_by=actor,
             )
@@ -161,7 +148,7 @@ def facility_update(
     *, facility: Facility, expected_version: int, changes: dict[str, Any], actor: Any
 ) -> Facility:
     if "phone" in changes:
-        changes["phone"] = phone_normalise(changes["phone"])
+        changes["phone"] = _phone(changes["phone"])
     try:
         with transaction.atomic():
             return versioned_update(
@@ -225,7 +212,7 @@ def patient_create(
                 family_name=family_name,
                 birth_date=birth_date,
                 sex=sex,
-                phone=phone_normalise(phone),
+                phone=_phone(phone),
                 sms_opt_in=sms_opt_in,
                 assigned_clinician=assigned_clinician,
                 created_by=actor,
@@ -241,7 +228,7 @@ def patient_update(
     *, patient: Patient, expected_version: int, changes: dict[str, Any], actor: Any
 ) -> Patient:
     if "phone" in changes:
-        changes["phone"] = phone_normalise(changes["phone"])
+        changes["phone"] = _phone(changes["phone"])
     try:
         with transaction.atomic():
             return versioned_update(
@@ -261,12 +248,10 @@ def patient_archive(*, patient: Patient, expected_version: int, actor: Any) -> P
 
 
 def _check_times(starts_at: datetime, ends_at: datetime) -> None:
-    if ends_at <= starts_at:
-        raise ValidationError({"ends_at": [APPOINTMENT_ENDS_BEFORE_START]})
-    if ends_at - starts_at > timedelta(hours=APPOINTMENT_MAX_HOURS):
-        raise ValidationError(
-            {"ends_at": [APPOINTMENT_TOO_LONG.format(hours=APPOINTMENT_MAX_HOURS)]}
-        )
+    try:
+        rules.appointment_times_check(starts_at=starts_at, ends_at=ends_at)
+    except RuleError as exc:
+        raise exc.as_validation_error() from None
 
 
 def _conflict(starts_at: datetime, ends_at: datetime) -> APIError:
@@ -325,13 +310,11 @@ def appointment_update(
     *, appointment: Appointment, expected_version: int, changes: dict[str, Any], actor: Any
 ) -> Appointment:
     """Reschedule (times, clinician) or change the reason. Times only move while scheduled."""
-    moving = {"starts_at", "ends_at", "clinician"} & set(changes)
-    if moving and appointment.status != AppointmentStatus.SCHEDULED:
-        raise APIError(
-            status=409,
-            code="invalid_transition",
-            detail=APPOINTMENT_NOT_EDITABLE.format(status=appointment.status),
-        )
+    moving = sorted({"starts_at", "ends_at", "clinician"} & set(changes))
+    try:
+        rules.appointment_move_check(status=appointment.status, moved=moving)
+    except RuleError as exc:
+        raise APIError(status=409, code=exc.code, detail=exc.message) from None
     starts_at = changes.get("starts_at", appointment.starts_at)
     ends_at = changes.get("ends_at", appointment.ends_at)
     _check_times(starts_at, ends_at)

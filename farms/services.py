@@ -1,12 +1,13 @@
-"""Writes for the farm domain. Each function validates the domain rules (field errors name the
-input field, as a 400), owns its transaction and stamps who made the change."""
+"""Writes for the farm domain. Each function checks the domain rules (``farms.rules``, which the
+sync push calls too; field errors name the input field, as a 400), owns its transaction and
+stamps who made the change."""
 
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -22,45 +23,28 @@ from apikit.policy import (
     sees_everything,
 )
 from apikit.request_context import RequestContext
+from apikit.rules import RuleError
 from audit.services import audit_permission_change
-from farms.geometry import BoundaryError, boundary_parse
+from farms import rules
 from farms.models import Crop, Farm, Field, Harvest, Observation, Planting
-from farms.units import UnitError, mass_to_kg, observation_value_normalise
 
-TIMEZONE_UNKNOWN = "Unknown time zone {value!r}; use an IANA name such as Africa/Nairobi."
-LOCATION_INCOMPLETE = "Give both longitude and latitude, or neither."
-DATES_ORDER = "The expected harvest date cannot be before the planting date."
-PLANTING_NOT_IN_FIELD = "This planting is not on the given field."
-OBSERVED_IN_FUTURE = "The observation time is in the future."
-HARVEST_STATUS = (
-    "Harvests can only be recorded for a growing or harvested planting (it is {status})."
-)
-HARVEST_BEFORE_PLANTING = "The harvest date cannot be before the planting date ({planted_on})."
-HARVEST_IN_FUTURE = "The harvest date is in the future."
-CORRECTION_OTHER_FIELD = "A correction must be on the same field as the row it supersedes."
-CORRECTION_OTHER_PLANTING = "A correction must be for the same planting as the row it supersedes."
-ALREADY_SUPERSEDED = "This row already has a correction; correct the newest row instead."
 GRANTEE_UNKNOWN = "No active user with this id in your organisation."
 GRANTEE_ADMIN = "Tenant admins see every farm already; grants are for other roles."
 
-# Device clocks drift; a reading a few minutes "in the future" is still accepted.
-CLOCK_SKEW = dt.timedelta(minutes=5)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def _fail(field: str, message: str) -> ValidationError:
     return ValidationError({field: [message]})
 
 
-def _check_timezone(value: str) -> None:
+def _check(rule: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run a domain rule; a broken rule is a 400 naming its field."""
     try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise _fail("timezone", TIMEZONE_UNKNOWN.format(value=value)) from None
-
-
-def _check_location(longitude: float | None, latitude: float | None) -> None:
-    if (longitude is None) != (latitude is None):
-        raise _fail("location", LOCATION_INCOMPLETE)
+        return rule(*args, **kwargs)
+    except RuleError as exc:
+        raise exc.as_validation_error() from None
 
 
 # --- farms -------------------------------------------------------------------------------------
@@ -78,8 +62,8 @@ def farm_create(
 ) -> Farm:
     """Create a farm. A creator who is not tenant_admin gets ``manage`` on it, or they could
     not see what they just made."""
-    _check_timezone(timezone_name)
-    _check_location(longitude, latitude)
+    _check(rules.farm_timezone_check, timezone=timezone_name)
+    _check(rules.farm_location_check, longitude=longitude, latitude=latitude)
     farm = Farm.objects.create(
         name=name,
         region=region,
@@ -96,10 +80,12 @@ def farm_create(
 
 def farm_update(*, farm: Farm, expected_version: int, changes: dict[str, Any], actor: Any) -> Farm:
     if "timezone" in changes:
-        _check_timezone(changes["timezone"])
-    longitude = changes.get("longitude", farm.longitude)
-    latitude = changes.get("latitude", farm.latitude)
-    _check_location(longitude, latitude)
+        _check(rules.farm_timezone_check, timezone=changes["timezone"])
+    _check(
+        rules.farm_location_check,
+        longitude=changes.get("longitude", farm.longitude),
+        latitude=changes.get("latitude", farm.latitude),
+    )
     return versioned_update(
         instance=farm, expected_version=expected_version, changes=changes, actor=actor
     )
@@ -149,26 +135,10 @@ def farm_access_revoke(
 # --- fields ------------------------------------------------------------------------------------
 
 
-def _boundary_columns(raw: Any) -> dict[str, Any]:
-    try:
-        parsed = boundary_parse(raw)
-    except BoundaryError as exc:
-        raise _fail("boundary", str(exc)) from None
-    return {
-        "boundary": parsed.geojson,
-        "area_ha": parsed.area_ha,
-        "bbox_min_lon": parsed.min_lon,
-        "bbox_min_lat": parsed.min_lat,
-        "bbox_max_lon": parsed.max_lon,
-        "bbox_max_lat": parsed.max_lat,
-    }
-
-
 @transaction.atomic
 def field_create(*, farm: Farm, name: str, boundary: Any, actor: Any) -> Field:
-    return Field.objects.create(
-        farm=farm, name=name, created_by=actor, updated_by=actor, **_boundary_columns(boundary)
-    )
+    columns = _check(rules.field_boundary_columns, boundary=boundary)
+    return Field.objects.create(farm=farm, name=name, created_by=actor, updated_by=actor, **columns)
 
 
 def field_update(
@@ -176,7 +146,7 @@ def field_update(
 ) -> Field:
     changes = dict(changes)
     if "boundary" in changes:
-        changes.update(_boundary_columns(changes.pop("boundary")))
+        changes.update(_check(rules.field_boundary_columns, boundary=changes.pop("boundary")))
     return versioned_update(
         instance=field, expected_version=expected_version, changes=changes, actor=actor
     )
@@ -218,11 +188,6 @@ def crop_archive(*, crop: Crop, expected_version: int, actor: Any) -> Crop:
 # --- plantings ---------------------------------------------------------------------------------
 
 
-def _check_dates(planted_on: dt.date, expected_harvest_on: dt.date | None) -> None:
-    if expected_harvest_on is not None and planted_on > expected_harvest_on:
-        raise _fail("expected_harvest_on", DATES_ORDER)
-
-
 @transaction.atomic
 def planting_create(
     *,
@@ -234,7 +199,9 @@ def planting_create(
     status: str = Planting.Status.PLANNED,
     actor: Any,
 ) -> Planting:
-    _check_dates(planted_on, expected_harvest_on)
+    _check(
+        rules.planting_dates_check, planted_on=planted_on, expected_harvest_on=expected_harvest_on
+    )
     return Planting.objects.create(
         field=field,
         crop=crop,
@@ -250,9 +217,10 @@ def planting_create(
 def planting_update(
     *, planting: Planting, expected_version: int, changes: dict[str, Any], actor: Any
 ) -> Planting:
-    _check_dates(
-        changes.get("planted_on", planting.planted_on),
-        changes.get("expected_harvest_on", planting.expected_harvest_on),
+    _check(
+        rules.planting_dates_check,
+        planted_on=changes.get("planted_on", planting.planted_on),
+        expected_harvest_on=changes.get("expected_harvest_on", planting.expected_harvest_on),
     )
     return versioned_update(
         instance=planting, expected_version=expected_version, changes=changes, actor=actor
@@ -267,7 +235,7 @@ def planting_archive(*, planting: Planting, expected_version: int, actor: Any) -
 
 
 def _already_superseded() -> APIError:
-    return APIError(status=409, code="already_superseded", detail=ALREADY_SUPERSEDED)
+    return APIError(status=409, code="already_superseded", detail=rules.ALREADY_SUPERSEDED)
 
 
 R = TypeVar("R", Observation, Harvest)
@@ -277,8 +245,11 @@ def _append(model: type[R], *, supersedes: R | None, actor: Any, **values: Any) 
     """Insert one append-only row; a row may be corrected (superseded) only once."""
     try:
         with transaction.atomic():
-            if supersedes is not None and supersedes.corrections.exists():
-                raise _already_superseded()
+            if supersedes is not None:
+                try:
+                    rules.correction_check(already_corrected=supersedes.corrections.exists())
+                except RuleError:
+                    raise _already_superseded() from None
             return model.objects.create(
                 supersedes=supersedes,
                 recorded_by=actor,
@@ -306,18 +277,18 @@ def observation_record(
 ) -> Observation:
     """Append one observation. A correction names the row it ``supersedes`` (same field); the
     older row stays, marked superseded in reads."""
-    if planting is not None and planting.field_id != field.pk:
-        raise _fail("planting", PLANTING_NOT_IN_FIELD)
-    if observed_at > timezone.now() + CLOCK_SKEW:
-        raise _fail("observed_at", OBSERVED_IN_FUTURE)
-    try:
-        canonical, canonical_unit = observation_value_normalise(
-            kind=kind, value=value, unit=unit, text=text
+    planting_field_id = planting.field_id if planting is not None else None
+    _check(rules.observation_planting_check, field_id=field.pk, planting_field_id=planting_field_id)
+    _check(rules.observation_time_check, observed_at=observed_at, now=timezone.now())
+    canonical, canonical_unit = _check(
+        rules.observation_value, kind=kind, value=value, unit=unit, text=text
+    )
+    if supersedes is not None:
+        _check(
+            rules.observation_correction_check,
+            field_id=field.pk,
+            superseded_field_id=supersedes.field_id,
         )
-    except UnitError as exc:
-        raise _fail(exc.field, exc.message) from None
-    if supersedes is not None and supersedes.field_id != field.pk:
-        raise _fail("supersedes", CORRECTION_OTHER_FIELD)
     return _append(
         Observation,
         supersedes=supersedes,
@@ -348,18 +319,16 @@ def harvest_record(
     supersedes: Harvest | None,
     actor: Any,
 ) -> Harvest:
-    if planting.status not in (Planting.Status.GROWING, Planting.Status.HARVESTED):
-        raise _fail("planting", HARVEST_STATUS.format(status=planting.status))
-    if harvested_on < planting.planted_on:
-        raise _fail("harvested_on", HARVEST_BEFORE_PLANTING.format(planted_on=planting.planted_on))
-    if harvested_on > timezone.localdate() + dt.timedelta(days=1):
-        raise _fail("harvested_on", HARVEST_IN_FUTURE)
-    try:
-        quantity_kg = mass_to_kg(quantity=quantity, unit=unit)
-    except UnitError as exc:
-        raise _fail(exc.field, exc.message) from None
-    if supersedes is not None and supersedes.planting_id != planting.pk:
-        raise _fail("supersedes", CORRECTION_OTHER_PLANTING)
+    _check(rules.harvest_planting_check, planting_status=planting.status)
+    _check(rules.harvest_date_check, harvested_on=harvested_on, planted_on=planting.planted_on)
+    _check(rules.harvest_not_future_check, harvested_on=harvested_on, today=timezone.localdate())
+    quantity_kg = _check(rules.harvest_mass_kg, quantity=quantity, unit=unit)
+    if supersedes is not None:
+        _check(
+            rules.harvest_correction_check,
+            planting_id=planting.pk,
+            superseded_planting_id=supersedes.planting_id,
+        )
     return _append(
         Harvest,
         supersedes=supersedes,

@@ -15,6 +15,8 @@ from rest_framework import serializers
 
 from accounts.models import User
 from apikit.policy import AccessLevel
+from apikit.rules import RuleError
+from clinical import rules
 from clinical.models import (
     Appointment,
     AppointmentStatus,
@@ -251,7 +253,7 @@ class PatientDetailOutput(serializers.ModelSerializer[Patient]):
 
 class PatientCreateInput(serializers.Serializer[Any]):
     facility = serializers.UUIDField()
-    mrn = serializers.RegexField(r"^[A-Za-z0-9./_-]+$", max_length=32)
+    mrn = serializers.RegexField(rules.MRN_PATTERN, max_length=32)
     given_name = serializers.CharField(max_length=100)
     family_name = serializers.CharField(max_length=100)
     birth_date = serializers.DateField()
@@ -261,13 +263,19 @@ class PatientCreateInput(serializers.Serializer[Any]):
     assigned_clinician = serializers.UUIDField(required=False, allow_null=True, default=None)
 
     def validate_birth_date(self, value: Any) -> Any:
-        if value > django_timezone.localdate():
-            raise serializers.ValidationError("The birth date cannot be in the future.")
+        try:
+            rules.birth_date_check(birth_date=value, today=django_timezone.localdate())
+        except RuleError as exc:
+            raise serializers.ValidationError(exc.message) from None
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs.get("sms_opt_in") and not attrs.get("phone"):
-            raise serializers.ValidationError({"sms_opt_in": ["SMS consent needs a phone number."]})
+        try:
+            rules.sms_consent_check(
+                sms_opt_in=bool(attrs.get("sms_opt_in")), phone=attrs.get("phone") or ""
+            )
+        except RuleError as exc:
+            raise exc.as_validation_error() from None
         return attrs
 
 

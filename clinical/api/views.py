@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import orjson
 from django.db.models import QuerySet
@@ -21,19 +21,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import User
-from accounts.roles import Role
 from apikit.filters import FilterSetBackend, StrictOrderingFilter
 from apikit.ids import parse_uuid
 from apikit.inputs import validated
 from apikit.models import TenantModel
 from apikit.policy import AccessLevel, can_manage, sees_everything
 from apikit.request_context import request_context
+from apikit.rules import RuleError
 from apikit.tenancy import current_schema_name
 from apikit.uploads import stored_file_response
 from apikit.viewsets import ListMixin, RetrieveMixin, TenantScopedViewSet
 from audit.models import AuditEvent
 from audit.services import audit_changed_fields, audit_event_record, audit_object_type
-from clinical import fhir, selectors, services
+from clinical import fhir, rules, selectors, services
 from clinical.api import serializers as io
 from clinical.api.filters import (
     AppointmentFilter,
@@ -57,7 +57,6 @@ CANNOT_MANAGE = "You may view this facility's records but not change them (view 
 FACILITY_NOT_MANAGEABLE = "No such facility, or you cannot manage it."
 PATIENT_NOT_MANAGEABLE = "No such patient, or you cannot manage their facility."
 USER_NOT_FOUND = "No such active user in this organisation."
-CLINICIAN_INVALID = "No such active clinician in this organisation."
 APPOINTMENT_NOT_OF_PATIENT = "This appointment belongs to another patient."
 HARD_DELETE_ADMIN_ONLY = "Only a tenant admin may delete records for good."
 EXPORT_ADMIN_ONLY = "Only a tenant admin may export every patient."
@@ -72,6 +71,21 @@ _HARD_DELETE_PARAMETER = OpenApiParameter(
         "with the count of referencing rows when anything still points at the object."
     ),
 )
+
+
+def _active_clinician(value: Any, *, field: str) -> User:
+    """The user ``value`` names if they may be booked (``clinical.rules.clinician_check``), else
+    a 400 on ``field``."""
+    user = User.objects.filter(pk=value).first()
+    try:
+        rules.clinician_check(
+            role=getattr(user, "role", None),
+            is_active=bool(getattr(user, "is_active", False)),
+            field=field,
+        )
+    except RuleError as exc:
+        raise exc.as_validation_error() from None
+    return cast(User, user)  # the rule refuses a missing user
 
 
 class ClinicalViewSet(TenantScopedViewSet):
@@ -243,12 +257,7 @@ class PatientViewSet(ListMixin, RetrieveMixin, ClinicalViewSet):
         return selectors.patient_detail_queryset(user=self.request.user).get(pk=patient.pk)
 
     def _clinician(self, value: Any) -> User | None:
-        if value is None:
-            return None
-        clinician = User.objects.filter(pk=value, is_active=True, role=Role.CLINICIAN).first()
-        if clinician is None:
-            raise ValidationError({"assigned_clinician": [CLINICIAN_INVALID]})
-        return clinician
+        return None if value is None else _active_clinician(value, field="assigned_clinician")
 
     @extend_schema(request=io.PatientCreateInput, responses={201: io.PatientDetailOutput})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -395,10 +404,7 @@ class AppointmentViewSet(ListMixin, RetrieveMixin, ClinicalViewSet):
         return selectors.appointment_list_queryset(user=self.request.user).get(pk=appointment.pk)
 
     def _clinician(self, value: Any) -> User:
-        clinician = User.objects.filter(pk=value, is_active=True, role=Role.CLINICIAN).first()
-        if clinician is None:
-            raise ValidationError({"clinician": [CLINICIAN_INVALID]})
-        return clinician
+        return _active_clinician(value, field="clinician")
 
     def _times(self, data: dict[str, Any], zone: str) -> dict[str, Any]:
         errors: dict[str, list[str]] = {}

@@ -1,5 +1,5 @@
 """Farm API serializers: slim list outputs, nested detail outputs, and input serializers that
-only parse (the domain rules live in farms.services)."""
+only parse (the domain rules live in farms.rules, called by farms.services)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apikit.policy import AccessLevel
+from apikit.rules import RuleError
+from farms import rules
 from farms.models import Crop, Farm, Field, Harvest, Observation, Planting
 from farms.units import KG_PER_UNIT
 
@@ -17,7 +19,6 @@ POINT_INVALID = (
     'The location must be a GeoJSON Point: {"type": "Point", "coordinates": [lon, lat]}.'
 )
 POINT_RANGE = "The location's longitude must be within -180..180 and latitude within -90..90."
-FIELD_OR_PLANTING = "Give the field, the planting, or both."
 QUANTITY_ONE_OF = "Give either quantity_kg, or quantity with its unit."
 
 
@@ -333,8 +334,12 @@ class ObservationCreateInput(serializers.Serializer[Any]):
     supersedes = serializers.UUIDField(required=False, allow_null=True, default=None)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs.get("field") is None and attrs.get("planting") is None:
-            raise serializers.ValidationError({"field": [FIELD_OR_PLANTING]})
+        try:
+            rules.observation_place_check(
+                field_id=attrs.get("field"), planting_id=attrs.get("planting")
+            )
+        except RuleError as exc:
+            raise exc.as_validation_error() from None
         return attrs
 
 

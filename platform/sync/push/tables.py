@@ -18,7 +18,6 @@ from enum import StrEnum
 from typing import Any
 
 from django.db.models import Model
-from rest_framework.exceptions import ValidationError
 
 from accounts.models import User
 from accounts.roles import Role
@@ -460,7 +459,8 @@ def _clinician(ctx: PushContext, column: str, value: Any) -> None:
 
 
 def _patient_clean(draft: Draft, ctx: PushContext) -> None:
-    from clinical.services import phone_normalise
+    from apikit.rules import RuleError
+    from clinical.rules import phone_normalise
 
     values = draft.values
     errors = []
@@ -483,10 +483,9 @@ def _patient_clean(draft: Draft, ctx: PushContext) -> None:
     if values["birth_date"] > ctx.now.date():
         errors.append(FieldError("birth_date", BIRTH_IN_FUTURE))
     try:
-        values["phone"] = phone_normalise(values["phone"])
-    except ValidationError as exc:
-        detail: Any = exc.detail
-        errors.append(FieldError("phone", str(detail["phone"][0])))
+        values["phone"] = phone_normalise(phone=values["phone"])
+    except RuleError as exc:
+        errors.append(FieldError("phone", exc.message))
     if values["sms_opt_in"] and not values["phone"]:
         errors.append(FieldError("sms_opt_in", SMS_NEEDS_PHONE))
     if values["assigned_clinician_id"] is not None:
