@@ -4,9 +4,5 @@ from django.apps import AppConfig
 class SyncConfig(AppConfig):
     name = "sync"
     verbose_name = "Offline sync"
-
-    def ready(self) -> None:
-        # The per-domain table registrations (sync.registry); imported here, after every model
-        # is loaded, so neither domain app imports sync at model-loading time.
-        import clinical.sync  # noqa: F401
-        import farms.sync  # noqa: F401
+    # The synced tables are registered by the domain apps themselves (clinical/sync.py and
+    # farms/sync.py, imported from their AppConfig.ready()): this app imports no domain module.

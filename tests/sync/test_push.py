@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gzip
 import uuid
@@ -459,14 +460,35 @@ def test_push_on_one_tenant_never_touches_the_other(
     assert first[0]["version"] == 3
 
 
-def test_push_tables_follow_the_registry() -> None:
-    """The push's table list and conflict policies are the sync registry's (part A)."""
-    from sync.push.tables import TABLES
-    from sync.registry import sync_tables
+def test_pushed_columns_are_writable_wire_fields_of_the_one_registry() -> None:
+    """One registry for pull and push: a table's push columns are wire fields the pull sends and
+    a device may set, and every pushed table names its container."""
+    from sync.registry import ConflictPolicy, sync_tables
 
-    registry = sync_tables()
-    assert set(TABLES) == set(registry)
-    for name, spec in TABLES.items():
-        assert spec.policy.value == registry[name].conflict_policy.value, name
-        writable = {column.name for column in spec.columns}
-        assert writable <= registry[name].writable_fields, name
+    tables = sync_tables()
+    assert set(tables) == {
+        "farms",
+        "fields",
+        "crops",
+        "plantings",
+        "observations",
+        "harvests",
+        "patients",
+        "appointments",
+    }
+    for name, table in tables.items():
+        writable = {column.name for column in table.columns}
+        assert writable <= table.writable_fields, name
+        if table.conflict_policy != ConflictPolicy.SERVER_WINS:
+            assert writable, name
+            assert table.container_model is not None, name
+            assert table.container_of is not None, name
+
+
+def test_the_registry_refuses_a_column_the_pull_does_not_know() -> None:
+    from clinical.sync import PATIENTS
+    from sync.columns import Column
+    from sync.registry import register
+
+    with pytest.raises(ValueError, match="not writable"):
+        register(dataclasses.replace(PATIENTS, columns=(Column("visit_count", "text"),)))

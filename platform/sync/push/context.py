@@ -1,6 +1,6 @@
 """What a push knows while it decides rows: the caller, the caller's containers, and the rows
 referenced by foreign keys (loaded with one query per referenced table, plus rows written
-earlier in the same batch)."""
+earlier in the same batch). A domain's ``clean`` hook reads references through ``check_ref``."""
 
 from __future__ import annotations
 
@@ -12,9 +12,14 @@ from typing import Any
 from django.db import connection
 
 from apikit.policy import AccessLevel, sees_everything, visible_containers
+from sync.columns import FieldError
 
 # A reference to a row of this batch that was not written (rejected, conflict, ...).
 FAILED: dict[str, Any] = {"__failed__": True}
+
+DEPENDENCY_MISSING = "No such {table} row (or not visible to you)."
+DEPENDENCY_FAILED = "The referenced {table} row in this batch was not written."
+DEPENDENCY_ARCHIVED = "The referenced {table} row was deleted."
 
 
 @dataclass
@@ -39,6 +44,21 @@ class PushContext:
 
     def remember(self, table: str, ref_id: Any, info: dict[str, Any]) -> None:
         self.refs.setdefault(table, {})[ref_id] = info
+
+    def check_ref(
+        self, table: str, *, column: str, value: Any, label: str | None = None
+    ) -> dict[str, Any]:
+        """The referenced row's info, or a ``FieldError`` on ``column`` naming why it cannot be
+        used (unknown or invisible, not written in this batch, deleted)."""
+        info = self.ref(table, value)
+        name = label or table
+        if info is None:
+            raise FieldError(column, DEPENDENCY_MISSING.format(table=name), "dependency_missing")
+        if info is FAILED:
+            raise FieldError(column, DEPENDENCY_FAILED.format(table=name), "dependency_failed")
+        if info.get("archived_at") is not None:
+            raise FieldError(column, DEPENDENCY_ARCHIVED.format(table=name), "dependency_missing")
+        return info
 
     def allowed(self, container_model: Any, level: AccessLevel, container_id: Any) -> bool:
         """Whether the user holds ``level`` on the container (one guardian query per model and

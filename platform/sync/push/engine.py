@@ -4,7 +4,8 @@ Phase 1 (no writes): per table, in dependency order — structural checks, one q
 pushed ids' current state, one query per referenced table (rows written earlier in the batch
 are known without a query), the caller's containers once per container type, then a decision
 per row in memory: insert / update / delete / duplicate / gone / conflict / rejected.
-Appointments get one overlap query for the whole batch plus an in-batch check.
+A table's ``check_batch`` hook then sees all its decided rows at once (appointments: one
+overlap query for the whole batch plus an in-batch check).
 
 Phase 2 (writes): per table one INSERT, one UPDATE and one soft-delete UPDATE, each an
 ``unnest`` with the version compare-and-swap. Rows missing from RETURNING lost a race since
@@ -15,7 +16,6 @@ is rolled back and that table's rows are replayed one savepoint each (the slow p
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
 import logging
 import uuid
@@ -28,12 +28,23 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apikit.rules import RuleError
+from sync.columns import FieldError
 from sync.push import sql
-from sync.push.columns import FieldError
 from sync.push.context import FAILED, PushContext
 from sync.push.parsing import PushBatch
-from sync.push.rows import SUCCESS, Draft, Mode, RowIn, RowResult, Status, error
-from sync.push.tables import TABLES, Policy, RowInvalidError, TableSpec, ref_loader
+from sync.push.rows import (
+    SUCCESS,
+    Draft,
+    Mode,
+    RowIn,
+    RowInvalidError,
+    RowResult,
+    Status,
+    error,
+    server_record,
+)
+from sync.registry import ConflictPolicy, SyncTable, reference_loader, sync_tables
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +58,8 @@ APPEND_ONLY = (
     "(changes are accepted only from the author within {minutes} minutes)."
 )
 BATCH_ABORTED = "Not written: another row of this all-or-nothing batch failed."
-SLOT_TAKEN = "The clinician already has an appointment overlapping this time."
 CONSTRAINT = "The row conflicts with data written at the same time ({constraint})."
 
-_NO_DOUBLE_BOOKING = "clinical_appointment_no_double_booking"
 _DEFAULT_GRACE = dt.timedelta(minutes=15)
 
 
@@ -79,19 +88,17 @@ def push_apply(*, user: Any, device_id: uuid.UUID | None, batch: PushBatch) -> P
     """Decide and write ``batch`` in the caller's transaction (the view's, which also stores
     the idempotent response); returns a result per row in request order."""
     ctx = PushContext(user=user, device_id=device_id, now=timezone.now())
+    tables = sync_tables()
     drafts_by_table: dict[str, list[Draft]] = {}
     early: dict[tuple[str, int], RowResult] = {}
-    for name in _ordered(batch.tables):
-        spec = TABLES.get(name)
+    for name in _ordered(batch.tables, tables):
+        spec = tables.get(name)
         rows = batch.tables[name]
         if spec is None:
             for row in rows:
-                early[(name, row.index)] = _result_for_unknown(name, row)
+                early[(name, row.index)] = _result_for_unknown(name, row, tables)
             continue
         drafts_by_table[name] = _decide_table(spec, rows, ctx, early)
-    appointments = drafts_by_table.get("appointments")
-    if appointments:
-        _check_slots(appointments)
 
     outcome = PushOutcome(results=[], summary={})
     pending = [d for drafts in drafts_by_table.values() for d in drafts if d.mode is not None]
@@ -101,7 +108,7 @@ def push_apply(*, user: Any, device_id: uuid.UUID | None, batch: PushBatch) -> P
     elif batch.atomic == "all":
         try:
             with transaction.atomic():
-                _write_all(drafts_by_table, ctx, outcome, strict=True)
+                _write_all(drafts_by_table, tables, ctx, outcome, strict=True)
                 if any(_failed(d) for drafts in drafts_by_table.values() for d in drafts):
                     raise _AbortError
         except _AbortError:
@@ -113,7 +120,7 @@ def push_apply(*, user: Any, device_id: uuid.UUID | None, batch: PushBatch) -> P
                         )
             outcome.written_by_mode = {}
     else:
-        _write_all(drafts_by_table, ctx, outcome, strict=False)
+        _write_all(drafts_by_table, tables, ctx, outcome, strict=False)
 
     for name, rows in batch.tables.items():
         by_index = {d.row.index: d for d in drafts_by_table.get(name, [])}
@@ -130,13 +137,21 @@ def push_apply(*, user: Any, device_id: uuid.UUID | None, batch: PushBatch) -> P
     return outcome
 
 
-def _ordered(tables: dict[str, list[RowIn]]) -> list[str]:
-    known = [name for name in TABLES if name in tables]
-    return known + [name for name in tables if name not in TABLES]
+def _ordered(pushed: dict[str, list[RowIn]], tables: dict[str, SyncTable]) -> list[str]:
+    """The pushed tables in dependency order (parents first, so a batch may create a field and
+    its plantings), then unknown names."""
+    known = [name for name in tables if name in pushed]
+    return known + [name for name in pushed if name not in tables]
 
 
-def _result_for_unknown(table: str, row: RowIn) -> RowResult:
-    pushable = ", ".join(name for name, spec in TABLES.items() if spec.policy != Policy.SERVER_WINS)
+def _result_for_unknown(table: str, row: RowIn, tables: dict[str, SyncTable]) -> RowResult:
+    pushable = ", ".join(
+        sorted(
+            name
+            for name, spec in tables.items()
+            if spec.conflict_policy != ConflictPolicy.SERVER_WINS
+        )
+    )
     return RowResult(
         table=table,
         id=str(row.id or row.raw_id),
@@ -158,7 +173,7 @@ def _abort_pending(pending: Iterable[Draft]) -> None:
 
 
 def _decide_table(
-    spec: TableSpec, rows: list[RowIn], ctx: PushContext, early: dict[tuple[str, int], RowResult]
+    spec: SyncTable, rows: list[RowIn], ctx: PushContext, early: dict[tuple[str, int], RowResult]
 ) -> list[Draft]:
     seen: set[uuid.UUID] = set()
     valid: list[RowIn] = []
@@ -200,13 +215,15 @@ def _decide_table(
         drafts.append(draft)
     if merges:
         _field_merges(spec, merges, ctx)
+    if spec.check_batch is not None:
+        spec.check_batch(drafts, ctx)
     return drafts
 
 
-def _parse_fields(spec: TableSpec, row: RowIn) -> tuple[dict[str, Any], list[dict[str, str]]]:
+def _parse_fields(spec: SyncTable, row: RowIn) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """The client-writable fields the row sent, parsed; unknown and server-managed names are
     ignored (WatermelonDB sends every local column)."""
-    by_name = spec.by_name
+    by_name = spec.columns_by_name
     values: dict[str, Any] = {}
     errors: list[dict[str, str]] = []
     for key, raw in row.fields.items():
@@ -221,7 +238,7 @@ def _parse_fields(spec: TableSpec, row: RowIn) -> tuple[dict[str, Any], list[dic
 
 
 def _load_refs(
-    spec: TableSpec,
+    spec: SyncTable,
     rows: list[RowIn],
     sent_by_row: dict[int, tuple[dict[str, Any], list[dict[str, str]]]],
     existing: dict[uuid.UUID, dict[str, Any]],
@@ -246,13 +263,13 @@ def _load_refs(
         missing = sorted(ref_id for ref_id in ids if ref_id not in known)
         if not missing:
             continue
-        db_table, select = ref_loader(table)
+        db_table, select = reference_loader(table)
         for info in sql.referenced_rows(db_table, select, missing):
             ctx.remember(table, info["id"], info)
 
 
 def _decide(
-    spec: TableSpec,
+    spec: SyncTable,
     draft: Draft,
     sent_and_errors: tuple[dict[str, Any], list[dict[str, str]]],
     ctx: PushContext,
@@ -261,7 +278,7 @@ def _decide(
     sent, parse_errors = sent_and_errors
     existing = draft.existing
     label = spec.name
-    if spec.policy == Policy.SERVER_WINS:
+    if spec.conflict_policy == ConflictPolicy.SERVER_WINS:
         draft.reject([error("read_only", READ_ONLY.format(table=label.capitalize()))])
         return
     if row.op == "delete":
@@ -306,38 +323,32 @@ def _decide(
     if ref_errors:
         draft.reject(ref_errors)
         return
-    if spec.clean is not None:
-        try:
-            spec.clean(draft, ctx)
-        except RowInvalidError as exc:
-            draft.reject([item.as_dict() for item in exc.errors])
-            return
-        except FieldError as exc:
-            draft.reject([exc.as_dict()])
-            return
+    clean_errors = _clean_errors(spec, draft, ctx)
+    if clean_errors:
+        draft.reject(clean_errors)
+        return
 
-    container = spec.container_of(values, ctx)
     creating_container = existing is None and spec.container_model is spec.model
-    if not creating_container and not ctx.allowed(
-        spec.container_model, spec.write_level, container
-    ):
+    if not creating_container and not _allowed(spec, values, ctx):
         draft.reject([_scope_error(spec)])
         return
     if existing is None:
         draft.mode = Mode.INSERT
         return
 
-    if not ctx.allowed(spec.container_model, spec.write_level, spec.container_of(existing, ctx)):
+    if not _allowed(spec, existing, ctx):
         draft.reject([_scope_error(spec)])
         return
     differing = _differing(spec, values, existing)
     if not differing:
         draft.finish(Status.DUPLICATE, version=existing["version"])
         return
-    if spec.policy != Policy.APPEND_ONLY and not ctx.user.has_perm(spec.perm("change")):
+    if spec.conflict_policy != ConflictPolicy.APPEND_ONLY and not ctx.user.has_perm(
+        spec.perm("change")
+    ):
         draft.reject([error("forbidden", FORBIDDEN_ROLE.format(action="change", table=label))])
         return
-    if spec.policy == Policy.APPEND_ONLY and not _within_grace(existing, ctx):
+    if spec.conflict_policy == ConflictPolicy.APPEND_ONLY and not _within_grace(existing, ctx):
         draft.reject(
             [
                 error(
@@ -356,24 +367,22 @@ def _decide(
         draft.mode = Mode.UPDATE
         draft.expected_version = base
         return
-    if spec.policy == Policy.FIELD_MERGE:
+    if spec.conflict_policy == ConflictPolicy.FIELD_MERGE:
         return  # decided with the other stale rows of the table (one history query)
     _conflict(spec, draft, existing, conflicting=sorted(set(differing) & set(sent) or differing))
 
 
 def _ref_errors(
-    spec: TableSpec, values: dict[str, Any]
+    spec: SyncTable, values: dict[str, Any]
 ) -> Callable[[PushContext], list[dict[str, str]]]:
     def check(ctx: PushContext) -> list[dict[str, str]]:
-        from sync.push.tables import check_ref
-
         errors = []
         for column in spec.columns:
             value = values.get(column.name)
             if column.ref is None or value is None:
                 continue
             try:
-                check_ref(ctx, table=column.ref, column=column.name, value=value)
+                ctx.check_ref(column.ref, column=column.name, value=value)
             except FieldError as exc:
                 errors.append(exc.as_dict())
         return errors
@@ -381,12 +390,34 @@ def _ref_errors(
     return check
 
 
-def _scope_error(spec: TableSpec) -> dict[str, str]:
+def _clean_errors(spec: SyncTable, draft: Draft, ctx: PushContext) -> list[dict[str, str]]:
+    """The table's domain rules (``clean``), their errors naming wire columns."""
+    if spec.clean is None:
+        return []
+    try:
+        spec.clean(draft, ctx)
+    except RowInvalidError as exc:
+        return [_rule_error(spec, item) for item in exc.errors]
+    except RuleError as exc:
+        return [_rule_error(spec, exc)]
+    return []
+
+
+def _rule_error(spec: SyncTable, exc: RuleError) -> dict[str, str]:
+    return {"code": exc.code, "field": spec.wire_name(exc.field), "msg": exc.message}
+
+
+def _allowed(spec: SyncTable, values: dict[str, Any], ctx: PushContext) -> bool:
+    """Whether the user holds the table's write level on the container of the row ``values``."""
+    if spec.container_model is None or spec.container_of is None:
+        return False  # registry.register() refuses pushed tables without a container
+    return ctx.allowed(spec.container_model, spec.write_level, spec.container_of(values, ctx))
+
+
+def _scope_error(spec: SyncTable) -> dict[str, str]:
+    container = spec.container_model._meta.model_name if spec.container_model else "container"
     return error(
-        "forbidden",
-        FORBIDDEN_SCOPE.format(
-            level=spec.write_level.value, container=spec.container_model._meta.model_name
-        ),
+        "forbidden", FORBIDDEN_SCOPE.format(level=spec.write_level.value, container=container)
     )
 
 
@@ -397,16 +428,12 @@ def _within_grace(existing: dict[str, Any], ctx: PushContext) -> bool:
     )
 
 
-def _comparable(spec: TableSpec) -> list[str]:
-    return [column.name for column in spec.columns] + [derived.name for derived in spec.derived]
-
-
-def _differing(spec: TableSpec, values: dict[str, Any], existing: dict[str, Any]) -> list[str]:
-    return [name for name in _comparable(spec) if values.get(name) != existing.get(name)]
+def _differing(spec: SyncTable, values: dict[str, Any], existing: dict[str, Any]) -> list[str]:
+    return [name for name in spec.comparable if values.get(name) != existing.get(name)]
 
 
 def _conflict(
-    spec: TableSpec, draft: Draft, existing: dict[str, Any], *, conflicting: list[str]
+    spec: SyncTable, draft: Draft, existing: dict[str, Any], *, conflicting: list[str]
 ) -> None:
     draft.finish(
         Status.CONFLICT,
@@ -418,14 +445,14 @@ def _conflict(
 
 
 def _field_merges(
-    spec: TableSpec, merges: list[tuple[Draft, dict[str, Any]]], ctx: PushContext
+    spec: SyncTable, merges: list[tuple[Draft, dict[str, Any]]], ctx: PushContext
 ) -> None:
     """Stale rows of a field_merge table: apply the client's changed fields on top of the
     server's row when none of them was changed on the server since ``base_version`` (from the
     trigger-written field history); otherwise a conflict naming the overlap. A history with a
     gap (changes older than the history) is treated as "everything changed"."""
     history = sql.fields_changed_since(
-        spec.table,
+        spec.db_table,
         [draft.id for draft, _ in merges],
         [draft.row.base_version or 1 for draft, _ in merges],
     )
@@ -454,20 +481,18 @@ def _field_merges(
             if column.name not in client_changed:
                 values[column.name] = existing[column.name]
         draft.values = values
-        if spec.clean is not None:
-            try:  # derived columns (a field's area) follow the merged values
-                spec.clean(draft, ctx)
-            except (RowInvalidError, FieldError):
-                _conflict(spec, draft, existing, conflicting=sorted(client_changed))
-                _remember(spec, draft, ctx)
-                continue
+        # Derived columns (a field's area) follow the merged values.
+        if _clean_errors(spec, draft, ctx):
+            _conflict(spec, draft, existing, conflicting=sorted(client_changed))
+            _remember(spec, draft, ctx)
+            continue
         draft.mode = Mode.UPDATE
         draft.expected_version = existing["version"]
         draft.merged_fields = sorted(client_changed)
         _remember(spec, draft, ctx)
 
 
-def _decide_delete(spec: TableSpec, draft: Draft, ctx: PushContext) -> None:
+def _decide_delete(spec: SyncTable, draft: Draft, ctx: PushContext) -> None:
     existing = draft.existing
     if not ctx.user.has_perm(spec.perm("delete")):
         draft.reject([error("forbidden", FORBIDDEN_ROLE.format(action="delete", table=spec.name))])
@@ -478,10 +503,10 @@ def _decide_delete(spec: TableSpec, draft: Draft, ctx: PushContext) -> None:
     if existing["archived_at"] is not None:
         draft.finish(Status.APPLIED, version=existing["version"])
         return
-    if not ctx.allowed(spec.container_model, spec.write_level, spec.container_of(existing, ctx)):
+    if not _allowed(spec, existing, ctx):
         draft.reject([_scope_error(spec)])
         return
-    if spec.policy == Policy.APPEND_ONLY and not _within_grace(existing, ctx):
+    if spec.conflict_policy == ConflictPolicy.APPEND_ONLY and not _within_grace(existing, ctx):
         draft.reject(
             [
                 error(
@@ -502,7 +527,7 @@ def _decide_delete(spec: TableSpec, draft: Draft, ctx: PushContext) -> None:
     draft.expected_version = existing["version"]
 
 
-def _remember(spec: TableSpec, draft: Draft, ctx: PushContext) -> None:
+def _remember(spec: SyncTable, draft: Draft, ctx: PushContext) -> None:
     """Later rows (and tables) of the batch see this row as it will be after the write."""
     if draft.mode in (Mode.INSERT, Mode.UPDATE) and spec.ref_info is not None:
         ctx.remember(spec.name, draft.id, spec.ref_info(draft.values, ctx))
@@ -520,69 +545,19 @@ def _remember(spec: TableSpec, draft: Draft, ctx: PushContext) -> None:
         ctx.remember(spec.name, draft.id, FAILED)
 
 
-def _check_slots(drafts: list[Draft]) -> None:
-    """No double booking: one overlap query against the server's appointments, and an in-batch
-    check (the earlier row of the request keeps the slot)."""
-    live = [
-        d
-        for d in drafts
-        if d.mode in (Mode.INSERT, Mode.UPDATE) and d.values["status"] != "cancelled"
-    ]
-    touched = [d.id for d in drafts if d.mode is not None]
-    overlaps = sql.appointment_overlaps(
-        table="clinical_appointment",
-        ids=[d.id for d in live],
-        clinicians=[d.values["clinician_id"] for d in live],
-        starts=[d.values["starts_at"] for d in live],
-        ends=[d.values["ends_at"] for d in live],
-        exclude=touched,
-    )
-    taken: dict[uuid.UUID, list[tuple[dt.datetime, dt.datetime]]] = defaultdict(list)
-    for draft in live:
-        if draft.id in overlaps:
-            _slot_taken(draft, [str(overlaps[draft.id])])
-            continue
-        start, end = draft.values["starts_at"], draft.values["ends_at"]
-        booked = taken[draft.values["clinician_id"]]
-        position = bisect.bisect_left(booked, (start, end))
-        clash = (position > 0 and booked[position - 1][1] > start) or (
-            position < len(booked) and booked[position][0] < end
-        )
-        if clash:
-            _slot_taken(draft, [])
-            continue
-        booked.insert(position, (start, end))
-
-
-def _slot_taken(draft: Draft, others: list[str]) -> None:
-    existing = draft.existing
-    draft.finish(
-        Status.CONFLICT,
-        version=existing["version"] if existing else None,
-        reason="slot_taken",
-        errors=[error("appointment_conflict", SLOT_TAKEN, "starts_at")],
-        conflicting_fields=["clinician_id", "starts_at", "ends_at"],
-        server_record=server_record(TABLES["appointments"], existing) if existing else None,
-    )
-
-
-def server_record(spec: TableSpec, row: dict[str, Any]) -> dict[str, Any]:
-    record = {"id": str(row["id"]), "version": row["version"], "updated_at": row["updated_at"]}
-    for name in _comparable(spec):
-        record[name] = row.get(name)
-    if row.get("archived_at") is not None:
-        record["deleted"] = True
-    return record
-
-
 # --- phase 2: write ----------------------------------------------------------------------------
 
 
 def _write_all(
-    drafts_by_table: dict[str, list[Draft]], ctx: PushContext, outcome: PushOutcome, *, strict: bool
+    drafts_by_table: dict[str, list[Draft]],
+    tables: dict[str, SyncTable],
+    ctx: PushContext,
+    outcome: PushOutcome,
+    *,
+    strict: bool,
 ) -> None:
     for name, drafts in drafts_by_table.items():
-        spec = TABLES[name]
+        spec = tables[name]
         pending = [d for d in drafts if d.mode is not None]
         if not pending:
             continue
@@ -592,7 +567,7 @@ def _write_all(
         except IntegrityError as exc:
             if strict:
                 for draft in pending:
-                    draft.finish(Status.REJECTED, errors=[_constraint_error(exc)])
+                    draft.finish(Status.REJECTED, errors=[_constraint_error(spec, exc)])
                 raise _AbortError from exc
             logger.warning("sync push slow path for %s: %s", name, exc)
             outcome.slow_path_tables.append(name)
@@ -608,11 +583,11 @@ def _write_all(
                 by_mode[draft.written].append(draft.id)
         outcome.written_by_mode[name] = dict(by_mode)
         written = [row_id for ids in by_mode.values() for row_id in ids]
-        if name == "appointments" and written:
-            _reminders(written)
+        if spec.after_write is not None and written:
+            spec.after_write(written)
 
 
-def _write_table(spec: TableSpec, drafts: list[Draft], ctx: PushContext) -> None:
+def _write_table(spec: SyncTable, drafts: list[Draft], ctx: PushContext) -> None:
     user_id = ctx.user.pk
     inserts = [d for d in drafts if d.mode == Mode.INSERT]
     updates = [d for d in drafts if d.mode == Mode.UPDATE]
@@ -649,7 +624,7 @@ def _write_table(spec: TableSpec, drafts: list[Draft], ctx: PushContext) -> None
         _redecide_lost(spec, lost)
 
 
-def _redecide_lost(spec: TableSpec, lost: list[Draft]) -> None:
+def _redecide_lost(spec: SyncTable, lost: list[Draft]) -> None:
     """Rows another writer changed between phase 1 and the write: one query for their state."""
     fresh = sql.existing_rows(spec, [d.id for d in lost])
     for draft in lost:
@@ -666,10 +641,12 @@ def _redecide_lost(spec: TableSpec, lost: list[Draft]) -> None:
             _conflict(spec, draft, current, conflicting=_differing(spec, draft.values, current))
 
 
-def _constraint_error(exc: IntegrityError) -> dict[str, str]:
+def _constraint_error(spec: SyncTable, exc: IntegrityError) -> dict[str, str]:
+    """The error of every row of a failed statement in an all-or-nothing batch."""
     name = _constraint_name(exc)
-    if name == _NO_DOUBLE_BOOKING:
-        return error("appointment_conflict", SLOT_TAKEN, "starts_at")
+    rule = spec.constraint_rule(name)
+    if rule is not None and rule.batch_error is not None:
+        return dict(rule.batch_error)
     return error("constraint", CONSTRAINT.format(constraint=name or "integrity"))
 
 
@@ -678,30 +655,14 @@ def _constraint_name(exc: IntegrityError) -> str:
     return str(getattr(diag, "constraint_name", "") or "")
 
 
-def _constraint_failure(spec: TableSpec, draft: Draft, exc: IntegrityError) -> None:
+def _constraint_failure(spec: SyncTable, draft: Draft, exc: IntegrityError) -> None:
+    """A row replayed on its own tripped a constraint: the table's rule for it reports the row,
+    else a foreign key is a missing dependency and anything else a constraint error."""
     name = _constraint_name(exc)
-    if name == _NO_DOUBLE_BOOKING:
-        _slot_taken(draft, [])
-    elif name.endswith("one_live_correction"):
-        draft.reject(
-            [
-                FieldError(
-                    "supersedes_id", "This row already has a correction.", "already_superseded"
-                ).as_dict()
-            ]
-        )
+    rule = spec.constraint_rule(name)
+    if rule is not None:
+        rule.report(draft)
     elif "fkey" in name or "_fk_" in name:
         draft.reject([error("dependency_missing", CONSTRAINT.format(constraint=name))])
     else:
-        draft.reject([_constraint_error(exc)])
-
-
-def _reminders(appointment_ids: list[uuid.UUID]) -> None:
-    """Pushed appointments get their SMS reminders in the same transaction."""
-    try:
-        from clinical import reminders
-    except ImportError:  # clinical.reminders not installed: nothing to schedule
-        return
-    sync_for = getattr(reminders, "reminders_sync_for_appointments", None)
-    if sync_for is not None:
-        sync_for(appointment_ids=appointment_ids)
+        draft.reject([_constraint_error(spec, exc)])

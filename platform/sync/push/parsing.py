@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from apikit.errors import APIError
-from sync.push.columns import canonical_uuid
+from sync.columns import canonical_uuid
 from sync.push.rows import RowIn, error
 
 MAX_ROWS = 5_000

@@ -1,11 +1,19 @@
-"""The shapes a push moves through: parsed input rows, rows being decided, and per-row results."""
+"""The shapes a push moves through: parsed input rows, rows being decided, per-row results, and
+the errors a row's rules raise."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from apikit.rules import RuleError
+
+if TYPE_CHECKING:
+    from sync.registry import SyncTable
 
 
 class Status(StrEnum):
@@ -102,3 +110,48 @@ def error(code: str, msg: str, field_name: str | None = None) -> dict[str, str]:
     if field_name is not None:
         out["field"] = field_name
     return out
+
+
+def server_record(table: SyncTable, row: dict[str, Any]) -> dict[str, Any]:
+    """The server's copy of a row, as a conflict reports it."""
+    record = {"id": str(row["id"]), "version": row["version"], "updated_at": row["updated_at"]}
+    for name in table.comparable:
+        record[name] = row.get(name)
+    if row.get("archived_at") is not None:
+        record["deleted"] = True
+    return record
+
+
+class RowInvalidError(Exception):
+    """Several broken rules of one row, reported together."""
+
+    def __init__(self, errors: list[RuleError]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+class RowErrors:
+    """Collects a row's broken rules so the client hears of all of them at once::
+
+    errors = RowErrors()
+    with errors.collect():
+        rules.mrn_check(mrn=values["mrn"])
+    with errors.collect():
+        values["phone"] = rules.phone_normalise(phone=values["phone"])
+    errors.raise_any()
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[RuleError] = []
+
+    @contextmanager
+    def collect(self) -> Iterator[None]:
+        """Run a block of checks; a rule it breaks is kept and the block is left."""
+        try:
+            yield
+        except RuleError as exc:
+            self.errors.append(exc)
+
+    def raise_any(self) -> None:
+        if self.errors:
+            raise RowInvalidError(self.errors)

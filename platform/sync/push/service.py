@@ -17,7 +17,7 @@ from audit.models import AuditEvent
 from sync.push.engine import PushOutcome, push_apply
 from sync.push.parsing import PushBatch
 from sync.push.rows import Mode, Status
-from sync.push.tables import TABLES
+from sync.registry import sync_table
 
 # WatermelonDB keeps rows it was told were rejected as still needing sync; a row the server
 # deleted is among them, so the device does not mark it synced (the next pull carries its
@@ -81,7 +81,7 @@ def _audit(outcome: PushOutcome, *, context: RequestContext | None) -> None:
         Mode.DELETE: AuditEvent.Action.DELETE,
     }
     for table, by_mode in outcome.written_by_mode.items():
-        spec = TABLES[table]
+        spec = sync_table(table)
         for mode, ids in by_mode.items():
             if not ids:
                 continue

@@ -15,14 +15,14 @@ from typing import Any
 import orjson
 from django.db import connection
 
-from sync.push.tables import TableSpec
+from sync.registry import SyncTable
 
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def write_columns(spec: TableSpec) -> list[tuple[str, str, str]]:
+def write_columns(spec: SyncTable) -> list[tuple[str, str, str]]:
     """(column, array element type, cast on read) of every column a pushed row writes."""
     columns = [(column.name, column.sql_type, column.cast) for column in spec.columns]
     columns += [(derived.name, derived.sql_type, "") for derived in spec.derived]
@@ -42,7 +42,7 @@ def _execute(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
 
 
 def insert_rows(
-    spec: TableSpec, ids: list[uuid.UUID], rows: list[dict[str, Any]], *, user_id: Any
+    spec: SyncTable, ids: list[uuid.UUID], rows: list[dict[str, Any]], *, user_id: Any
 ) -> dict[uuid.UUID, int]:
     """INSERT ... SELECT FROM unnest ... ON CONFLICT (id) DO NOTHING: ids missing from the
     answer were created by someone else since the rows were loaded."""
@@ -55,7 +55,7 @@ def insert_rows(
     arrays = ", ".join(["%s::uuid[]"] + [f"%s::{sql_type}[]" for _, sql_type, _ in columns])
     aliases = ", ".join(["id"] + [_q(name) for name, _, _ in columns])
     sql = (
-        f"INSERT INTO {_q(spec.table)} AS t (id, {names}, version, created_at, updated_at, "  # noqa: S608
+        f"INSERT INTO {_q(spec.db_table)} AS t (id, {names}, version, created_at, updated_at, "  # noqa: S608
         f"{', '.join(stamps)}) "
         f"SELECT u.id, {selected}, 1, now(), now(), {', '.join(['%s::uuid'] * len(stamps))} "
         f"FROM unnest({arrays}) AS u({aliases}) "
@@ -68,7 +68,7 @@ def insert_rows(
 
 
 def update_rows(
-    spec: TableSpec,
+    spec: SyncTable,
     ids: list[uuid.UUID],
     expected: list[int],
     rows: list[dict[str, Any]],
@@ -86,7 +86,7 @@ def update_rows(
     )
     aliases = ", ".join(["id", "base"] + [_q(name) for name, _, _ in columns])
     sql = (
-        f"UPDATE {_q(spec.table)} AS t SET {sets}, version = t.version + 1, updated_at = now(), "  # noqa: S608
+        f"UPDATE {_q(spec.db_table)} AS t SET {sets}, version = t.version + 1, updated_at = now(), "  # noqa: S608
         f"updated_by_id = %s::uuid FROM unnest({arrays}) AS u({aliases}) "
         "WHERE t.id = u.id AND t.version = u.base AND t.archived_at IS NULL "
         "RETURNING t.id, t.version"
@@ -97,13 +97,13 @@ def update_rows(
 
 
 def delete_rows(
-    spec: TableSpec, ids: list[uuid.UUID], expected: list[int], *, user_id: Any
+    spec: SyncTable, ids: list[uuid.UUID], expected: list[int], *, user_id: Any
 ) -> dict[uuid.UUID, int]:
     """Soft delete (``archived_at``) with the same compare-and-swap."""
     if not ids:
         return {}
     sql = (
-        f"UPDATE {_q(spec.table)} AS t SET archived_at = now(), version = t.version + 1, "  # noqa: S608
+        f"UPDATE {_q(spec.db_table)} AS t SET archived_at = now(), version = t.version + 1, "  # noqa: S608
         "updated_at = now(), updated_by_id = %s::uuid "
         "FROM unnest(%s::uuid[], %s::int[]) AS u(id, base) "
         "WHERE t.id = u.id AND t.version = u.base AND t.archived_at IS NULL "
@@ -112,7 +112,7 @@ def delete_rows(
     return dict(_execute(sql, [user_id, ids, expected]))
 
 
-def existing_rows(spec: TableSpec, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+def existing_rows(spec: SyncTable, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
     """The current state of the pushed ids (one query), archived rows included."""
     if not ids:
         return {}
@@ -121,7 +121,7 @@ def existing_rows(spec: TableSpec, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict
         ["id", "version", "archived_at", "created_at", "updated_at", "created_by_id"]
         + [_q(name) for name in columns]
     )
-    sql = f"SELECT {select} FROM {_q(spec.table)} WHERE id = ANY(%s::uuid[])"  # noqa: S608
+    sql = f"SELECT {select} FROM {_q(spec.db_table)} WHERE id = ANY(%s::uuid[])"  # noqa: S608
     with connection.cursor() as cursor:
         cursor.execute(sql, [ids])
         names = [column.name for column in cursor.description or ()]
@@ -136,32 +136,6 @@ def referenced_rows(table: str, select: str, ids: list[uuid.UUID]) -> list[dict[
         cursor.execute(sql, [ids])
         names = [column.name for column in cursor.description or ()]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-def appointment_overlaps(
-    *,
-    table: str,
-    ids: list[uuid.UUID],
-    clinicians: list[uuid.UUID],
-    starts: list[Any],
-    ends: list[Any],
-    exclude: list[uuid.UUID],
-) -> dict[uuid.UUID, uuid.UUID]:
-    """Pushed (clinician, [start, end)) pairs that overlap a live, non-cancelled appointment
-    not touched by this batch: {pushed id: existing id} (one query)."""
-    if not ids:
-        return {}
-    sql = (
-        "SELECT u.id, a.id FROM unnest(%s::uuid[], %s::uuid[], %s::timestamptz[], "  # noqa: S608
-        "%s::timestamptz[]) AS u(id, clinician, s, e) "
-        f"JOIN {_q(table)} a ON a.clinician_id = u.clinician "
-        "AND tstzrange(a.starts_at, a.ends_at) && tstzrange(u.s, u.e) "
-        "WHERE a.archived_at IS NULL AND a.status <> 'cancelled' AND a.id <> ALL(%s::uuid[])"
-    )
-    found: dict[uuid.UUID, uuid.UUID] = {}
-    for pushed, other in _execute(sql, [ids, clinicians, starts, ends, exclude]):
-        found.setdefault(pushed, other)
-    return found
 
 
 def fields_changed_since(

@@ -1,4 +1,5 @@
-"""Column descriptions for pushed rows, and the fast per-value checks (plain Python on dicts: no
+"""The client-writable columns of a synced table (``SyncTable.columns``, declared by each domain's
+``sync.py``), and the fast per-value checks a push runs on them (plain Python on dicts: no
 serializer, no query). Each parser returns the value to write or raises ``FieldError``."""
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
+
+from apikit.rules import RuleError
 
 REQUIRED = "This field is required."
 NOT_NULL = "This field may not be null."
@@ -28,17 +31,11 @@ NOT_JSON_TEXT = "Must be a JSON object, or JSON text of one (WatermelonDB's @jso
 OUT_OF_RANGE = "Must be between {low} and {high}."
 
 
-class FieldError(ValueError):
-    """One rejected value: ``code`` is machine-readable, ``msg`` for people."""
-
-    def __init__(self, field: str, msg: str, code: str = "invalid") -> None:
-        super().__init__(msg)
-        self.field = field
-        self.msg = msg
-        self.code = code
+class FieldError(RuleError):
+    """One rejected value of a pushed row; ``field`` is the wire column."""
 
     def as_dict(self) -> dict[str, str]:
-        return {"code": self.code, "field": self.field, "msg": self.msg}
+        return {"code": self.code, "field": self.field, "msg": self.message}
 
 
 Parser = Callable[[Any, "Column"], Any]
