@@ -39,6 +39,7 @@ BENCHMARKS = {
     "patient_list": "tests.benchmarks.bench_patient_list",
     "sync_push": "tests.benchmarks.bench_sync_push",
     "sync_pull": "tests.benchmarks.bench_sync_pull",
+    "sync_scope": "tests.benchmarks.bench_sync_scope",
     "reminders": "tests.benchmarks.bench_reminders",
 }
 
