@@ -40,14 +40,18 @@ _SESSION_SETTING = re.compile(r"^(SET |SELECT pg_catalog\.set_config\()", re.IGN
 
 
 def template_fingerprint() -> str:
-    """A digest of the template's applied migrations: it changes whenever its schema does."""
+    """A digest of the template's applied migrations and when each was applied: it changes
+    whenever its schema does, also when a template is built again from a migration edited in
+    place (a development database, CI), which the names alone would not show."""
     template = quote_schema_name(settings.TENANT_TEMPLATE_SCHEMA)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT app, name FROM {template}.django_migrations ORDER BY app, name")  # noqa: S608
+        cursor.execute(
+            f"SELECT app, name, applied FROM {template}.django_migrations ORDER BY app, name"  # noqa: S608
+        )
         rows = cursor.fetchall()
     digest = hashlib.sha256()
-    for app, name in rows:
-        digest.update(f"{app}.{name}\n".encode())
+    for app, name, applied in rows:
+        digest.update(f"{app}.{name}@{applied.isoformat()}\n".encode())
     return digest.hexdigest()[:32]
 
 

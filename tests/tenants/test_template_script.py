@@ -140,3 +140,16 @@ def test_rename_touches_the_schema_identifier_only() -> None:
         "CREATE TABLE t_new.t (id int);\n"
         "COMMENT ON TABLE t_new.t IS 'tenant_templates and tenant_template_x stay';"
     )
+
+
+def test_a_template_built_again_gets_another_cache_key(db: None) -> None:
+    """A migration edited in place (development, CI) keeps its name: the time it was applied
+    tells the rebuilt template from the old one, so a stale cached dump is never replayed."""
+    before = template_script.template_fingerprint()
+    template = quote_schema_name(settings.TENANT_TEMPLATE_SCHEMA)
+    with connection.cursor() as cursor:  # rolled back with the test
+        cursor.execute(
+            f"UPDATE {template}.django_migrations SET applied = applied + interval '1 second' "
+            "WHERE id = (SELECT max(id) FROM " + template + ".django_migrations)"
+        )
+    assert template_script.template_fingerprint() != before
