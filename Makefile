@@ -37,6 +37,7 @@ test: $(STAMP) $(WMDB_STAMP)
 lint: $(STAMP)
 	@echo "[lint] ruff" && $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	@echo "[lint] mypy" && $(VENV)/bin/mypy .
+	@echo "[lint] import-linter" && PYTHONPATH=$(CURDIR)/platform $(VENV)/bin/lint-imports --no-logo
 	@echo "[lint] hadolint Dockerfile" && $(VENV)/bin/hadolint Dockerfile
 	@echo "[lint] makemigrations --check" && \
 		$(PY) -m settings.devstack manage makemigrations --check --dry-run
