@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -210,25 +210,59 @@ class WmdbDevice:
 
     # -- protocol --
 
-    def command(
-        self, cmd: str, *, expect_ok: bool = True, timeout: float | None = None, **args: Any
-    ) -> dict[str, Any]:
+    def _send(self, message: dict[str, Any]) -> None:
         process = self._process
         if process is None or process.stdin is None:
             raise DeviceError(f"{self.name} is not running")
-        process.stdin.write(json.dumps({"cmd": cmd, **args}) + "\n")
+        process.stdin.write(json.dumps(message) + "\n")
         process.stdin.flush()
+
+    def _receive(self, cmd: str, timeout: float | None) -> dict[str, Any]:
+        """The next line from the device: the command's answer or an event (``"event"`` key)."""
         try:
             line = self._replies.get(timeout=timeout or self.timeout)
         except queue.Empty:
-            process.kill()
+            if self._process is not None:
+                self._process.kill()
             raise DeviceError(
                 f"{self.name}: no answer to {cmd} within {timeout or self.timeout} s\n"
                 f"{self.log_tail()}"
             ) from None
         if line is None:
             raise DeviceError(f"{self.name} exited during {cmd}\n{self.log_tail()}")
-        reply: dict[str, Any] = json.loads(line)
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def command(
+        self,
+        cmd: str,
+        *,
+        expect_ok: bool = True,
+        timeout: float | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        **args: Any,
+    ) -> dict[str, Any]:
+        """Send one command and return its answer. Event lines the command writes before its
+        answer (``{"event": …}``, e.g. ``before_push``) go to ``on_event``; the device waits
+        for ``{"cmd": "continue"}`` after each, which is sent once ``on_event`` returned (or
+        raised: the command still runs to its end, then the exception propagates)."""
+        self._send({"cmd": cmd, **args})
+        failure: BaseException | None = None
+        while True:
+            reply = self._receive(cmd, timeout)
+            if "event" not in reply:
+                break
+            try:
+                if on_event is None:
+                    raise DeviceError(f"{self.name}: unexpected event during {cmd}: {reply}")
+                if failure is None:
+                    on_event(reply)
+            except BaseException as exc:  # re-raised once the command ended
+                failure = failure or exc
+            finally:
+                self._send({"cmd": "continue"})
+        if failure is not None:
+            raise failure
         if expect_ok and not reply.get("ok"):
             raise DeviceError(
                 f"{self.name}: {cmd} failed: status={reply.get('status')} "
@@ -246,13 +280,38 @@ class WmdbDevice:
         max_rounds: int = 20,
         drop_push_response: bool = False,
         replay_push: bool = False,
+        push_only: bool = False,
     ) -> dict[str, Any]:
+        """Run ``synchronize()`` until the pull says no more (at most ``max_rounds``).
+        ``push_only``: one ``synchronize()`` whose pull is local and empty (no request, cursor
+        and lastPulledAt kept), so only the local changes are pushed."""
         return self.command(
             "sync",
             expect_ok=expect_ok,
             max_rounds=max_rounds,
             drop_push_response=drop_push_response,
             replay_push=replay_push,
+            push_only=push_only,
+        )
+
+    def sync_with(
+        self,
+        *,
+        before_push: Callable[[dict[str, Any]], None],
+        expect_ok: bool = True,
+        max_rounds: int = 20,
+    ) -> dict[str, Any]:
+        """``sync`` that stops inside every ``pushChanges``, after WatermelonDB applied the pull
+        and collected the local changes and before the push is sent, and calls ``before_push``
+        with the event (``{"event": "before_push", "round", "counts"}``): what it changes on the
+        server lands between this synchronize()'s pull and its push. Not called when there is
+        nothing to push."""
+        return self.command(
+            "sync",
+            expect_ok=expect_ok,
+            on_event=before_push,
+            max_rounds=max_rounds,
+            pause_before_push=True,
         )
 
     def create(

@@ -336,7 +336,13 @@ function conflictResolver(table, local, remote, resolved) {
   return resolved
 }
 
-async function runSync({ max_rounds: maxRounds = 20, drop_push_response: dropPush = false, replay_push: replayPush = false } = {}) {
+async function runSync({
+  max_rounds: maxRounds = 20,
+  drop_push_response: dropPush = false,
+  replay_push: replayPush = false,
+  pause_before_push: pauseBeforePush = false,
+  push_only: pushOnly = false,
+} = {}) {
   const database = state.database
   const pulls = []
   const pushes = []
@@ -359,6 +365,13 @@ async function runSync({ max_rounds: maxRounds = 20, drop_push_response: dropPus
         log,
         conflictResolver,
         pullChanges: async ({ lastPulledAt, schemaVersion, migration }) => {
+          if (pushOnly) {
+            // Push without pulling (e.g. before resetting an expired cursor): WatermelonDB always
+            // pulls first, so the pull is local and empty and keeps lastPulledAt as it was.
+            if (lastPulledAt == null) throw new Error('push_only needs a previous sync (lastPulledAt)')
+            if (migration) throw new Error('push_only would mark a pending migration as pulled')
+            return { changes: {}, timestamp: lastPulledAt }
+          }
           const cursor = await database.localStorage.get(CURSOR_KEY)
           const params = new URLSearchParams({ format: 'wmdb', schema_version: String(schemaVersion) })
           if (state.limit != null) params.set('limit', String(state.limit))
@@ -387,6 +400,7 @@ async function runSync({ max_rounds: maxRounds = 20, drop_push_response: dropPus
         },
         // Called (not awaited) by synchronize() after the page was applied, inside its writer.
         onDidPullChanges: () => {
+          if (pushOnly) return
           cursorSaved = pulledCursor
             ? database.localStorage.set(CURSOR_KEY, pulledCursor)
             : database.localStorage.remove(CURSOR_KEY)
@@ -409,6 +423,10 @@ async function runSync({ max_rounds: maxRounds = 20, drop_push_response: dropPus
               body: response.body,
             })
             return response
+          }
+          if (pauseBeforePush) {
+            // The driver may change the server between this sync's pull and its push.
+            await waitForContinue({ event: 'before_push', round: rounds, counts: tableCounts(changes) })
           }
           let response = await send()
           if (replayPush) response = await send()
@@ -565,12 +583,24 @@ const commands = {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Protocol loop: one command at a time, in order.
+// Protocol loop: one command at a time, in order. Lines are read while a command runs, so a
+// command waiting for the driver (pause_before_push) receives its {"cmd":"continue"} line.
 
 process.on('unhandledRejection', (error) => console.error('[device] unhandled rejection', error))
 
 function reply(message) {
   return new Promise((resolve) => writeReply(`${JSON.stringify(message)}\n`, resolve))
+}
+
+let continueWaiter = null
+
+// Write an event line and wait for the driver's {"cmd":"continue"}.
+async function waitForContinue(event) {
+  const resumed = new Promise((resolve) => {
+    continueWaiter = resolve
+  })
+  await reply(event)
+  return resumed
 }
 
 async function handle(line) {
@@ -580,6 +610,7 @@ async function handle(line) {
   } catch (error) {
     return { ok: false, error: `not JSON: ${error.message}` }
   }
+  if (message.cmd === 'continue') return { ok: false, error: 'nothing is waiting for continue' }
   const handler = commands[message.cmd]
   if (!handler) return { ok: false, error: `unknown command ${message.cmd}` }
   if (message.cmd !== 'init' && !state.database) return { ok: false, error: 'init first' }
@@ -592,10 +623,45 @@ async function handle(line) {
   }
 }
 
+function isContinue(line) {
+  try {
+    return JSON.parse(line).cmd === 'continue'
+  } catch (_) {
+    return false
+  }
+}
+
 async function main() {
   const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity })
-  for await (const line of lines) {
-    if (!line.trim()) continue
+  const queued = []
+  let wake = null
+  let closed = false
+  lines.on('line', (line) => {
+    if (!line.trim()) return
+    if (continueWaiter && isContinue(line)) {
+      const resume = continueWaiter
+      continueWaiter = null
+      resume()
+      return
+    }
+    queued.push(line)
+    if (wake) wake()
+  })
+  lines.on('close', () => {
+    closed = true
+    if (continueWaiter) continueWaiter() // the driver is gone: let the running command end
+    if (wake) wake()
+  })
+  for (;;) {
+    if (!queued.length) {
+      if (closed) break
+      await new Promise((resolve) => {
+        wake = resolve
+      })
+      wake = null
+      continue
+    }
+    const line = queued.shift()
     const answer = await handle(line)
     await reply(answer)
     if (answer.ok && JSON.parse(line).cmd === 'quit') break
