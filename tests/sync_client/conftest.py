@@ -9,6 +9,7 @@ at that moment (``assert_device_matches_server``), never against the seed.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 from django.db import connection
+from django_tenants.utils import schema_context
 
 from tests.security.live import LiveServer, live_gunicorn
 from tests.security.world import Side, World, email_for, world_create, world_drop
@@ -40,13 +42,23 @@ class ClientWorld:
     def b(self) -> Side:
         return self.world.b
 
-    def login(self, side: Side, role: str, *, device_name: str | None = "wmdb test device") -> str:
-        """An access token of ``role`` on ``side``, bound to a registered device (``did``)
-        unless ``device_name`` is None. Cached for the package."""
-        key = (side.key, f"{role}/{device_name}")
+    def login(
+        self,
+        side: Side,
+        role: str,
+        *,
+        device_name: str | None = "wmdb test device",
+        email: str | None = None,
+    ) -> str:
+        """An access token of ``role`` on ``side`` (the world's user of that role, or the user
+        ``email`` made by ``user_create``), bound to a registered device (``did``) unless
+        ``device_name`` is None. Cached for the package."""
+        key = (side.key, f"{email or role}/{device_name}")
         if key in self._tokens:
             return self._tokens[key]
         credentials = side.credentials(role)
+        if email is not None:
+            credentials = {**credentials, "email": email}
         token = self._token(side, credentials)
         if device_name is not None:
             device = ServerClient(self.server.url, side.host, token).post(
@@ -72,6 +84,29 @@ class ClientWorld:
 
     def email(self, role: str) -> str:
         return email_for(role)
+
+    def user_create(self, side: Side, role: str, email: str) -> str:
+        """A new active user of ``role`` on ``side`` with the side's password, made through the
+        API by the tenant admin (once per email for the package); answers its id. Scenarios
+        that grant, revoke or change roles use their own users, so the world's users keep the
+        scope the other tests expect."""
+        key = (side.key, f"user/{email}")
+        if key not in self._tokens:
+            admin = self.client(side, "tenant_admin")
+            body = admin.ok(
+                admin.post(
+                    "/api/v1/users/",
+                    {"email": email, "role": role, "password": side.password, "is_active": True},
+                ),
+                201,
+            )
+            self._tokens[key] = str(body["id"])
+        return self._tokens[key]
+
+    def schema(self, side: Side) -> contextlib.AbstractContextManager[None]:
+        """The ORM on ``side``'s schema, committing each statement (for what a test has to
+        change behind the server's back: ages, the change log)."""
+        return schema_context(side.schema)
 
     def settle(self) -> None:
         """Wait until every transaction that started before now has ended, so the pull's
