@@ -41,6 +41,7 @@ BENCHMARKS = {
     "sync_pull": "tests.benchmarks.bench_sync_pull",
     "sync_scope": "tests.benchmarks.bench_sync_scope",
     "reminders": "tests.benchmarks.bench_reminders",
+    "first_sync": "tests.benchmarks.bench_first_sync",
 }
 
 
