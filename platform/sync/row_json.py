@@ -36,19 +36,24 @@ def _json_value(field: Any, column: str, *, wmdb: bool) -> str:
 def row_object_sql(
     *, table: SyncTable, fields: tuple[str, ...] | frozenset[str], wmdb: bool
 ) -> str:
-    """``json_build_object(...)`` over the alias ``r`` for the wire ``fields`` of ``table``."""
+    """``json_build_object(...)`` over the alias ``r`` for the wire ``fields`` of ``table``.
+
+    WatermelonDB merges a pulled row into the local one (``{...local, ...remote}``), so a column
+    the row lacks keeps its local value: under ``wmdb`` a field this user may not receive travels
+    empty (``''`` for text, else null) — a device that held it (a role that lost the patients'
+    phone numbers) clears it. The native format leaves such fields out."""
     meta = table.model._meta
-    pairs = ", ".join(
-        f"'{name}', "
-        + _json_value(
-            meta.get_field(attname),
-            connection.ops.quote_name(attname),
-            wmdb=wmdb,
-        )
-        for name, attname in table.fields.items()
-        if name in fields
-    )
-    return f"json_build_object({pairs})"
+    pairs = []
+    for name, attname in table.fields.items():
+        field = meta.get_field(attname)
+        if name in fields:
+            value = _json_value(field, connection.ops.quote_name(attname), wmdb=wmdb)
+        elif wmdb:
+            value = "''" if isinstance(field, models.CharField | models.TextField) else "NULL"
+        else:
+            continue
+        pairs.append(f"'{name}', {value}")
+    return f"json_build_object({', '.join(pairs)})"
 
 
 def visible_rows(*, table: SyncTable, user: Any) -> QuerySet[Any]:
