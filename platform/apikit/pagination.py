@@ -1,7 +1,12 @@
 """Cursor pagination: stable under concurrent inserts, page_size capped at 200 (clamped)."""
 
+import contextlib
+from collections.abc import Sequence
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError, connections, transaction
+from django.db.models import QuerySet
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination as DRFCursorPagination
 from rest_framework.pagination import PageNumberPagination as DRFPageNumberPagination
@@ -20,6 +25,22 @@ class CursorPagination(DRFCursorPagination):
 
     invalid_cursor_message = "The cursor is invalid; use the next or previous link as given."
 
+    def paginate_queryset(
+        self, queryset: QuerySet[Any] | Sequence[Any], request: Request, view: Any = None
+    ) -> list[Any] | None:
+        if not request.query_params.get(self.cursor_query_param):
+            return super().paginate_queryset(queryset, request, view)
+        # The cursor's position is compared with the ordering column: text where the column holds
+        # numbers, dates or UUIDs fails in the ORM (ValueError, ValidationError) or in PostgreSQL
+        # (DataError: out-of-range dates and offsets, NUL bytes). Any of them is a bad cursor.
+        try:
+            with _savepoint_if_in_transaction(queryset):
+                return super().paginate_queryset(queryset, request, view)
+        except (ValueError, TypeError, DjangoValidationError, DataError):
+            raise ValidationError(
+                {self.cursor_query_param: [self.invalid_cursor_message]}
+            ) from None
+
     def decode_cursor(self, request: Request) -> Any:
         try:
             return super().decode_cursor(request)
@@ -35,6 +56,15 @@ class CursorPagination(DRFCursorPagination):
             return (ordering,) if isinstance(ordering, str) else tuple(ordering)
         # An explicit ?ordering= (already checked against the allowlist) wins.
         return tuple(super().get_ordering(request, queryset, view))
+
+
+def _savepoint_if_in_transaction(queryset: Any) -> Any:
+    """A savepoint around the page query when a transaction is open, so a refused position
+    leaves it usable; outside one (autocommit, the usual case) nothing is added."""
+    using = getattr(queryset, "db", None)
+    if using is not None and connections[using].in_atomic_block:
+        return transaction.atomic(using=using)
+    return contextlib.nullcontext()
 
 
 class PageNumberPagination(DRFPageNumberPagination):

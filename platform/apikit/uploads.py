@@ -3,7 +3,9 @@ server-generated name, and served only through authenticated, scoped views.
 
 The client's file name and Content-Type are never trusted: the type comes from the file's magic
 bytes (``filetype``), the stored name is ``<schema>/<category>/<yyyy>/<mm>/<uuid>.<ext>``, and the
-original name is kept only as metadata for the download's Content-Disposition.
+original name is kept only as metadata. A download is named after it with the extension of the
+sniffed type (``invoice.html`` holding a PDF downloads as ``invoice.pdf``), so no browser or
+desktop opens the bytes as the type the uploader's name claimed.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ DOCUMENT_TYPES: Mapping[str, str] = {
 }
 _SNIFF_BYTES = 8192
 _MAX_NAME_LENGTH = 200
+# Cache-Control of every download and export (apikit.middleware sends it on every authenticated
+# response too).
+PRIVATE_NO_STORE = "private, no-store"
 
 
 @dataclass(frozen=True)
@@ -106,16 +111,38 @@ def stored_file_open(*, path: str) -> File:
     return default_storage.open(path, "rb")
 
 
+def extension_for(*, content_type: str) -> str:
+    """The file extension of a sniffed type (``application/pdf`` -> ``pdf``)."""
+    kind = filetype.get_type(mime=content_type)
+    if kind is not None:
+        return str(kind.extension)
+    return DOCUMENT_TYPES.get(content_type, "bin")
+
+
+def download_filename(*, original_name: str, content_type: str) -> str:
+    """``original_name`` with its last extension replaced by the sniffed type's:
+    ``invoice.html`` -> ``invoice.pdf``, ``scan`` -> ``scan.pdf``, ``a.pdf.html`` -> ``a.pdf``."""
+    extension = extension_for(content_type=content_type)
+    name = original_name.rsplit("/", 1)[-1]
+    stem, dot, _ = name.rpartition(".")
+    stem = (stem if dot else name).strip(". ")
+    if stem.lower().endswith(f".{extension}"):
+        stem = stem[: -len(extension) - 1]
+    stem = stem[: _MAX_NAME_LENGTH - len(extension) - 1] or "download"
+    return f"{stem}.{extension}"
+
+
 def stored_file_response(*, path: str, content_type: str, filename: str) -> FileResponse:
-    """A download of a stored file (the caller has already checked the user may see it)."""
+    """A download of a stored file (the caller has already checked the user may see it), named
+    ``filename`` with the extension of its sniffed ``content_type``."""
     response = FileResponse(
         stored_file_open(path=path),
         content_type=content_type,
         as_attachment=True,
-        filename=filename,
+        filename=download_filename(original_name=filename, content_type=content_type),
     )
     response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "private, no-store"
+    response["Cache-Control"] = PRIVATE_NO_STORE
     return response
 
 
