@@ -77,6 +77,9 @@ MIDDLEWARE = [
     "observability.middleware.HealthCheckMiddleware",
     "apikit.middleware.RequestGuardMiddleware",
     "tenants.middleware.TenantRoutingMiddleware",
+    # Inside tenant routing, outside sessions, auth and DRF: it sees the request's user and has
+    # the last word on caching headers.
+    "apikit.middleware.PrivateResponsesMiddleware",
     "apikit.versioning.VersionLifecycleMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

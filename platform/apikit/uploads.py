@@ -25,6 +25,7 @@ from rest_framework.exceptions import ValidationError
 
 from apikit.errors import APIError
 from apikit.ids import new_id
+from apikit.middleware import PRIVATE_NO_STORE
 from apikit.tenancy import current_schema_name
 
 DOCUMENT_TYPES: Mapping[str, str] = {
@@ -34,9 +35,6 @@ DOCUMENT_TYPES: Mapping[str, str] = {
 }
 _SNIFF_BYTES = 8192
 _MAX_NAME_LENGTH = 200
-# Cache-Control of every download and export (apikit.middleware sends it on every authenticated
-# response too).
-PRIVATE_NO_STORE = "private, no-store"
 
 
 @dataclass(frozen=True)
