@@ -156,13 +156,14 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-# Host-only cookies: a session or CSRF cookie set on one tenant host is never sent to another.
+# Host-only cookies: a session or CSRF cookie set on one tenant host is never sent to another
+# (production also gives them __Host- names, which no other host can set).
 SESSION_COOKIE_DOMAIN = None
 CSRF_COOKIE_DOMAIN = None
-CSRF_TRUSTED_ORIGINS = env_list(
-    "CSRF_TRUSTED_ORIGINS",
-    default=[f"https://{BASE_DOMAIN}", f"https://*.{BASE_DOMAIN}"],
-)
+# No origin but the request's own host is trusted by default: Django's same-origin check accepts
+# a form posted from the host it was served on. Never a wildcard (production refuses one): it
+# would make every tenant host a trusted origin for every other one.
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", default=[])
 # Guardian's anonymous user is not used: anonymous requests never get object permissions.
 ANONYMOUS_USER_NAME = None
 

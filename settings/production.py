@@ -21,6 +21,11 @@ ERR_WEAK_FALLBACK = "SECRET_KEY_FALLBACKS holds a weak key: every key needs 50+ 
 ERR_WEAK_JWT = "JWT_SIGNING_KEY is too weak: use at least 50 random characters."
 ERR_ANY_HOST = "ALLOWED_HOSTS must not contain '*': list the base domain and '.<base domain>'."
 ERR_HTTP_ORIGIN = "CSRF_TRUSTED_ORIGINS must be https:// origins in production; got {origin!r}."
+ERR_WILDCARD_ORIGIN = (
+    "CSRF_TRUSTED_ORIGINS must not contain '*' (got {origin!r}): a wildcard makes every tenant "
+    "host trusted by every other one. Leave it empty: each host's own forms pass Django's "
+    "same-origin check (docs/operations.md, 'Hosts, TLS and CSRF')."
+)
 ERR_PROXY_COUNT = "TRUSTED_PROXY_COUNT must be 0 or more."
 
 
@@ -45,6 +50,8 @@ from .base import ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS, TRUSTED_PROXY_COUNT  # no
 if "*" in ALLOWED_HOSTS:
     raise ImproperlyConfigured(ERR_ANY_HOST)
 for _origin in CSRF_TRUSTED_ORIGINS:
+    if "*" in _origin:
+        raise ImproperlyConfigured(ERR_WILDCARD_ORIGIN.format(origin=_origin))
     if not _origin.startswith("https://"):
         raise ImproperlyConfigured(ERR_HTTP_ORIGIN.format(origin=_origin))
 if TRUSTED_PROXY_COUNT < 0:
@@ -54,7 +61,9 @@ DEBUG = False
 # Rotating SECRET_KEY: put the old key here until every session and signed value made with it
 # has expired (docs/operations.md, "Rotating keys").
 SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", default=[])
-# TLS ends at the ingress, which sets X-Forwarded-Proto.
+# TLS ends at the ingress, which sets X-Forwarded-Proto and passes the Host header unchanged.
+# Both are what lets Django's CSRF check accept a form posted from its own host: the request's
+# origin is https://<Host> only if the request is known to be https. No other origin is trusted.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=True)
 # Health probes come over plain HTTP from the kubelet.
@@ -68,6 +77,15 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
+# __Host- cookies (Secure, Path=/, no Domain): a browser refuses them from any other host, so a
+# sibling tenant host cannot plant a session or CSRF cookie here (and the unprefixed names a
+# sibling could set for the whole base domain are never read).
+SESSION_COOKIE_NAME = "__Host-sessionid"
+CSRF_COOKIE_NAME = "__Host-csrftoken"
+SESSION_COOKIE_PATH = "/"
+CSRF_COOKIE_PATH = "/"
+SESSION_COOKIE_DOMAIN = None
+CSRF_COOKIE_DOMAIN = None
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"

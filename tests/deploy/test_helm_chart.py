@@ -117,6 +117,8 @@ def test_invalid_manifest_is_caught_by_the_validator() -> None:
         ({"podSecurityContext": {"runAsNonRoot": False}}, "runAsNonRoot"),
         ({"beat": {"replicas": 2}}, "replicas"),
         ({"config": {"allowedHosts": ["*"]}}, "allowedHosts"),
+        ({"config": {"csrfTrustedOrigins": ["https://*.verdant.health"]}}, "csrfTrustedOrigins"),
+        ({"config": {"csrfTrustedOrigins": ["http://verdant.health"]}}, "csrfTrustedOrigins"),
         ({"secrets": {"secretKey": "short"}}, "secretKey"),
         ({"migrations": {"parallel": 0}}, "parallel"),
         ({"web": {"resources": {"requests": {"memory": None}}}}, "memory"),
@@ -126,6 +128,8 @@ def test_invalid_manifest_is_caught_by_the_validator() -> None:
         "root-user",
         "two-beats",
         "any-host",
+        "wildcard-origin",
+        "http-origin",
         "weak-key",
         "no-parallel",
         "no-mem",
@@ -275,7 +279,8 @@ def test_production_values_scale_out_and_keep_secrets_external() -> None:
     config = _by_kind(manifests, "ConfigMap")["verdant"]["data"]
     assert config["OTEL_SDK_DISABLED"] == "false"
     assert config["OTEL_EXPORTER_OTLP_ENDPOINT"].startswith("http://otel-collector")
-    assert config["CSRF_TRUSTED_ORIGINS"] == "https://verdant.health,https://*.verdant.health"
+    # No origin trusted besides each request's own host: no wildcard across tenant hosts.
+    assert "CSRF_TRUSTED_ORIGINS" not in config
     assert len(_by_kind(manifests, "NetworkPolicy")) == 2
 
 

@@ -64,6 +64,11 @@ def _settings(*names: str, **overrides: str) -> dict[str, Any]:
     [
         ({"ALLOWED_HOSTS": "verdant.test,*"}, "ALLOWED_HOSTS must not contain '*'"),
         ({"CSRF_TRUSTED_ORIGINS": "http://verdant.test"}, "must be https:// origins"),
+        ({"CSRF_TRUSTED_ORIGINS": "https://*.verdant.test"}, "must not contain '*'"),
+        (
+            {"CSRF_TRUSTED_ORIGINS": "https://verdant.test,https://acme*.verdant.test"},
+            "must not contain '*'",
+        ),
         ({"JWT_SIGNING_KEY": "short-jwt-key"}, "JWT_SIGNING_KEY is too weak"),
         ({"SECRET_KEY_FALLBACKS": f"{OTHER_STRONG_KEY},weak"}, "SECRET_KEY_FALLBACKS holds a weak"),
         ({"SECRET_KEY": "a" * 60}, "SECRET_KEY is too weak"),
@@ -74,6 +79,8 @@ def _settings(*names: str, **overrides: str) -> dict[str, Any]:
     ids=[
         "any-host",
         "http-origin",
+        "wildcard-origin",
+        "partial-wildcard-origin",
         "weak-jwt",
         "weak-fallback",
         "one-char-key",
@@ -99,6 +106,12 @@ def test_security_settings_follow_the_environment() -> None:
         "CSRF_COOKIE_SECURE",
         "SECURE_SSL_REDIRECT",
         "SECURE_PROXY_SSL_HEADER",
+        "SESSION_COOKIE_NAME",
+        "CSRF_COOKIE_NAME",
+        "SESSION_COOKIE_DOMAIN",
+        "CSRF_COOKIE_DOMAIN",
+        "SESSION_COOKIE_PATH",
+        "CSRF_COOKIE_PATH",
         "SECRET_KEY_FALLBACKS",
         "TRUSTED_PROXY_COUNT",
         "MIDDLEWARE",
@@ -107,15 +120,22 @@ def test_security_settings_follow_the_environment() -> None:
         TRUSTED_PROXY_COUNT="2",
     )
     assert loaded["DEBUG"] is False
-    # Tenant hosts: the base domain and every subdomain, for hosts and for CSRF.
+    # Tenant hosts: the base domain and every subdomain. No origin is trusted besides each
+    # request's own host (issue 21: no cross-tenant trust between hosts).
     assert loaded["ALLOWED_HOSTS"] == ["verdant.test", ".verdant.test"]
-    assert loaded["CSRF_TRUSTED_ORIGINS"] == ["https://verdant.test", "https://*.verdant.test"]
+    assert loaded["CSRF_TRUSTED_ORIGINS"] == []
     assert loaded["SECURE_HSTS_SECONDS"] >= 31536000
     assert loaded["SECURE_HSTS_INCLUDE_SUBDOMAINS"] is True
     assert loaded["SESSION_COOKIE_SECURE"] is True
     assert loaded["CSRF_COOKIE_SECURE"] is True
     assert loaded["SECURE_SSL_REDIRECT"] is True
     assert loaded["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+    # __Host- cookies: Secure, Path=/, no Domain (no sibling tenant host can set them).
+    assert loaded["SESSION_COOKIE_NAME"] == "__Host-sessionid"
+    assert loaded["CSRF_COOKIE_NAME"] == "__Host-csrftoken"
+    assert loaded["SESSION_COOKIE_DOMAIN"] is None
+    assert loaded["CSRF_COOKIE_DOMAIN"] is None
+    assert loaded["SESSION_COOKIE_PATH"] == loaded["CSRF_COOKIE_PATH"] == "/"
     assert loaded["SECRET_KEY_FALLBACKS"] == [OTHER_STRONG_KEY]
     assert loaded["TRUSTED_PROXY_COUNT"] == 2
     assert "whitenoise.middleware.WhiteNoiseMiddleware" in loaded["MIDDLEWARE"]
@@ -145,7 +165,7 @@ def test_check_deploy_security_is_clean_with_a_full_environment() -> None:
         env=_env(
             JWT_SIGNING_KEY=OTHER_STRONG_KEY,
             ALLOWED_HOSTS="verdant.test,.verdant.test",
-            CSRF_TRUSTED_ORIGINS="https://verdant.test,https://*.verdant.test",
+            CSRF_TRUSTED_ORIGINS="https://verdant.test",
             TRUSTED_PROXY_COUNT="1",
         ),
     )
