@@ -77,7 +77,8 @@ class Patient(TenantModel):
         on_delete=models.SET_NULL,
         related_name="assigned_patients",
     )
-    visit_count = models.PositiveIntegerField(default=0, editable=False)
+    # db_default: the sync push inserts patients set-wise without this server-managed column.
+    visit_count = models.PositiveIntegerField(default=0, db_default=0, editable=False)
     # Computed by PostgreSQL itself, so bulk_create, update() and sync pushes cannot leave it
     # stale. 'simple' config: names are not words of any one language (no stemming).
     search_vector = models.GeneratedField(
