@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from clinical.models import Appointment, AppointmentStatus, Patient, Sex
+from clinical.projection import PatientProjection
 
 MRN_SYSTEM = "urn:verdant:mrn"
 # FHIR's Patient.gender codes are administrative-gender: male | female | other | unknown.
@@ -30,7 +31,9 @@ def _instant(value: Any) -> str:
     return str(value.isoformat().replace("+00:00", "Z"))
 
 
-def patient_resource(patient: Patient) -> dict[str, Any]:
+def patient_resource(patient: Patient, *, projection: PatientProjection) -> dict[str, Any]:
+    """The patient as a FHIR R4 Patient, with the fields ``projection`` shows (no ``telecom`` for
+    a role that may not see the phone)."""
     resource: dict[str, Any] = {
         "resourceType": "Patient",
         "id": str(patient.pk),
@@ -67,7 +70,7 @@ def patient_resource(patient: Patient) -> dict[str, Any]:
             "display": patient.facility.name,
         },
     }
-    if patient.phone:
+    if projection.shows("phone") and patient.phone:
         resource["telecom"] = [{"system": "phone", "value": patient.phone, "use": "mobile"}]
     if patient.assigned_clinician_id:
         clinician = patient.assigned_clinician

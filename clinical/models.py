@@ -80,9 +80,11 @@ class Patient(TenantModel):
     # db_default: the sync push inserts patients set-wise without this server-managed column.
     visit_count = models.PositiveIntegerField(default=0, db_default=0, editable=False)
     # Computed by PostgreSQL itself, so bulk_create, update() and sync pushes cannot leave it
-    # stale. 'simple' config: names are not words of any one language (no stemming).
+    # stale. 'simple' config: names are not words of any one language (no stemming). Not the
+    # phone: only some roles may see it (clinical.projection), so full text would let the others
+    # find a patient by number; the search matches phones exactly, for those roles only.
     search_vector = models.GeneratedField(
-        expression=SearchVector("mrn", "given_name", "family_name", "phone", config="simple"),
+        expression=SearchVector("mrn", "given_name", "family_name", config="simple"),
         output_field=SearchVectorField(),
         db_persist=True,
     )

@@ -4,6 +4,8 @@ fetched up front, ranked patient search and the appointment summary."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import phonenumbers
@@ -36,31 +38,46 @@ from clinical.models import (
     PrescriptionItem,
     PrescriptionStatus,
 )
+from clinical.projection import PatientProjection, patient_projection
 
 UPCOMING_APPOINTMENTS = 5
-# Columns of a patient list row, fetched as dicts (one join, no model instances); the search
-# vector (large) is never loaded. ``created_at`` is there because the cursor reads the ordering
-# column from the last row.
-PATIENT_LIST_VALUES = (
-    "id",
-    "mrn",
-    "given_name",
+# The patient list row, declared once: each field of a row and the columns it is rendered from,
+# fetched as dicts (one join, no model instances; the search vector is never loaded). The list
+# fetches the columns of the fields the user's projection shows (clinical.projection), the list
+# serializer renders the fields whose columns were fetched, and the ordering allowlist is made of
+# these columns (the cursor reads the ordering column from the last row).
+PATIENT_LIST_COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "id": ("id",),
+        "mrn": ("mrn",),
+        "given_name": ("given_name",),
+        "family_name": ("family_name",),
+        "birth_date": ("birth_date",),
+        "sex": ("sex",),
+        "phone": ("phone",),
+        "sms_opt_in": ("sms_opt_in",),
+        "visit_count": ("visit_count",),
+        "facility": ("facility_id", "facility__code", "facility__name"),
+        "assigned_clinician": ("assigned_clinician_id", "assigned_clinician__full_name"),
+        "version": ("version",),
+        "updated_at": ("updated_at",),
+    }
+)
+# Fetched for the cursor only (an ordering column that is not a field of the row).
+_PATIENT_LIST_ORDERING_ONLY = ("created_at",)
+# ``?ordering=`` of the patient list; a field the user's projection hides is refused (apikit).
+PATIENT_ORDERING_FIELDS = (
     "family_name",
+    "given_name",
     "birth_date",
-    "sex",
+    "mrn",
     "phone",
-    "sms_opt_in",
-    "visit_count",
-    "version",
     "created_at",
     "updated_at",
-    "facility_id",
-    "facility__code",
-    "facility__name",
-    "assigned_clinician_id",
-    "assigned_clinician__full_name",
+    "visit_count",
 )
 _DIGITS = re.compile(r"\d")
+_PHONE_TERM = re.compile(r"^\+?[\d\s().-]+$")
 
 
 # --- facilities --------------------------------------------------------------------------------
@@ -87,9 +104,21 @@ def patient_scope(*, user: Any, level: AccessLevel = AccessLevel.VIEW) -> QueryS
     )
 
 
-def patient_list_queryset(*, user: Any) -> QuerySet[Patient]:
-    """The visible patients; the list view pages it as ``PATIENT_LIST_VALUES`` dicts."""
-    return patient_scope(user=user)
+def patient_list_columns(*, projection: PatientProjection) -> tuple[str, ...]:
+    """The columns of a list row for ``projection``: a hidden field is never fetched."""
+    shown = [
+        column
+        for name, columns in PATIENT_LIST_COLUMNS.items()
+        if projection.shows(name)
+        for column in columns
+    ]
+    return (*shown, *_PATIENT_LIST_ORDERING_ONLY)
+
+
+def patient_list_queryset(*, user: Any) -> QuerySet[Any]:
+    """The visible patients as dicts of the list columns the user's role may see."""
+    projection = patient_projection(user=user)
+    return patient_scope(user=user).values(*patient_list_columns(projection=projection))
 
 
 def patient_detail_queryset(*, user: Any) -> QuerySet[Patient]:
@@ -128,24 +157,41 @@ def _count_of(model: Any, fk: str, **filters: Any) -> Coalesce:
     return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
 
 
-def _as_e164(term: str) -> str | None:
-    if len(_DIGITS.findall(term)) < 6:
-        return None
+def _phone_numbers(term: str) -> set[str]:
+    """The E.164 numbers a search term may name: the term read as a phone number in any notation
+    (without a country code: in ``CLINICAL_DEFAULT_PHONE_REGION``) and, for a term of digits and
+    phone punctuation only, ``+`` and its digits (E.164 typed without the ``+``, or after 00)."""
+    digits = "".join(_DIGITS.findall(term))
+    if len(digits) < 6:
+        return set()
+    numbers = set()
     try:
         number = phonenumbers.parse(term, getattr(settings, "CLINICAL_DEFAULT_PHONE_REGION", None))
     except phonenumbers.NumberParseException:
-        return None
-    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+        pass
+    else:
+        numbers.add(str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)))
+    if _PHONE_TERM.match(term):
+        numbers.add(f"+{digits}")
+        if digits.startswith("00"):
+            numbers.add(f"+{digits[2:]}")
+    return numbers
 
 
-def patient_search(queryset: QuerySet[Patient], *, term: str) -> QuerySet[Patient]:
+def patient_search(
+    queryset: QuerySet[Any], *, term: str, projection: PatientProjection
+) -> QuerySet[Any]:
     """Matches ranked: exact MRN or phone (0), name prefix (1), contains (2), full text (3); then
-    the full-text rank, family name and id, so the order is total and stable."""
+    the full-text rank, family name and id, so the order is total and stable.
+
+    The phone is matched (exactly, as E.164 or its digits) only when ``projection`` shows it, and
+    it is not in the full-text vector: a role that may not see phone numbers cannot find a
+    patient by one."""
     term = term.strip()[:100]
     if not term:
         return queryset
-    phone = _as_e164(term)
-    exact = Q(mrn__iexact=term) | (Q(phone=phone) if phone else Q(pk__in=[]))
+    phones = _phone_numbers(term) if projection.shows("phone") else set()
+    exact = Q(mrn__iexact=term) | (Q(phone__in=sorted(phones)) if phones else Q(pk__in=[]))
     prefix = Q(given_name__istartswith=term) | Q(family_name__istartswith=term)
     contains = (
         Q(given_name__icontains=term) | Q(family_name__icontains=term) | Q(mrn__icontains=term)

@@ -2,8 +2,9 @@
 registered once for the pull and the push; imported by ``ClinicalConfig.ready()``.
 
 Rows are scoped by facility grants (``apikit.policy``). Conflicts on clinical rows are never
-merged automatically: the client gets the server's copy (``reject``). Patient phone numbers are
-only sent to roles that contact patients (admin, clinician, nurse, receptionist). A pushed row
+merged automatically: the client gets the server's copy (``reject``). Patients' fields are
+projected by role with the one definition the API uses too (``clinical.projection``: phone numbers
+only for admin, clinician, nurse and receptionist). A pushed row
 is checked with the same rules the services apply (``clinical.rules``); appointments also get
 one overlap query per batch (no double booking) and their reminders in the push's transaction.
 """
@@ -19,10 +20,10 @@ from typing import Any
 from django.db.models import QuerySet
 
 from accounts.models import User
-from accounts.roles import Role
 from apikit.policy import AccessLevel, scope_to_containers
 from clinical import rules
 from clinical.models import Appointment, AppointmentStatus, Facility, Patient, Sex
+from clinical.projection import RESTRICTED_PATIENT_FIELDS, patient_projection
 from clinical.reminders import reminders_sync_for_appointments
 from sync.columns import Column, FieldError, choices_of
 from sync.push.context import PushContext
@@ -35,15 +36,11 @@ from sync.registry import (
     Reference,
     SyncTable,
     projection_all,
-    projection_hiding,
     register,
     register_reference,
 )
 
 _BASE = {"id": "id", "version": "version", "created_at": "created_at", "updated_at": "updated_at"}
-
-# Roles whose devices receive patients' phone numbers (everyone else gets the row without it).
-PHONE_ROLES = frozenset({Role.TENANT_ADMIN, Role.CLINICIAN, Role.NURSE, Role.RECEPTIONIST})
 
 
 def _facility_scope(user: Any, queryset: QuerySet[Any]) -> QuerySet[Any]:
@@ -54,6 +51,11 @@ def _facility_scope(user: Any, queryset: QuerySet[Any]) -> QuerySet[Any]:
         container_model=Facility,
         level=AccessLevel.VIEW,
     )
+
+
+def _patient_projection(user: Any) -> frozenset[str]:
+    """The wire fields of a patient ``user``'s role receives (clinical.projection)."""
+    return patient_projection(user=user).visible(PATIENT_FIELDS)
 
 
 PATIENT_FIELDS = {
@@ -248,13 +250,11 @@ PATIENTS = register(
         server_managed=COMMON_SERVER_MANAGED | {"visit_count"},
         conflict_policy=ConflictPolicy.REJECT,
         scope=_facility_scope,
-        projection=projection_hiding(
-            PATIENT_FIELDS, hidden=frozenset({"phone"}), unless_roles=PHONE_ROLES
-        ),
+        projection=_patient_projection,
         view_permission="clinical.view_patient",
         container_model=Facility,
         container_path="facility_id",
-        sensitive_fields=frozenset({"phone"}),
+        sensitive_fields=frozenset(RESTRICTED_PATIENT_FIELDS),
         columns=(
             Column("facility_id", "uuid", required=True, ref="facilities", aliases=("facility",)),
             Column("mrn", "text", required=True, max_length=32),

@@ -9,6 +9,8 @@ from django_filters import rest_framework as filters
 from rest_framework.filters import BaseFilterBackend
 from rest_framework.request import Request
 
+from apikit.rules import RuleError
+from clinical import rules
 from clinical.models import (
     Appointment,
     AppointmentStatus,
@@ -18,6 +20,7 @@ from clinical.models import (
     PrescriptionStatus,
     Sex,
 )
+from clinical.projection import patient_projection
 from clinical.selectors import patient_search
 
 SEARCH_PARAM = "search"
@@ -40,10 +43,26 @@ class PatientFilter(filters.FilterSet):
     born_before = filters.DateFilter(field_name="birth_date", lookup_expr="lte")
     updated_since = filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
     sms_opt_in = filters.BooleanFilter()
+    # Roles that may not see phone numbers get a 400 for it (apikit.filters, hidden_fields).
+    phone = filters.CharFilter(
+        field_name="phone",
+        method="filter_phone",
+        help_text=(
+            "Exact phone number, any international notation. Only for roles that may see "
+            "patients' phone numbers (400 for the others)."
+        ),
+    )
 
     class Meta:
         model = Patient
-        fields = ["facility", "assigned_clinician", "sex", "sms_opt_in"]
+        fields = ["facility", "assigned_clinician", "sex", "sms_opt_in", "phone"]
+
+    def filter_phone(self, queryset: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
+        try:
+            phone = rules.phone_normalise(phone=value)
+        except RuleError as exc:
+            raise exc.as_validation_error() from None
+        return queryset.filter(**{name: phone})
 
 
 class AppointmentFilter(filters.FilterSet):
@@ -78,13 +97,16 @@ class PrescriptionFilter(filters.FilterSet):
 
 class RankedPatientSearch(BaseFilterBackend):
     """``?search=``: exact MRN or phone first, then name prefix, then contains, then full text.
-    The rank decides the order unless the client asked for an explicit ``?ordering=``."""
+    The rank decides the order unless the client asked for an explicit ``?ordering=``. The phone
+    is matched only for roles whose projection shows it (clinical.projection)."""
 
     def filter_queryset(self, request: Request, queryset: QuerySet[Any], view: Any) -> Any:
         term = request.query_params.get(SEARCH_PARAM, "")
         if not term.strip():
             return queryset
-        ranked = patient_search(queryset, term=term)
+        ranked = patient_search(
+            queryset, term=term, projection=patient_projection(user=request.user)
+        )
         if "ordering" in request.query_params:
             return ranked.order_by(*queryset.query.order_by, "id")
         return ranked
@@ -96,8 +118,9 @@ class RankedPatientSearch(BaseFilterBackend):
                 "required": False,
                 "in": "query",
                 "description": (
-                    "Ranked search: exact MRN or phone, then name prefix, then name / MRN "
-                    "contains, then full text. Results come in rank order, page by page."
+                    "Ranked search: exact MRN or phone (phone only for roles that may see it), "
+                    "then name prefix, then name / MRN contains, then full text (MRN and names). "
+                    "Results come in rank order, page by page."
                 ),
                 "schema": {"type": "string"},
             }

@@ -5,7 +5,7 @@ separate input serializers (which list exactly the writable fields, so ``created
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +30,8 @@ from clinical.models import (
     Sex,
     validate_timezone,
 )
+from clinical.projection import patient_projection_narrowest
+from clinical.selectors import PATIENT_LIST_COLUMNS
 
 DATETIME_INVALID = "Enter an ISO 8601 date-time, e.g. 2026-03-01T09:30:00+01:00."
 DATETIME_NONEXISTENT = (
@@ -147,11 +149,38 @@ class FacilityAccessOutput(serializers.Serializer[Any]):
 # --- patients ----------------------------------------------------------------------------------
 
 
+PROJECTION_CONTEXT = "patient_projection"
+PHONE_HELP = (
+    "E.164. Only for roles that may see patients' phone numbers (docs/clinical.md, who sees "
+    "what); left out for the others."
+)
+
+
+def _facility_brief(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": row["facility_id"], "code": row["facility__code"], "name": row["facility__name"]}
+
+
+def _clinician_brief(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    clinician_id = row["assigned_clinician_id"]
+    if clinician_id is None:
+        return None
+    return {"id": clinician_id, "full_name": row["assigned_clinician__full_name"]}
+
+
+# List fields not rendered as their one column's value (selectors.PATIENT_LIST_COLUMNS).
+_LIST_SHAPES: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "facility": _facility_brief,
+    "assigned_clinician": _clinician_brief,
+    "updated_at": lambda row: utc(row["updated_at"]),
+}
+
+
 class PatientListOutput(serializers.Serializer[Any]):
-    """One list row. Declared for the schema; ``to_representation`` builds the dict directly,
-    because per-field serializer machinery is most of a list request's CPU time. Ids and the
-    birth date stay ``UUID`` and ``date`` objects: the views render with ``ORJSONRenderer``,
-    which writes them in C as the same text ``str()`` and ``isoformat()`` would give."""
+    """One list row. Declared for the schema (the same fields as
+    ``selectors.PATIENT_LIST_COLUMNS``); ``to_representation`` builds the dict directly, because
+    per-field serializer machinery is most of a list request's CPU time. Ids and the birth date
+    stay ``UUID`` and ``date`` objects: the views render with ``ORJSONRenderer``, which writes
+    them in C as the same text ``str()`` and ``isoformat()`` would give."""
 
     id = serializers.UUIDField()
     mrn = serializers.CharField()
@@ -159,7 +188,7 @@ class PatientListOutput(serializers.Serializer[Any]):
     family_name = serializers.CharField()
     birth_date = serializers.DateField()
     sex = serializers.ChoiceField(choices=Sex.choices)
-    phone = serializers.CharField()
+    phone = serializers.CharField(required=False, help_text=PHONE_HELP)
     sms_opt_in = serializers.BooleanField()
     visit_count = serializers.IntegerField()
     facility = FacilityBriefSerializer()
@@ -168,30 +197,12 @@ class PatientListOutput(serializers.Serializer[Any]):
     updated_at = serializers.DateTimeField()
 
     def to_representation(self, instance: Mapping[str, Any]) -> dict[str, Any]:
-        """``instance`` is a ``selectors.PATIENT_LIST_VALUES`` row."""
-        clinician_id = instance["assigned_clinician_id"]
+        """``instance`` is a row of ``selectors.patient_list_queryset``: the fields whose columns
+        it holds are rendered (a field the user's projection hides was never fetched)."""
         return {
-            "id": instance["id"],
-            "mrn": instance["mrn"],
-            "given_name": instance["given_name"],
-            "family_name": instance["family_name"],
-            "birth_date": instance["birth_date"],
-            "sex": instance["sex"],
-            "phone": instance["phone"],
-            "sms_opt_in": instance["sms_opt_in"],
-            "visit_count": instance["visit_count"],
-            "facility": {
-                "id": instance["facility_id"],
-                "code": instance["facility__code"],
-                "name": instance["facility__name"],
-            },
-            "assigned_clinician": (
-                {"id": clinician_id, "full_name": instance["assigned_clinician__full_name"]}
-                if clinician_id is not None
-                else None
-            ),
-            "version": instance["version"],
-            "updated_at": utc(instance["updated_at"]),
+            name: shape(instance) if (shape := _LIST_SHAPES.get(name)) else instance[name]
+            for name, columns in PATIENT_LIST_COLUMNS.items()
+            if columns[0] in instance
         }
 
 
@@ -220,6 +231,10 @@ class AppointmentBriefOutput(serializers.Serializer[Any]):
 
 
 class PatientDetailOutput(serializers.ModelSerializer[Patient]):
+    """A patient with every field the caller's projection shows: the view puts it in the context
+    (``PROJECTION_CONTEXT``); without one, every restricted field is left out (fail closed)."""
+
+    phone = serializers.CharField(required=False, read_only=True, help_text=PHONE_HELP)
     facility = FacilityOutput()
     assigned_clinician = UserBriefSerializer(allow_null=True)
     upcoming_appointments = AppointmentBriefOutput(many=True, source="upcoming")
@@ -249,6 +264,13 @@ class PatientDetailOutput(serializers.ModelSerializer[Patient]):
             "created_at",
             "updated_at",
         ]
+
+    def to_representation(self, instance: Patient) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        projection = self.context.get(PROJECTION_CONTEXT) or patient_projection_narrowest()
+        for name in projection.hidden:
+            data.pop(name, None)
+        return data
 
 
 class PatientCreateInput(serializers.Serializer[Any]):

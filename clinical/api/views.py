@@ -52,6 +52,7 @@ from clinical.models import (
     PatientDocument,
     Prescription,
 )
+from clinical.projection import PatientProjection, patient_projection
 
 CANNOT_MANAGE = "You may view this facility's records but not change them (view access only)."
 FACILITY_NOT_MANAGEABLE = "No such facility, or you cannot manage it."
@@ -226,28 +227,31 @@ class PatientViewSet(ListMixin, RetrieveMixin, ClinicalViewSet):
     serializer_class = io.PatientDetailOutput
     model = Patient
     list_serializer_class = io.PatientListOutput
-    list_values = selectors.PATIENT_LIST_VALUES
     detail_serializer_class = io.PatientDetailOutput
     filterset_class = PatientFilter
     filter_backends = (FilterSetBackend, StrictOrderingFilter, RankedPatientSearch)
     pagination_class = SearchAwarePagination
-    ordering_fields: ClassVar[list[str]] = [
-        "family_name",
-        "given_name",
-        "birth_date",
-        "mrn",
-        "created_at",
-        "updated_at",
-        "visit_count",
-    ]
+    # Every role's allowlist; the fields its projection hides are taken out (hidden_fields).
+    ordering_fields: ClassVar[list[str]] = list(selectors.PATIENT_ORDERING_FIELDS)
     cursor_ordering = "-id"
     required_permissions: ClassVar[dict[str, str | None]] = {"fhir": "clinical.view_patient"}
 
-    def scoped_queryset(self) -> QuerySet[Patient]:
+    def projection(self) -> PatientProjection:
+        return patient_projection(user=self.request.user)
+
+    def hidden_fields(self) -> frozenset[str]:
+        """Ordering, filters and the ETag follow the user's projection (clinical.projection)."""
+        return self.projection().hidden
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        return {**super().get_serializer_context(), io.PROJECTION_CONTEXT: self.projection()}
+
+    def scoped_queryset(self) -> QuerySet[Any]:
         if self.schema_generation():
             return Patient.objects.none()
         user = self.request.user
         if self.action == "list":
+            # Dicts of the list columns the user's role may see.
             return selectors.patient_list_queryset(user=user)
         if self.action == "retrieve":
             return selectors.patient_detail_queryset(user=user)
@@ -314,7 +318,10 @@ class PatientViewSet(ListMixin, RetrieveMixin, ClinicalViewSet):
     @action(detail=True, methods=["get"])
     def fhir(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         patient = self.get_object()
-        return Response(fhir.patient_resource(patient), content_type="application/fhir+json")
+        return Response(
+            fhir.patient_resource(patient, projection=self.projection()),
+            content_type="application/fhir+json",
+        )
 
 
 class FhirExportViewSet(ClinicalViewSet):
@@ -341,6 +348,7 @@ class FhirExportViewSet(ClinicalViewSet):
                 queryset=self.scoped_queryset(),
                 schema=current_schema_name(),
                 context=request_context(request),
+                projection=patient_projection(user=request.user),
             ),
             content_type="application/fhir+ndjson",
         )
@@ -349,7 +357,9 @@ class FhirExportViewSet(ClinicalViewSet):
         return response
 
 
-def _ndjson(*, queryset: QuerySet[Patient], schema: str, context: Any) -> Iterator[bytes]:
+def _ndjson(
+    *, queryset: QuerySet[Patient], schema: str, context: Any, projection: PatientProjection
+) -> Iterator[bytes]:
     """Keyset chunks (id > last), each its own short query in the tenant's schema: memory stays
     flat and no server-side cursor is held open while a slow client reads. Each chunk is
     audited as an export of exactly the ids it holds."""
@@ -366,7 +376,9 @@ def _ndjson(*, queryset: QuerySet[Patient], schema: str, context: Any) -> Iterat
                 object_type=audit_object_type(Patient),
                 object_ids=[patient.pk for patient in chunk],
             )
-        yield b"".join(orjson.dumps(fhir.patient_resource(p)) + b"\n" for p in chunk)
+        yield b"".join(
+            orjson.dumps(fhir.patient_resource(p, projection=projection)) + b"\n" for p in chunk
+        )
         last = chunk[-1].pk
 
 

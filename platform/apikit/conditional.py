@@ -1,12 +1,16 @@
 """ETags and preconditions for versioned resources.
 
-Detail responses carry ``ETag: W/"<version>"``; ``If-None-Match`` with it answers 304; writes
-may send ``If-Match`` (412 ``precondition_failed`` when stale) or a ``version`` in the body (409
-``version_conflict`` when stale, checked atomically by apikit.concurrency).
+Detail responses carry ``ETag: W/"<version>"``, or ``W/"<version>;without=<field>+<field>"``
+when the caller's role may not see some fields (a role projection: the view's
+``hidden_fields()``), so two representations of one version that differ in fields never share a
+tag; ``If-None-Match`` with it answers 304; writes may send ``If-Match`` (412
+``precondition_failed`` when stale) or a ``version`` in the body (409 ``version_conflict`` when
+stale, checked atomically by apikit.concurrency).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from rest_framework.exceptions import ValidationError
@@ -21,9 +25,13 @@ PRECONDITION_FAILED_DETAIL = (
 )
 
 
-def etag_for(instance: TenantModel) -> str:
-    # Weak: the representation also depends on who asks (field projection), the version does not.
-    return f'W/"{instance.version}"'
+def etag_for(instance: TenantModel, *, hidden: Collection[str] = ()) -> str:
+    """Weak: the version, plus the fields left out of this caller's representation (``hidden``,
+    field names, never values). A 304 then never confirms a copy holding fields the caller may
+    not see, nor one lacking fields it may."""
+    if not hidden:
+        return f'W/"{instance.version}"'
+    return f'W/"{instance.version};without={"+".join(sorted(hidden))}"'
 
 
 def _listed_tags(header: str) -> set[str]:
@@ -34,15 +42,19 @@ def _normalised(tag: str) -> str:
     return tag[2:] if tag.startswith("W/") else tag
 
 
-def is_not_modified(request: Request, instance: TenantModel) -> bool:
+def is_not_modified(
+    request: Request, instance: TenantModel, *, hidden: Collection[str] = ()
+) -> bool:
     header = request.headers.get("If-None-Match")
     if not header:
         return False
     tags = {_normalised(tag) for tag in _listed_tags(header)}
-    return "*" in tags or _normalised(etag_for(instance)) in tags
+    return "*" in tags or _normalised(etag_for(instance, hidden=hidden)) in tags
 
 
-def expected_version(request: Request, instance: TenantModel) -> int:
+def expected_version(
+    request: Request, instance: TenantModel, *, hidden: Collection[str] = ()
+) -> int:
     """The version the client believes it is changing.
 
     ``If-Match`` must name the current version (else 412); a body ``version`` must equal it
@@ -52,7 +64,7 @@ def expected_version(request: Request, instance: TenantModel) -> int:
     if_match = request.headers.get("If-Match")
     if if_match:
         tags = {_normalised(tag) for tag in _listed_tags(if_match)}
-        if "*" not in tags and _normalised(etag_for(instance)) not in tags:
+        if "*" not in tags and _normalised(etag_for(instance, hidden=hidden)) not in tags:
             raise APIError(
                 status=412, code="precondition_failed", detail=PRECONDITION_FAILED_DETAIL
             )

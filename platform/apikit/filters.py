@@ -12,10 +12,19 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter, SearchFilter
 from rest_framework.request import Request
 
+FILTER_HIDDEN = "You may not filter by this field."
+
+
+def hidden_fields(view: Any) -> frozenset[str]:
+    """The fields the view's user may not see (``TenantScopedViewSet.hidden_fields``)."""
+    hidden = getattr(view, "hidden_fields", None)
+    return frozenset(hidden()) if callable(hidden) else frozenset()
+
 
 class StrictOrderingFilter(OrderingFilter):
     """``?ordering=`` accepts only the view's ``ordering_fields`` (an explicit allowlist; ``__all__``
-    is refused), each optionally prefixed with ``-``; anything else is a 400."""
+    is refused) less the fields the user may not see, each optionally prefixed with ``-``;
+    anything else is a 400. (A cursor carries the ordering column's value of the last row.)"""
 
     def get_valid_fields(
         self, queryset: QuerySet[Any], view: Any, context: Mapping[str, Any] | None = None
@@ -23,7 +32,8 @@ class StrictOrderingFilter(OrderingFilter):
         fields = getattr(view, "ordering_fields", None)
         if fields is None or fields == "__all__":
             return []
-        return [(field, field) for field in fields]
+        hidden = hidden_fields(view)
+        return [(field, field) for field in fields if field not in hidden]
 
     def get_ordering(self, request: Request, queryset: QuerySet[Any], view: Any) -> Any:
         raw = request.query_params.get(self.ordering_param)
@@ -57,7 +67,22 @@ class FilterSetBackend(DjangoFilterBackend):
         filterset_class = self.get_filterset_class(view, queryset)
         if filterset_class is None or not _names_any_filter(request, filterset_class.base_filters):
             return queryset
+        _refuse_hidden(request, filterset_class.base_filters, hidden_fields(view))
         return super().filter_queryset(request, queryset, view)
+
+
+def _refuse_hidden(request: Request, filters: Mapping[str, Any], hidden: frozenset[str]) -> None:
+    """A filter on a field the user may not see is a 400: its answer would reveal the values."""
+    if not hidden:
+        return
+    refused = {
+        name
+        for name, found in filters.items()
+        if (name in hidden or str(found.field_name).split("__")[0] in hidden)
+        and _names_any_filter(request, {name: found})
+    }
+    if refused:
+        raise ValidationError({name: [FILTER_HIDDEN] for name in sorted(refused)})
 
 
 def _names_any_filter(request: Request, names: Mapping[str, Any]) -> bool:

@@ -76,6 +76,13 @@ class TenantScopedViewSet(GenericViewSet):
         """Rows of ``model`` this request's user may see (already tenant-scoped by schema)."""
         raise NotImplementedError(f"{type(self).__name__} must implement scoped_queryset()")
 
+    def hidden_fields(self) -> frozenset[str]:
+        """Fields of ``model`` this request's user may not see (the domain's role projection;
+        none by default). The view leaves them out of what it fetches and renders; apikit takes
+        them out of the ordering allowlist and the filters (asking for one is a 400, like an
+        unknown field; apikit.filters) and names them in the ETag (apikit.conditional)."""
+        return frozenset()
+
     # --- locked plumbing ---------------------------------------------------------------------------
 
     def get_permissions(self) -> list[BasePermission]:
@@ -216,13 +223,13 @@ class TenantScopedViewSet(GenericViewSet):
         """Serialize one object, with its ETag when it is versioned."""
         response_headers = dict(headers or {})
         if isinstance(instance, TenantModel):
-            response_headers["ETag"] = conditional.etag_for(instance)
+            response_headers["ETag"] = conditional.etag_for(instance, hidden=self.hidden_fields())
         data = serializer_class(instance, context=self.get_serializer_context()).data
         return Response(data, status=status, headers=response_headers)
 
     def expected_version(self, instance: TenantModel) -> int:
         """The version a write may apply to (If-Match / body ``version``; 412 or 409 if stale)."""
-        return conditional.expected_version(self.request, instance)
+        return conditional.expected_version(self.request, instance, hidden=self.hidden_fields())
 
 
 class ListMixin:
@@ -258,9 +265,12 @@ class RetrieveMixin:
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
         view: Any = self
         instance = view.get_object()
-        if isinstance(instance, TenantModel) and conditional.is_not_modified(request, instance):
+        hidden = view.hidden_fields()
+        if isinstance(instance, TenantModel) and conditional.is_not_modified(
+            request, instance, hidden=hidden
+        ):
             not_modified = HttpResponseNotModified()
-            not_modified["ETag"] = conditional.etag_for(instance)
+            not_modified["ETag"] = conditional.etag_for(instance, hidden=hidden)
             return not_modified
         return view.detail_response(instance, self.detail_serializer_class)
 
