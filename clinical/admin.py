@@ -1,19 +1,25 @@
 """Django admin of the clinical domain, on each tenant's host (tenant admins only).
 
 Changelists fetch every related object they show with list_select_related (constant queries per
-page); audit fields are read-only; facilities get guardian's per-object permission screens."""
+page); audit fields are read-only; facilities get guardian's per-object permission screens, whose
+grants go through the API's service (``facility_access_change``). Every admin is an
+``audit.admin_audit.AuditedModelAdmin``: reads of patients and everything under them, writes,
+actions and grants are on the tenant's audit trail."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from django import forms
 from django.contrib import admin
-from django.db.models import F, QuerySet
+from django.db.models import F, Model, QuerySet
 from django.http import HttpRequest
-from guardian.admin import GuardedModelAdmin
 
+from apikit.policy import AccessLevel
+from apikit.request_context import request_context
 from apikit.rules import RuleError
+from audit.admin_audit import AuditedGuardedModelAdmin, AuditedModelAdmin
+from clinical import services
 from clinical.models import (
     Appointment,
     Facility,
@@ -38,7 +44,7 @@ AUDIT_FIELDS = (
 )
 
 
-class AuditedAdmin(admin.ModelAdmin):
+class StampedAdmin(AuditedModelAdmin):
     """Stamps who changed the row and bumps ``version``, as the API's services do, so ETags and
     optimistic locks held by API clients see admin edits too."""
 
@@ -69,15 +75,26 @@ class PhoneForm(forms.ModelForm):
 
 
 @admin.register(Facility)
-class FacilityAdmin(GuardedModelAdmin, AuditedAdmin):  # type: ignore[misc]
+class FacilityAdmin(AuditedGuardedModelAdmin, StampedAdmin):  # type: ignore[misc]
     form = PhoneForm
     list_display = ("name", "code", "timezone", "phone", "archived_at")
     list_filter = ("timezone",)
     search_fields = ("name", "code")
 
+    def container_access_change(
+        self, *, request: HttpRequest, container: Model, user: Any, level: AccessLevel, grant: bool
+    ) -> None:
+        services.facility_access_change(
+            facility=cast(Facility, container),
+            user=user,
+            level=level,
+            grant=grant,
+            context=request_context(request),
+        )
+
 
 @admin.register(Patient)
-class PatientAdmin(AuditedAdmin):
+class PatientAdmin(StampedAdmin):
     form = PhoneForm
     list_display = (
         "mrn",
@@ -103,7 +120,7 @@ class PatientAdmin(AuditedAdmin):
 
 
 @admin.register(Appointment)
-class AppointmentAdmin(AuditedAdmin):
+class AppointmentAdmin(StampedAdmin):
     list_display = ("starts_at", "ends_at", "patient", "clinician", "facility", "status")
     list_select_related = ("patient", "clinician", "facility")
     list_filter = ("status", "facility")
@@ -130,7 +147,7 @@ class PrescriptionItemInline(admin.TabularInline):
 
 
 @admin.register(Prescription)
-class PrescriptionAdmin(AuditedAdmin):
+class PrescriptionAdmin(StampedAdmin):
     list_display = ("id", "patient", "prescriber", "status", "created_at")
     list_select_related = ("patient", "prescriber")
     list_filter = ("status",)
@@ -143,7 +160,7 @@ class PrescriptionAdmin(AuditedAdmin):
 
 
 @admin.register(PatientDocument)
-class PatientDocumentAdmin(AuditedAdmin):
+class PatientDocumentAdmin(StampedAdmin):
     list_display = ("original_name", "title", "patient", "content_type", "size", "created_at")
     list_select_related = ("patient",)
     list_filter = ("content_type",)
@@ -177,7 +194,7 @@ class ReminderSettingsForm(forms.ModelForm):
 
 
 @admin.register(ReminderMessage)
-class ReminderMessageAdmin(admin.ModelAdmin):
+class ReminderMessageAdmin(AuditedModelAdmin):
     """The outbox, read-only: state, reason and provider ids are written by the dispatcher."""
 
     list_display = ("kind", "appointment", "due_at", "state", "reason", "attempts", "sent_at")
@@ -194,6 +211,6 @@ class ReminderMessageAdmin(admin.ModelAdmin):
 
 
 @admin.register(ReminderSettings)
-class ReminderSettingsAdmin(admin.ModelAdmin):
+class ReminderSettingsAdmin(AuditedModelAdmin):
     list_display = ("enabled", "quiet_start", "quiet_end", "updated_at")
     form = ReminderSettingsForm

@@ -1,34 +1,50 @@
 """The tenant admins' view of the farm domain (Django admin on each tenant host).
 
 Observations and harvests are append-only here too: they can be read and archived through the
-API, never edited in place.
+API, never edited in place. Every admin is an ``audit.admin_audit.AuditedModelAdmin`` (writes,
+actions and grants are on the tenant's audit trail); farm grants go through the API's services.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin
+from django.db.models import Model
 from django.http import HttpRequest
-from guardian.admin import GuardedModelAdmin
 
+from apikit.policy import AccessLevel
+from apikit.request_context import request_context
+from audit.admin_audit import AuditedGuardedModelAdmin, AuditedModelAdmin
 from farms.models import Crop, Farm, Field, Harvest, Observation, Planting
+from farms.services import farm_access_grant, farm_access_revoke
 
 _STAMPS = ("id", "created_at", "updated_at", "created_by", "updated_by", "version", "archived_at")
 
 
 @admin.register(Farm)
-class FarmAdmin(GuardedModelAdmin):
-    """Object permissions (view / manage grants) are edited under "Object permissions"."""
+class FarmAdmin(AuditedGuardedModelAdmin):
+    """Object permissions (view / manage grants) are edited under "Object permissions", through
+    the services of the API's ``access/`` endpoints (``manage`` includes ``view``; revoking
+    ``view`` revokes both)."""
 
     list_display = ["name", "region", "timezone", "created_at", "archived_at"]
     list_filter = ["region", "timezone"]
     search_fields = ["name", "region"]
     readonly_fields = _STAMPS
 
+    def container_access_change(
+        self, *, request: HttpRequest, container: Model, user: Any, level: AccessLevel, grant: bool
+    ) -> None:
+        farm, context = cast(Farm, container), request_context(request)
+        if grant:
+            farm_access_grant(farm=farm, user_id=user.pk, level=level, context=context)
+        else:
+            farm_access_revoke(farm=farm, user_id=user.pk, level=level, context=context)
+
 
 @admin.register(Field)
-class FieldAdmin(admin.ModelAdmin):
+class FieldAdmin(AuditedModelAdmin):
     list_display = ["name", "farm", "area_ha", "created_at", "archived_at"]
     list_select_related = ["farm"]
     list_filter = ["farm"]
@@ -52,7 +68,7 @@ class FieldAdmin(admin.ModelAdmin):
 
 
 @admin.register(Crop)
-class CropAdmin(admin.ModelAdmin):
+class CropAdmin(AuditedModelAdmin):
     list_display = ["name", "variety", "category", "archived_at"]
     list_filter = ["category"]
     search_fields = ["name", "variety"]
@@ -60,7 +76,7 @@ class CropAdmin(admin.ModelAdmin):
 
 
 @admin.register(Planting)
-class PlantingAdmin(admin.ModelAdmin):
+class PlantingAdmin(AuditedModelAdmin):
     list_display = ["field", "crop", "season", "planted_on", "expected_harvest_on", "status"]
     list_select_related = ["field", "crop"]
     list_filter = ["status", "season", "crop"]
@@ -70,7 +86,7 @@ class PlantingAdmin(admin.ModelAdmin):
     raw_id_fields = ["field", "crop"]
 
 
-class _AppendOnlyAdmin(admin.ModelAdmin):
+class _AppendOnlyAdmin(AuditedModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 

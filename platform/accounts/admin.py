@@ -1,4 +1,9 @@
-"""The tenant admins' view of their staff, on each tenant host's Django admin."""
+"""The tenant admins' view of their staff, on each tenant host's Django admin.
+
+Audited like every admin (``audit.admin_audit.AuditedModelAdmin``): a role change is an
+``update`` event naming ``role``, a password set here one naming ``password``. SimpleJWT's token
+admins are registered again as audited subclasses (a tenant admin may delete a blacklist entry,
+which un-revokes a refresh token)."""
 
 from typing import Any
 
@@ -6,18 +11,37 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group
 from django.http import HttpRequest
+from rest_framework_simplejwt.token_blacklist import admin as token_admin
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from accounts import services
 from accounts.authentication import identity_changed
 from accounts.models import User
 from apikit.errors import APIError
+from audit.admin_audit import AuditedModelAdmin
 
 # Access is by role (accounts.roles), not by groups.
 admin.site.unregister(Group)
 
 
+class AuditedOutstandingTokenAdmin(AuditedModelAdmin, token_admin.OutstandingTokenAdmin):
+    pass
+
+
+class AuditedBlacklistedTokenAdmin(AuditedModelAdmin, token_admin.BlacklistedTokenAdmin):
+    pass
+
+
+# ``token_admin`` is imported above, so its registrations exist here to be replaced (autodiscovery
+# reaches token_blacklist after accounts, and finds the module already imported).
+admin.site.unregister(OutstandingToken)
+admin.site.register(OutstandingToken, AuditedOutstandingTokenAdmin)
+admin.site.unregister(BlacklistedToken)
+admin.site.register(BlacklistedToken, AuditedBlacklistedTokenAdmin)
+
+
 @admin.register(User)
-class TenantUserAdmin(DjangoUserAdmin):
+class TenantUserAdmin(AuditedModelAdmin, DjangoUserAdmin):
     ordering = ["email"]
     list_display = ["email", "full_name", "role", "is_active", "date_joined"]
     list_filter = ["role", "is_active"]

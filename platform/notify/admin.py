@@ -4,17 +4,18 @@ from typing import Any
 
 from django.contrib import admin
 
+from audit.admin_audit import AuditedModelAdmin
 from notify.models import ConsentEvent, DailyUsage, DeliveryReceipt, OptOut
 
 
 @admin.register(OptOut)
-class OptOutAdmin(admin.ModelAdmin):
+class OptOutAdmin(AuditedModelAdmin):
     list_display = ("phone", "keyword", "opted_out_at")
     search_fields = ("phone",)
 
 
 @admin.register(ConsentEvent)
-class ConsentEventAdmin(admin.ModelAdmin):
+class ConsentEventAdmin(AuditedModelAdmin):
     list_display = ("phone", "action", "keyword", "source", "occurred_at")
     list_filter = ("action", "source")
     search_fields = ("phone",)
@@ -24,7 +25,7 @@ class ConsentEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(DeliveryReceipt)
-class DeliveryReceiptAdmin(admin.ModelAdmin):
+class DeliveryReceiptAdmin(AuditedModelAdmin):
     list_display = ("provider_sid", "status", "error_code", "reference", "received_at")
     list_filter = ("status",)
     search_fields = ("provider_sid", "reference")
@@ -34,5 +35,5 @@ class DeliveryReceiptAdmin(admin.ModelAdmin):
 
 
 @admin.register(DailyUsage)
-class DailyUsageAdmin(admin.ModelAdmin):
+class DailyUsageAdmin(AuditedModelAdmin):
     list_display = ("day", "sent")

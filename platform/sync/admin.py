@@ -9,11 +9,12 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from audit.admin_audit import AuditedModelAdmin
 from sync.models import Device, SyncState
 from sync.services import device_revoke
 
 
-class _TenantOnly(admin.ModelAdmin):
+class _TenantOnly(AuditedModelAdmin):
     def has_module_permission(self, request: HttpRequest) -> bool:
         # The tables exist only in tenant schemas.
         return getattr(request, "tenant", None) is not None and super().has_module_permission(
