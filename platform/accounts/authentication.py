@@ -3,9 +3,10 @@ issued it (django-tenants #983, simplejwt #758).
 
 The authenticated user is read from a per-process cache (apikit.process_cache) rather than the
 database on every request: a warm authenticated request needs no database round trip for
-identity. Any change to a user (role, activation, deletion) calls ``identity_changed()``, which
-drops this process's entries at once and every other process's within
-``TENANT_ROUTING_RECHECK_SECONDS`` (1 s by default).
+identity. Any change to a user (role, activation, deletion, password) calls
+``identity_changed()``, which drops this process's entries at once and every other process's
+within ``TENANT_ROUTING_RECHECK_SECONDS`` (1 s by default). A password change also bumps the
+user's ``credentials_version``: a token whose ``cv`` claim is older is refused, with no query.
 
 Verified tokens are remembered per process too (``_VerifiedTokens``): checking a token's
 signature and decoding it costs more than the rest of authentication together (PyJWT validates
@@ -37,6 +38,8 @@ TENANT_CLAIM = "tid"
 ROLE_CLAIM = "role"
 # The sync device a token was issued for (issue 7); see check_token_device.
 DEVICE_CLAIM = "did"
+# The user's credentials_version when the token was issued (issue 21); see credentials_current.
+CREDENTIALS_VERSION_CLAIM = "cv"
 DEVICE_REVOKED_DETAIL = (
     "This device was revoked by an administrator; sign in again on a registered device."
 )
@@ -44,10 +47,19 @@ DEVICE_UNKNOWN_DETAIL = "This token names a device that is not registered to thi
 WRONG_TENANT_DETAIL = "This token was issued for another organisation; log in on this host."
 USER_NOT_FOUND_DETAIL = "The account of this token no longer exists."
 USER_INACTIVE_DETAIL = "This account is not active. Ask your organisation's admin to activate it."
+CREDENTIALS_CHANGED_DETAIL = (
+    "The password of this account changed since this token was issued; log in again."
+)
 
 
 def token_belongs_here(token: Token | dict[str, Any]) -> bool:
     return token.get(TENANT_CLAIM) == current_schema_name()
+
+
+def credentials_current(*, token: Token | dict[str, Any], user: Any) -> bool:
+    """Whether ``token`` was issued since the user's last password change. Tokens issued before
+    the claim existed count as version 0: they last until the user's first change."""
+    return bool(token.get(CREDENTIALS_VERSION_CLAIM, 0) == user.credentials_version)
 
 
 _users: ProcessCache[tuple[str, str], Any] | None = None
@@ -133,6 +145,10 @@ class TenantJWTAuthentication(JWTAuthentication):
             raise exceptions.AuthenticationFailed(USER_NOT_FOUND_DETAIL, code="user_not_found")
         if not user.is_active:
             raise exceptions.AuthenticationFailed(USER_INACTIVE_DETAIL, code="user_inactive")
+        if not credentials_current(token=validated_token, user=user):
+            raise exceptions.AuthenticationFailed(
+                CREDENTIALS_CHANGED_DETAIL, code="token_not_valid"
+            )
         device_id = validated_token.get(DEVICE_CLAIM)
         if device_id is not None:
             check_token_device(device_id=str(device_id), user_id=str(user_id))

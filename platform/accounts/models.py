@@ -4,8 +4,10 @@
 from typing import Any, ClassVar
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.hashers import acheck_password, check_password, make_password
 from django.contrib.auth.models import PermissionsMixin
-from django.db import models
+from django.db import models, transaction
+from django.db.models import F
 
 from accounts.roles import Role
 from apikit.ids import new_id
@@ -39,8 +41,14 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Bumped by every stored password change: tokens carry it (claim ``cv``) and stop working
+    # once it moves on (accounts.authentication, accounts.tokens).
+    credentials_version = models.PositiveIntegerField(default=0, db_default=0, editable=False)
 
     objects: ClassVar[UserManager] = UserManager()
+
+    # True from set_password() / set_unusable_password() until save() stores the new password.
+    _credentials_changed: bool = False
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
@@ -51,3 +59,57 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
+
+    def set_password(self, raw_password: str | None) -> None:
+        super().set_password(raw_password)
+        self._credentials_changed = True
+
+    def set_unusable_password(self) -> None:
+        super().set_unusable_password()
+        self._credentials_changed = True
+
+    def check_password(self, raw_password: str | None) -> bool:
+        return check_password(raw_password, self.password, self._upgrade_password_hash)
+
+    async def acheck_password(self, raw_password: str | None) -> bool:
+        return await acheck_password(raw_password, self.password, self._aupgrade_password_hash)
+
+    def _upgrade_password_hash(self, raw_password: str) -> None:
+        """The same password hashed with the current hasher or parameters, at login: not a
+        credentials change, so it goes around set_password() and ends no session."""
+        self.password = make_password(raw_password)
+        self.save(update_fields=["password"])
+
+    async def _aupgrade_password_hash(self, raw_password: str) -> None:
+        self.password = make_password(raw_password)
+        await self.asave(update_fields=["password"])
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Storing a password set since the last save (not a hash upgrade) bumps
+        ``credentials_version`` and ends the user's sessions and tokens, in the same
+        transaction (accounts.services.user_sessions_end). The admin's forms, ``changepassword``
+        and the services all come through here."""
+        update_fields = kwargs.get("update_fields")
+        stores_change = self._credentials_changed and (
+            update_fields is None or "password" in update_fields
+        )
+        if not stores_change or self._state.adding:
+            super().save(*args, **kwargs)
+            if stores_change:
+                self._credentials_changed = False  # a new account has no session to end
+            return
+        if update_fields is not None:
+            kwargs["update_fields"] = {*update_fields, "credentials_version"}
+        previous = self.credentials_version
+        self.credentials_version = F("credentials_version") + 1
+        try:
+            with transaction.atomic(using=kwargs.get("using")):
+                super().save(*args, **kwargs)
+                self.refresh_from_db(fields=["credentials_version"])
+                from accounts.services import user_sessions_end
+
+                user_sessions_end(user=self)
+        except BaseException:
+            self.credentials_version = previous
+            raise
+        self._credentials_changed = False

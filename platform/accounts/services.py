@@ -6,6 +6,7 @@ from typing import Any
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
+from django_tenants.utils import get_public_schema_name
 from rest_framework.exceptions import ValidationError
 
 from accounts.authentication import identity_changed
@@ -15,6 +16,7 @@ from accounts.tokens import TokenPair, refresh_tokens_revoke_all, token_pair_iss
 from apikit.errors import APIError
 from apikit.policy import is_staff_role
 from apikit.request_context import RequestContext
+from apikit.tenancy import current_schema_name
 from audit.models import AuditEvent
 from audit.services import audit_event_record, audit_object_type
 
@@ -116,6 +118,31 @@ def user_deactivate(*, user: User) -> User:
     """Deactivate and revoke every refresh token; access tokens stop working at once because
     authentication re-reads ``is_active``."""
     return user_update(user=user, is_active=False)
+
+
+@transaction.atomic
+def user_password_set(*, user: User, password: str) -> User:
+    """An admin sets a user's password: every session and token the user holds ends (see
+    ``user_sessions_end``)."""
+    _check_password_strength(password=password, user=user)
+    user.set_password(password)
+    user.save(update_fields=["password", "updated_at"])
+    return user
+
+
+def user_sessions_end(*, user: User) -> None:
+    """End everything issued to ``user`` before a credentials change; ``User.save()`` calls it,
+    in the transaction that bumped ``credentials_version``, for every stored password change.
+
+    Refresh tokens are blacklisted; access and refresh tokens carrying an older ``cv`` are refused
+    anyway, so one issued while this runs is no way back in. Cached copies of the user are dropped
+    (this process now, the others once the change commits) so authentication sees the new
+    version. Django sessions need nothing: their auth hash covers the password.
+    """
+    if current_schema_name() != get_public_schema_name():
+        # Platform operators (public schema) hold no JWTs, and public has no blacklist table.
+        refresh_tokens_revoke_all(user=user)
+    identity_changed()
 
 
 def auth_login(

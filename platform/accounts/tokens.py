@@ -11,10 +11,12 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.authentication import (
+    CREDENTIALS_VERSION_CLAIM,
     DEVICE_CLAIM,
     ROLE_CLAIM,
     TENANT_CLAIM,
     check_token_device,
+    credentials_current,
     token_belongs_here,
 )
 from accounts.models import User
@@ -31,11 +33,12 @@ class TokenPair:
 
 
 def token_pair_issue(*, user: User, device_id: str | None = None) -> TokenPair:
-    """A new refresh + access pair carrying the tenant (``tid``) and role, and the sync device
-    (``did``) when the login named one (checked by the caller)."""
+    """A new refresh + access pair carrying the tenant (``tid``), role and credentials version
+    (``cv``), and the sync device (``did``) when the login named one (checked by the caller)."""
     refresh = RefreshToken.for_user(user)
     refresh[TENANT_CLAIM] = current_schema_name()
     refresh[ROLE_CLAIM] = user.role
+    refresh[CREDENTIALS_VERSION_CLAIM] = user.credentials_version
     if device_id is not None:
         refresh[DEVICE_CLAIM] = device_id
     return TokenPair(access=str(refresh.access_token), refresh=str(refresh))
@@ -70,7 +73,8 @@ def _blacklist(*, jti: str) -> bool:
 
 
 def refresh_tokens_revoke_all(*, user: User) -> int:
-    """Blacklist every refresh token of ``user`` (deactivation, detected token theft)."""
+    """Blacklist every refresh token of ``user`` (deactivation, password change, detected token
+    theft)."""
     pending = list(OutstandingToken.objects.filter(user=user, blacklistedtoken__isnull=True))
     BlacklistedToken.objects.bulk_create(
         [BlacklistedToken(token=token) for token in pending], ignore_conflicts=True
@@ -82,13 +86,14 @@ def token_pair_rotate(*, raw_refresh: str) -> TokenPair:
     """Exchange a refresh token for a new pair; the old one can never be used again.
 
     Presenting an already-rotated token means it leaked: every refresh token of that user is
-    revoked (refresh-token rotation with reuse detection, OAuth 2.0 Security BCP).
+    revoked (refresh-token rotation with reuse detection, OAuth 2.0 Security BCP). A token issued
+    before the user's last password change is refused.
     """
     claims = _verified_refresh_claims(raw_refresh)
     user = User.objects.filter(
         pk=str(claims.get(api_settings.USER_ID_CLAIM)), is_active=True
     ).first()
-    if user is None:
+    if user is None or not credentials_current(token=claims, user=user):
         raise _invalid()
     device_id = claims.get(DEVICE_CLAIM)
     if device_id is not None:

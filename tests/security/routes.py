@@ -39,6 +39,7 @@ ROUTE_KINDS: dict[str, str] = {
     "user-list": "collection",
     "user-detail": "object",
     "user-deactivate": "object",
+    "user-set-password": "object",
     "audit-event-list": "collection",
     "audit-event-detail": "object",
     "clinical-fhir-export": "collection",

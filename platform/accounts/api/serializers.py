@@ -56,6 +56,10 @@ class UserCreateInputSerializer(serializers.Serializer):
     full_name = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
 
 
+class UserPasswordSetInputSerializer(serializers.Serializer):
+    password = serializers.CharField(max_length=256, trim_whitespace=False)
+
+
 class UserUpdateInputSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.choices, required=False)
     full_name = serializers.CharField(max_length=200, required=False, allow_blank=True)

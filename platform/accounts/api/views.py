@@ -104,7 +104,10 @@ class UserViewSet(
     serializer_class = serializers.UserOutputSerializer
     pagination_class = CursorPagination
     cursor_ordering = "email"
-    required_permissions = {"deactivate": "accounts.change_user"}
+    required_permissions = {
+        "deactivate": "accounts.change_user",
+        "set_password": "accounts.change_user",
+    }
 
     def scoped_queryset(self) -> QuerySet[User]:
         return selectors.user_list()
@@ -132,4 +135,17 @@ class UserViewSet(
     @action(detail=True, methods=["post"])
     def deactivate(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         user = services.user_deactivate(user=self.get_object())
+        return Response(serializers.UserOutputSerializer(user).data)
+
+    @extend_schema(
+        request=serializers.UserPasswordSetInputSerializer,
+        responses={200: serializers.UserOutputSerializer},
+        summary="Set a user's password (ends every session and token the user holds)",
+    )
+    @action(detail=True, methods=["post"], url_path="set-password")
+    def set_password(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        user = self.get_object()
+        data = validated(serializers.UserPasswordSetInputSerializer, request.data)
+        user = services.user_password_set(user=user, password=data["password"])
+        self.audit_changed_fields = ["password"]
         return Response(serializers.UserOutputSerializer(user).data)
