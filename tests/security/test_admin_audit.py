@@ -142,6 +142,13 @@ def test_patient_change_page_is_one_read_with_its_id(
     assert event.allowed
 
 
+def test_history_page_is_a_read_too(sw: SecurityWorld, browser: Client, mark: uuid.UUID) -> None:
+    # Its title is the patient's name and number.
+    assert browser.get(f"{PATIENTS}{PATIENT}/history/").status_code == 200
+    event = _one(sw.a, mark, action=AuditEvent.Action.READ)
+    assert (event.object_type, event.object_ids) == ("clinical.patient", [PATIENT])
+
+
 def test_changelist_page_is_one_read_with_the_ids_of_the_page(
     sw: SecurityWorld, browser: Client, mark: uuid.UUID
 ) -> None:
