@@ -10,6 +10,7 @@ from typing import Any
 
 import jwt
 import pytest
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.core.management import call_command
@@ -204,6 +205,22 @@ def test_hash_upgrade_at_login_ends_nothing(alpha: TenantWorld, older: str, path
         assert upgraded.check_password(alpha.password)
         assert upgraded.credentials_version == 0
     assert _claims(old["access"])["cv"] == 0
+    _assert_pair_works(alpha, old)
+
+
+@pytest.mark.usefixtures("_production_hashers")
+def test_hash_upgrade_through_acheck_password_ends_nothing(alpha: TenantWorld) -> None:
+    older = User.objects.filter(pk=CLINICIAN_ID)
+    with tenant_context(alpha.tenant):
+        older.update(password=_older_hash("pbkdf2", alpha.password))
+    old = _pair(alpha)
+    with tenant_context(alpha.tenant):
+        older.update(password=_older_hash("pbkdf2", alpha.password))
+        user = User.objects.get(pk=CLINICIAN_ID)
+        assert async_to_sync(user.acheck_password)(alpha.password)
+        upgraded = User.objects.get(pk=CLINICIAN_ID)
+        assert upgraded.password.startswith("argon2$argon2id$")
+        assert upgraded.credentials_version == 0
     _assert_pair_works(alpha, old)
 
 
