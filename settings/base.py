@@ -27,7 +27,7 @@ SHARED_APPS = [
     "django.contrib.auth",
     "accounts",
     "django.contrib.sessions",
-    "django.contrib.admin",
+    "accounts.admin_apps.GuardedAdminConfig",  # django.contrib.admin, login-guarded
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
@@ -35,6 +35,8 @@ SHARED_APPS = [
     "drf_spectacular_sidecar",
     "django_filters",
     "observability",
+    # The operators' host's audit trail (audit itself is a tenant app).
+    "audit.public",
     # Last, so Django's own admin templates win over django-tenants' copies (which assume every
     # request has a tenant object; on the public host Verdant sets request.tenant = None).
     "django_tenants",
@@ -43,7 +45,7 @@ TENANT_APPS = [
     "django.contrib.auth",
     "accounts",
     "django.contrib.sessions",
-    "django.contrib.admin",
+    "accounts.admin_apps.GuardedAdminConfig",  # django.contrib.admin, login-guarded
     "guardian",
     "rest_framework_simplejwt.token_blacklist",
     "apikit",
@@ -237,8 +239,17 @@ TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", default=0)
 # Anonymous requests per IP per minute, per tenant host (throttles for authenticated users and
 # tenant-wide ceilings come from the tenant's Plan).
 ANON_REQUESTS_PER_MINUTE = env_int("ANON_REQUESTS_PER_MINUTE", default=120)
-# Login attempts per (tenant, client IP, email) per 15 minutes.
+# All anonymous requests of one tenant per minute, as a share of the plan's ceiling; anonymous
+# traffic has this bucket instead of the ceiling, which stays the signed-in users'.
+ANON_TENANT_SHARE_PERCENT = env_int("ANON_TENANT_SHARE_PERCENT", default=20)
+# Login attempts per (tenant, client IP, email) per 15 minutes (API and admin; apikit.login_guard).
 LOGIN_ATTEMPTS_PER_15_MINUTES = env_int("LOGIN_ATTEMPTS_PER_15_MINUTES", default=10)
+# Failed logins per email before each further failure delays the next attempt (1 s, 2 s, 4 s ...
+# up to the cap): a growing delay, never a lock.
+LOGIN_FAILURES_BEFORE_DELAY = env_int("LOGIN_FAILURES_BEFORE_DELAY", default=10)
+LOGIN_FAILURE_DELAY_CAP_SECONDS = env_int("LOGIN_FAILURE_DELAY_CAP_SECONDS", default=900)
+# Lifetime of the device token a successful login hands out (its holder is counted apart).
+LOGIN_DEVICE_TOKEN_DAYS = env_int("LOGIN_DEVICE_TOKEN_DAYS", default=90)
 
 # --- background work -------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)

@@ -13,13 +13,16 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.admin_site import LoginGuardedAdminSite
 from accounts.models import User
 from tenants.models import Domain, Plan, Tenant
 from tenants.routing import routing_changed
 from tenants.services import ProvisioningError, tenant_provision, tenant_set_status
 
 
-class OperatorAdminSite(admin.AdminSite):
+class OperatorAdminSite(LoginGuardedAdminSite):
+    """Logins are guarded like a tenant's (schema ``public``; events in audit.public's trail)."""
+
     site_header = "Verdant platform operations"
     site_title = "Verdant operators"
     index_title = "Tenants, domains and plans"

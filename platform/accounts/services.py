@@ -1,6 +1,6 @@
 """Writes for accounts: users, roles, logins."""
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.contrib.auth.password_validation import validate_password
@@ -14,6 +14,12 @@ from accounts.models import User
 from accounts.roles import Role
 from accounts.tokens import TokenPair, refresh_tokens_revoke_all, token_pair_issue
 from apikit.errors import APIError
+from apikit.login_guard import (
+    device_token_issue,
+    login_attempt,
+    login_failure_record,
+    login_success_record,
+)
 from apikit.policy import is_staff_role
 from apikit.request_context import RequestContext
 from apikit.tenancy import current_schema_name
@@ -145,29 +151,48 @@ def user_sessions_end(*, user: User) -> None:
     identity_changed()
 
 
+@dataclass(frozen=True)
+class LoginResult:
+    pair: TokenPair
+    # The login's new device token (apikit.login_guard): sent back with the next login, it
+    # counts that login apart from anyone else's guesses at the same account.
+    device_token: str
+
+
 def auth_login(
     *,
     email: str,
     password: str,
     device: Any = None,
+    device_token: str | None = None,
     context: RequestContext | None = None,
-) -> TokenPair:
-    """Check credentials in the current tenant and issue a token pair.
+) -> LoginResult:
+    """Check credentials in the current tenant and issue a token pair and a device token.
 
     Unknown email, wrong password and a user of another tenant answer identically; whether the
     account is inactive is only revealed to someone who knows its password. Every attempt is
-    audited (``login`` / ``login_failed``) with the email that was tried.
+    audited (``login`` / ``login_failed``) with the email that was tried, and every failure
+    counts towards the email's (or the trusted device's) failure delay; the throttle checked the
+    buckets before the view ran.
     """
     attempted = normalize_email(email)
+    attempt = login_attempt(
+        schema=current_schema_name(),
+        ip=context.ip if context is not None else "",
+        email=attempted,
+        device_token=device_token,
+    )
     user = User.objects.filter(email=attempted).first()
     if user is None:
         # Spend the same hashing time as a real check so response time does not enumerate users.
         User().set_password(password)
     if user is None or not user.check_password(password):
-        _audit_login(context=context, attempted=attempted, user=user, succeeded=False)
+        login_failure_record(attempt=attempt)
+        login_audit_record(context=context, attempted=attempted, user=user, succeeded=False)
         raise APIError(status=401, code="invalid_credentials", detail=INVALID_CREDENTIALS_DETAIL)
     if not user.is_active:
-        _audit_login(context=context, attempted=attempted, user=user, succeeded=False)
+        login_failure_record(attempt=attempt)
+        login_audit_record(context=context, attempted=attempted, user=user, succeeded=False)
         raise APIError(status=401, code="account_inactive", detail=ACCOUNT_INACTIVE_DETAIL)
     device_id = None
     if device is not None:
@@ -175,13 +200,19 @@ def auth_login(
         from sync.services import device_for_token
 
         device_id = str(device_for_token(user=user, device_id=device).pk)
-    _audit_login(context=context, attempted=attempted, user=user, succeeded=True)
-    return token_pair_issue(user=user, device_id=device_id)
+    login_success_record(attempt=attempt)
+    login_audit_record(context=context, attempted=attempted, user=user, succeeded=True)
+    return LoginResult(
+        pair=token_pair_issue(user=user, device_id=device_id),
+        device_token=device_token_issue(schema=current_schema_name(), email=attempted),
+    )
 
 
-def _audit_login(
+def login_audit_record(
     *, context: RequestContext | None, attempted: str, user: User | None, succeeded: bool
 ) -> None:
+    """A ``login`` / ``login_failed`` event (API or admin; the public schema's trail on the
+    operators' host) naming the email that was tried and, when it exists, its account."""
     if context is not None:
         context = replace(
             context,

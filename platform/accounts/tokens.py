@@ -113,3 +113,14 @@ def refresh_token_revoke(*, raw_refresh: str) -> None:
     """Log out: the refresh token can no longer be exchanged. Revoking twice is not an error."""
     claims = _verified_refresh_claims(raw_refresh)
     _blacklist(jti=str(claims[api_settings.JTI_CLAIM]))
+
+
+def refresh_token_user_id(*, raw_refresh: str) -> str | None:
+    """The user a correctly signed, unexpired refresh token of this tenant names, else None. No
+    database read: the throttle uses it to charge a refresh to its user's buckets."""
+    try:
+        claims = _verified_refresh_claims(raw_refresh)
+    except APIError:
+        return None
+    user_id = claims.get(api_settings.USER_ID_CLAIM)
+    return str(user_id) if user_id is not None else None

@@ -2,13 +2,17 @@
 
 Every request on a tenant host is charged to a few *buckets* (DESIGN.md section 5):
 
-* an authenticated user: ``user-burst`` (Plan.user_burst_per_minute per minute) and
-  ``user-sustained`` (Plan.user_sustained_per_day per day);
-* an anonymous caller: ``anon`` per client IP (ANON_REQUESTS_PER_MINUTE per minute);
-* everyone: the ``tenant`` ceiling (Plan.requests_per_minute per minute);
-* the login view (``throttle_scope = "login"``) also: ``login`` per client IP + email
-  (LOGIN_ATTEMPTS_PER_15_MINUTES per 15 minutes), so one address cannot be guessed at from one
-  place, whatever else the caller does.
+* an authenticated user: ``user-burst`` (Plan.user_burst_per_minute per minute),
+  ``user-sustained`` (Plan.user_sustained_per_day per day) and the ``tenant`` ceiling (Plan.requests_per_minute per minute), shared by the tenant's
+  signed-in users;
+* an anonymous caller: ``anon`` per client IP (ANON_REQUESTS_PER_MINUTE per minute) and
+  ``anon-tenant``, every anonymous caller of the tenant together (ANON_TENANT_SHARE_PERCENT of
+  the plan's ceiling per minute). Anonymous traffic never draws on the ``tenant`` ceiling: calls
+  from many addresses, each under its own limit, cannot starve the tenant's signed-in staff;
+* a view naming the user another way (``throttle_user_id(data)``: the token refresh, whose
+  refresh token's signature and tenant verify) is charged as that user, not as anonymous;
+* the login view (``throttle_scope = "login"``) also: the login buckets of apikit.login_guard
+  (attempts per client IP + email, failure delay per email; a trusted device's own instead).
 
 Every key carries the deployment's cache prefix and the tenant's schema
 (``<prefix>:throttle:<schema>:<bucket>:<ident>``): the same user id or IP in two tenants never
@@ -84,8 +88,6 @@ DAY = 86_400
 LOGIN_PERIOD_SECONDS = 15 * MINUTE
 _MICROSECONDS = 1_000_000
 
-_SCRIPT_SOURCE = Path(__file__).with_name("throttle.lua").read_text(encoding="utf-8")
-
 
 class PlanLimits(Protocol):
     """What throttling reads from tenants.models.Plan."""
@@ -124,25 +126,43 @@ class TenantRateThrottle(BaseThrottle):
         if tenant is None or bool(getattr(request.user, "is_superuser", False)):
             return True
 
-        email: str | None = None
+        is_login = getattr(view, "throttle_scope", None) == LOGIN_SCOPE
+        identify = getattr(view, "throttle_user_id", None)
+        data: object = None
         unreadable_body: exceptions.APIException | None = None
-        if getattr(view, "throttle_scope", None) == LOGIN_SCOPE:
+        if is_login or identify is not None:
             try:
-                email = login_email(data=request.data)
+                data = request.data
             except (exceptions.ParseError, exceptions.UnsupportedMediaType) as exc:
-                # A malformed login attempt is still an attempt: charge it as email "".
-                email, unreadable_body = "", exc
+                # A malformed attempt is still an attempt: charge it (as email "" for a login).
+                unreadable_body = exc
 
         user = request.user
+        user_id = str(user.pk) if user.is_authenticated else None
+        if user_id is None and identify is not None and unreadable_body is None:
+            user_id = identify(data)
+        schema = str(tenant.schema_name)
         buckets = request_buckets(
-            key_prefix=str(settings.CACHES["default"]["KEY_PREFIX"]),
-            schema=str(tenant.schema_name),
+            key_prefix=key_prefix(),
+            schema=schema,
             plan=tenant.plan,
-            user_id=str(user.pk) if user.is_authenticated else None,
+            user_id=user_id,
             ip=client_ip(request),
-            login_email=email,
         )
-        verdict = buckets_check_or_allow(buckets=buckets)
+        delay_keys: list[str] = []
+        if is_login:
+            # Imported here: login_guard builds on this module.
+            from apikit.login_guard import login_attempt, login_device_token
+
+            attempt = login_attempt(
+                schema=schema,
+                ip=client_ip(request),
+                email=login_email(data=data),
+                device_token=login_device_token(data=data),
+            )
+            buckets.append(attempt.attempts)
+            delay_keys.append(attempt.failures_key)
+        verdict = buckets_check_or_allow(buckets=buckets, delay_keys=delay_keys)
         if not verdict.allowed:
             self._wait = verdict.wait_seconds
             return False
@@ -157,6 +177,18 @@ class TenantRateThrottle(BaseThrottle):
         return self._wait
 
 
+def key_prefix() -> str:
+    """The deployment's cache prefix, which every throttle key starts with."""
+    return str(settings.CACHES["default"]["KEY_PREFIX"])
+
+
+def anon_tenant_limit(*, plan: PlanLimits) -> int:
+    """Anonymous requests per minute for the whole tenant: ANON_TENANT_SHARE_PERCENT of the
+    plan's ceiling (at least 1), always below the ceiling itself."""
+    share = plan.requests_per_minute * int(settings.ANON_TENANT_SHARE_PERCENT) // 100
+    return max(1, min(share, plan.requests_per_minute - 1))
+
+
 def request_buckets(
     *,
     key_prefix: str,
@@ -164,12 +196,12 @@ def request_buckets(
     plan: PlanLimits,
     user_id: str | None,
     ip: str,
-    login_email: str | None,
 ) -> list[Bucket]:
-    """The buckets one request is charged to (see the module docstring)."""
+    """The buckets one request is charged to (see the module docstring); the login buckets are
+    apikit.login_guard's."""
     base = f"{key_prefix}:throttle:{schema}"
     if user_id is not None:
-        buckets = [
+        return [
             Bucket(
                 key=f"{base}:user-burst:{user_id}",
                 limit=plan.user_burst_per_minute,
@@ -180,27 +212,20 @@ def request_buckets(
                 limit=plan.user_sustained_per_day,
                 period_seconds=DAY,
             ),
+            Bucket(key=f"{base}:tenant", limit=plan.requests_per_minute, period_seconds=MINUTE),
         ]
-    else:
-        buckets = [
-            Bucket(
-                key=f"{base}:anon:{ip}",
-                limit=settings.ANON_REQUESTS_PER_MINUTE,
-                period_seconds=MINUTE,
-            )
-        ]
-    buckets.append(
-        Bucket(key=f"{base}:tenant", limit=plan.requests_per_minute, period_seconds=MINUTE)
-    )
-    if login_email is not None:
-        buckets.append(
-            Bucket(
-                key=f"{base}:login:{ip}:{_email_digest(email=login_email)}",
-                limit=settings.LOGIN_ATTEMPTS_PER_15_MINUTES,
-                period_seconds=LOGIN_PERIOD_SECONDS,
-            )
-        )
-    return buckets
+    return [
+        Bucket(
+            key=f"{base}:anon:{ip}",
+            limit=settings.ANON_REQUESTS_PER_MINUTE,
+            period_seconds=MINUTE,
+        ),
+        Bucket(
+            key=f"{base}:anon-tenant",
+            limit=anon_tenant_limit(plan=plan),
+            period_seconds=MINUTE,
+        ),
+    ]
 
 
 def login_email(*, data: object) -> str:
@@ -211,38 +236,54 @@ def login_email(*, data: object) -> str:
     return email.strip().lower() if isinstance(email, str) else ""
 
 
-def _email_digest(*, email: str) -> str:
+def email_digest(*, email: str) -> str:
     """Hashed, so the key stays short whatever the body holds and Redis never lists addresses."""
     return hashlib.sha256(email.encode("utf-8")).hexdigest()[:32]
 
 
-def buckets_check(*, buckets: Sequence[Bucket]) -> Verdict:
-    """Charge every bucket if all allow, else none; one Redis round trip. Raises RedisError."""
-    args: list[int] = []
+def buckets_check(*, buckets: Sequence[Bucket], delay_keys: Sequence[str] = ()) -> Verdict:
+    """Charge every bucket if all of them and every failure record in ``delay_keys`` allow, else
+    none; one Redis round trip. Raises RedisError."""
+    args: list[int] = [len(buckets)]
     for bucket in buckets:
         args += [bucket.limit, bucket.period_seconds * _MICROSECONDS]
-    allowed, wait_us = _throttle_script()(keys=[bucket.key for bucket in buckets], args=args)
+    keys = [bucket.key for bucket in buckets] + list(delay_keys)
+    allowed, wait_us = redis_script(name=THROTTLE_SCRIPT)(keys=keys, args=args)
     return Verdict(allowed=bool(allowed), wait_seconds=int(wait_us) / _MICROSECONDS)
 
 
-def buckets_check_or_allow(*, buckets: Sequence[Bucket]) -> Verdict:
+def buckets_check_or_allow(*, buckets: Sequence[Bucket], delay_keys: Sequence[str] = ()) -> Verdict:
     """``buckets_check``, failing open: Redis being down must not take the API down with it."""
     try:
-        verdict = buckets_check(buckets=buckets)
+        verdict = buckets_check(buckets=buckets, delay_keys=delay_keys)
     except redis.RedisError as error:
-        _redis_health.failed(error=error)
+        redis_failed(error=error)
         return Verdict(allowed=True, wait_seconds=0.0)
     _redis_health.succeeded()
     return verdict
 
 
+def redis_failed(*, error: redis.RedisError) -> None:
+    """Count (and log, rate-limited) a throttle call that could not reach Redis."""
+    _redis_health.failed(error=error)
+
+
 # --- Redis connection ------------------------------------------------------------------------------
+
+
+THROTTLE_SCRIPT = "throttle.lua"
+LOGIN_FAILURE_SCRIPT = "login_failure.lua"
+_SCRIPT_SOURCES = {
+    name: Path(__file__).with_name(name).read_text(encoding="utf-8")
+    for name in (THROTTLE_SCRIPT, LOGIN_FAILURE_SCRIPT)
+}
 
 
 @dataclass(frozen=True)
 class _ScriptHandle:
     url: str
-    script: Script
+    client: redis.Redis
+    scripts: dict[str, Script]
 
 
 _handle: _ScriptHandle | None = None
@@ -260,9 +301,20 @@ def _connect(*, url: str) -> redis.Redis:
     )
 
 
-def _throttle_script() -> Script:
-    """The registered script on a per-process client, created on first use (so after gunicorn
-    forks) and recreated when ``settings.REDIS_URL`` changes (tests point it elsewhere)."""
+def redis_script(*, name: str) -> Script:
+    """A registered script (``THROTTLE_SCRIPT``, ``LOGIN_FAILURE_SCRIPT``) on the throttles'
+    client."""
+    return _script_handle().scripts[name]
+
+
+def redis_client() -> redis.Redis:
+    """The throttles' per-process client (fail-fast timeouts, no retries), created on first use
+    (so after gunicorn forks) and recreated when ``settings.REDIS_URL`` changes (tests point it
+    elsewhere)."""
+    return _script_handle().client
+
+
+def _script_handle() -> _ScriptHandle:
     global _handle
     url = str(settings.REDIS_URL)
     handle = _handle
@@ -270,11 +322,17 @@ def _throttle_script() -> Script:
         with _handle_lock:
             handle = _handle
             if handle is None or handle.url != url:
+                client = _connect(url=url)
                 handle = _ScriptHandle(
-                    url=url, script=_connect(url=url).register_script(_SCRIPT_SOURCE)
+                    url=url,
+                    client=client,
+                    scripts={
+                        script: client.register_script(source)
+                        for script, source in _SCRIPT_SOURCES.items()
+                    },
                 )
                 _handle = handle
-    return handle.script
+    return handle
 
 
 class _RedisHealth:

@@ -24,7 +24,7 @@ class AuditEventImmutableError(Exception):
     """An attempt to change or delete an audit event through the ORM."""
 
 
-class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+class AuditEventQuerySet(models.QuerySet[Any]):
     """Reads and inserts only. ``update_or_create`` goes through ``save`` and is refused there;
     ``bulk_create(update_conflicts=True)`` is refused by the database trigger."""
 
@@ -38,7 +38,10 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
         raise AuditEventImmutableError(AUDIT_EVENT_UPDATE_FORBIDDEN)
 
 
-class AuditEvent(models.Model):
+class AuditEventBase(models.Model):
+    """The columns and the append-only rules of an audit trail: each tenant schema's
+    (``AuditEvent``) and the public schema's (``audit.public``: the operators' host)."""
+
     class Action(models.TextChoices):
         READ = "read", "Read"
         CREATE = "create", "Create"
@@ -73,12 +76,8 @@ class AuditEvent(models.Model):
     objects = AuditEventQuerySet.as_manager()
 
     class Meta:
+        abstract = True
         ordering = ["-id"]
-        indexes = [
-            # "Who touched patient X": object_ids @> ARRAY[X]
-            GinIndex(fields=["object_ids"], name="audit_event_object_ids_gin"),
-            models.Index(fields=["object_type", "-id"], name="audit_event_type_id"),
-        ]
 
     def __str__(self) -> str:
         who = self.actor_email or "anonymous"
@@ -93,3 +92,14 @@ class AuditEvent(models.Model):
 
     def delete(self, using: Any = None, keep_parents: bool = False) -> NoReturn:
         raise AuditEventImmutableError(AUDIT_EVENT_DELETE_FORBIDDEN)
+
+
+class AuditEvent(AuditEventBase):
+    """A tenant's trail, in its own schema."""
+
+    class Meta(AuditEventBase.Meta):
+        indexes = [
+            # "Who touched patient X": object_ids @> ARRAY[X]
+            GinIndex(fields=["object_ids"], name="audit_event_object_ids_gin"),
+            models.Index(fields=["object_type", "-id"], name="audit_event_type_id"),
+        ]

@@ -10,9 +10,12 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Model
+from django_tenants.utils import get_public_schema_name
 
 from apikit.request_context import RequestContext
-from audit.models import AuditEvent
+from apikit.tenancy import current_schema_name
+from audit.models import AuditEvent, AuditEventBase
+from audit.public.models import PublicAuditEvent
 
 AUDIT_ACTION_UNKNOWN = "Unknown audit action {action!r}; use one of: {choices}."
 AUDIT_CHANGED_FIELD_INVALID = "Changed fields are field names, not values: {value!r}."
@@ -70,9 +73,11 @@ def audit_event_record(
     object_ids: Iterable[uuid.UUID | str] = (),
     changed_fields: Iterable[str] = (),
     allowed: bool = True,
-) -> AuditEvent:
-    """Append one event. ``context`` is the request's (``apikit.request_context``); ``None`` for
-    system work (Celery tasks, management commands), which records no actor.
+) -> AuditEventBase:
+    """Append one event to the active schema's trail: the tenant's, or on the public schema (the
+    operators' host) ``audit.public``'s. ``context`` is the request's
+    (``apikit.request_context``); ``None`` for system work (Celery tasks, management commands),
+    which records no actor.
 
     A list response is ONE event holding every id of the page; a detail read or a write holds
     one id. No transaction of its own: a single INSERT is atomic, and inside the caller's
@@ -82,7 +87,8 @@ def audit_event_record(
         raise ValueError(
             AUDIT_ACTION_UNKNOWN.format(action=action, choices=", ".join(AuditEvent.Action.values))
         )
-    event = AuditEvent(
+    model = PublicAuditEvent if current_schema_name() == get_public_schema_name() else AuditEvent
+    event = model(
         action=action,
         allowed=allowed,
         object_type=object_type,
@@ -101,17 +107,21 @@ def audit_event_record(
 
 
 _ACTIONS = frozenset(AuditEvent.Action.values)
+# Both trails have the same columns (AuditEventBase).
 _COLUMNS = tuple(str(field.column) for field in AuditEvent._meta.concrete_fields)
 _OBJECT_IDS_INDEX = _COLUMNS.index(str(AuditEvent._meta.get_field("object_ids").column))
-# Identifiers from the model's own metadata, never from input.
-_INSERT_SQL = "INSERT INTO {table} ({columns}) VALUES ({values})".format(  # noqa: S608
-    table=connection.ops.quote_name(AuditEvent._meta.db_table),
-    columns=", ".join(connection.ops.quote_name(column) for column in _COLUMNS),
-    values=", ".join(["%s"] * len(_COLUMNS)),
-)
+# Identifiers from the models' own metadata, never from input.
+_INSERT_SQL: dict[type[AuditEventBase], str] = {
+    model: "INSERT INTO {table} ({columns}) VALUES ({values})".format(  # noqa: S608
+        table=connection.ops.quote_name(model._meta.db_table),
+        columns=", ".join(connection.ops.quote_name(column) for column in _COLUMNS),
+        values=", ".join(["%s"] * len(_COLUMNS)),
+    )
+    for model in (AuditEvent, PublicAuditEvent)
+}
 
 
-def _insert(event: AuditEvent) -> None:
+def _insert(event: AuditEventBase) -> None:
     """One prepared INSERT in the active schema. An audited list read pays for this on every
     request, and the ORM's insert path (save, signals, SQL compilation) cost twice the round trip
     itself. Append-only still holds: this only inserts, and the trigger guards every other path."""
@@ -120,7 +130,7 @@ def _insert(event: AuditEvent) -> None:
     # no escaping): psycopg would otherwise adapt each UUID in Python, on every audited list.
     params[_OBJECT_IDS_INDEX] = "{" + ",".join(str(value) for value in event.object_ids) + "}"
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT_SQL, params)
+        cursor.execute(_INSERT_SQL[type(event)], params)
     event._state.adding = False
     event._state.db = connection.alias
 
@@ -130,7 +140,7 @@ def audit_read_record(
     context: RequestContext | None,
     model: type[Model],
     objects: Iterable[Model | Mapping[str, Any]],
-) -> AuditEvent:
+) -> AuditEventBase:
     """A read of a list page or of one object: one event with every id that was returned (rows
     are model instances, or dicts with an ``id`` from a ``values()`` page)."""
     return audit_event_record(
@@ -147,7 +157,7 @@ def audit_write_record(
     action: AuditEvent.Action | str,
     instance: Model,
     changed_fields: Iterable[str] = (),
-) -> AuditEvent:
+) -> AuditEventBase:
     """A create, update, delete (or other write) of one object."""
     return audit_event_record(
         context=context,
@@ -179,7 +189,7 @@ def audit_denied_record(
     action: AuditEvent.Action | str,
     model: type[Model],
     object_ids: Iterable[uuid.UUID | str] = (),
-) -> AuditEvent:
+) -> AuditEventBase:
     """A refused attempt (``allowed=False``), e.g. from the base viewset's ``permission_denied``.
     Record these for authenticated users only, so anonymous traffic cannot flood the trail."""
     return audit_event_record(
@@ -193,7 +203,7 @@ def audit_denied_record(
 
 def audit_permission_change(
     *, context: RequestContext | None, container: Model, user: Model, change: str
-) -> AuditEvent:
+) -> AuditEventBase:
     """A grant or revoke of access to a container (a facility, a farm): one event naming the
     container and the user; ``change`` is ``"grant:<level>"`` or ``"revoke:<level>"``."""
     return audit_event_record(

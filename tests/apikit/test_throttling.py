@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 
 from accounts.api.views import TokenObtainView
 from accounts.models import User
-from apikit import throttling
+from apikit import login_guard, throttling
 from observability import metrics
 from tenants.models import Plan, Tenant
 from tenants.routing import get_router, routing_changed
@@ -143,7 +143,38 @@ def test_tenant_ceiling_is_shared_by_every_caller_and_staff_are_not_exempt(
     assert clinician.get(ME_URL).status_code == 200
     assert admin.get(ME_URL).status_code == 429
     assert clinician.get(ME_URL).status_code == 429
-    assert anon_post(alpha.client()) == 429  # anonymous callers share the ceiling too
+    # Anonymous callers have a tenant-wide bucket of their own (issue 21): the ceiling is the
+    # signed-in users', and anonymous traffic neither draws on it nor is refused by it.
+    assert anon_post(alpha.client()) == 401
+
+
+def test_anonymous_callers_share_a_tenant_wide_bucket_below_the_ceiling(
+    alpha: TenantWorld, settings: Any
+) -> None:
+    """Each IP under its own limit, many IPs together stop at ANON_TENANT_SHARE_PERCENT of the
+    ceiling, and the signed-in users' ceiling is untouched."""
+    clinician = login(alpha, email=CLINICIAN_EMAIL)
+    settings.ANON_TENANT_SHARE_PERCENT = 20
+    give_plan(alpha, requests_per_minute=10, user_burst_per_minute=100)
+
+    from_many_ips = [
+        anon_post(APIClient(HTTP_HOST=alpha.host, REMOTE_ADDR=f"198.51.100.{n}")) for n in range(4)
+    ]
+    assert from_many_ips == [401, 401, 429, 429]  # 20 % of 10 per minute
+    assert statuses(clinician, 10) == [200] * 10  # the whole ceiling is still there
+    assert clinician.get(ME_URL).status_code == 429
+
+
+@pytest.mark.parametrize(
+    ("ceiling", "percent", "limit"),
+    [(1200, 20, 240), (6000, 20, 1200), (30000, 20, 6000), (10, 20, 2), (3, 20, 1), (10, 100, 9)],
+)
+def test_anonymous_tenant_limit_is_a_share_always_below_the_ceiling(
+    settings: Any, ceiling: int, percent: int, limit: int
+) -> None:
+    settings.ANON_TENANT_SHARE_PERCENT = percent
+    plan = Plan(requests_per_minute=ceiling)
+    assert throttling.anon_tenant_limit(plan=plan) == limit
 
 
 def test_one_tenant_exhausting_its_limits_never_slows_another(
@@ -151,12 +182,13 @@ def test_one_tenant_exhausting_its_limits_never_slows_another(
 ) -> None:
     """The clinician has the same id in both tenants: user and tenant buckets must not collide."""
     alpha_client = login(alpha, email=CLINICIAN_EMAIL)
+    alpha_admin = login(alpha)
     beta_client = login(beta, email=CLINICIAN_EMAIL)
     give_plan(alpha, beta, requests_per_minute=4, user_burst_per_minute=3)
 
     assert statuses(alpha_client, 4) == [200, 200, 200, 429]  # user burst
     # The refused 4th did not charge the ceiling: one request left, then the ceiling refuses.
-    assert [anon_post(alpha.client()), anon_post(alpha.client())] == [401, 429]
+    assert statuses(alpha_admin, 2) == [200, 429]
 
     assert statuses(beta_client, 4) == [200, 200, 200, 429]
     prefix = _prefix()
@@ -340,8 +372,10 @@ def test_every_scope_is_checked_in_one_redis_round_trip(
     assert redis_calls == ["EVALSHA", "<reply>"]
 
     redis_calls.clear()
-    assert login_attempt(alpha, email=CLINICIAN_EMAIL, ip="192.0.2.20") == 401  # anon+tenant+login
-    assert redis_calls == ["EVALSHA", "<reply>"]
+    # anon + anon-tenant + login attempts, and the email's failure delay: one round trip; the
+    # failure it turns out to be is written after the password check, with one more.
+    assert login_attempt(alpha, email=CLINICIAN_EMAIL, ip="192.0.2.20") == 401
+    assert redis_calls == ["EVALSHA", "<reply>", "EVALSHA", "<reply>"]
 
 
 def test_unreachable_redis_serves_requests_logs_and_counts(
@@ -367,10 +401,11 @@ def test_unreachable_redis_serves_requests_logs_and_counts(
 # --- keys --------------------------------------------------------------------------------------------
 
 
-def test_bucket_keys_carry_the_prefix_the_schema_and_the_caller() -> None:
+def test_bucket_keys_carry_the_prefix_the_schema_and_the_caller(settings: Any) -> None:
+    settings.ANON_TENANT_SHARE_PERCENT = 20
     plan = Plan(requests_per_minute=100, user_burst_per_minute=10, user_sustained_per_day=1000)
     user = throttling.request_buckets(
-        key_prefix="p", schema="t_x", plan=plan, user_id="u1", ip="192.0.2.1", login_email=None
+        key_prefix="p", schema="t_x", plan=plan, user_id="u1", ip="192.0.2.1"
     )
     assert [(b.key, b.limit, b.period_seconds) for b in user] == [
         ("p:throttle:t_x:user-burst:u1", 10, 60),
@@ -378,14 +413,22 @@ def test_bucket_keys_carry_the_prefix_the_schema_and_the_caller() -> None:
         ("p:throttle:t_x:tenant", 100, 60),
     ]
 
-    anon_login = throttling.request_buckets(
-        key_prefix="p", schema="t_x", plan=plan, user_id=None, ip="192.0.2.1", login_email="a@b.c"
+    anon = throttling.request_buckets(
+        key_prefix="p", schema="t_x", plan=plan, user_id=None, ip="192.0.2.1"
     )
-    keys = [b.key for b in anon_login]
-    assert keys[:2] == ["p:throttle:t_x:anon:192.0.2.1", "p:throttle:t_x:tenant"]
-    assert keys[2].startswith("p:throttle:t_x:login:192.0.2.1:")
-    assert "a@b.c" not in keys[2]  # hashed: bounded length, no addresses in Redis key names
-    assert anon_login[2].period_seconds == 900
+    assert [(b.key, b.limit, b.period_seconds) for b in anon] == [
+        ("p:throttle:t_x:anon:192.0.2.1", settings.ANON_REQUESTS_PER_MINUTE, 60),
+        ("p:throttle:t_x:anon-tenant", 20, 60),
+    ]
+
+    attempt = login_guard.login_attempt(
+        schema="t_x", ip="192.0.2.1", email="a@b.c", device_token=None
+    )
+    assert attempt.attempts.key.startswith(f"{_prefix()}:throttle:t_x:login:192.0.2.1:")
+    assert attempt.failures_key.startswith(f"{_prefix()}:throttle:t_x:login-failures:")
+    assert "a@b.c" not in attempt.attempts.key + attempt.failures_key  # hashed: no addresses
+    assert (attempt.attempts.limit, attempt.attempts.period_seconds) == (10, 900)
+    assert not attempt.trusted_device
 
 
 @pytest.mark.parametrize(

@@ -48,8 +48,8 @@ def record(
     actor_id: uuid.UUID | None = None,
     actor_email: str = "",
 ) -> AuditEvent:
-    """One event in the active schema, through the service."""
-    return audit_event_record(
+    """One event in the active schema (a tenant's), through the service."""
+    event = audit_event_record(
         context=context_for(actor_id=actor_id, actor_email=actor_email),
         action=action,
         object_type=object_type,
@@ -57,6 +57,8 @@ def record(
         changed_fields=changed_fields,
         allowed=allowed,
     )
+    assert isinstance(event, AuditEvent)
+    return event
 
 
 def data_statements(queries: CaptureQueriesContext) -> list[str]:

@@ -14,11 +14,29 @@ class LoginInputSerializer(serializers.Serializer):
         help_text="A registered device of this account (POST /api/v1/sync/devices/): the tokens "
         "then carry its id (claim did) and stop working when the device is revoked.",
     )
+    device_token = serializers.CharField(
+        max_length=512,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="The device_token of this client's last successful login of this account "
+        "(not the sync device above). Login attempts carrying a valid one are counted apart "
+        "from everyone else's, so another party's wrong passwords cannot slow this client's "
+        "login down. An invalid or expired one is ignored.",
+    )
 
 
 class TokenPairOutputSerializer(serializers.Serializer):
     access = serializers.CharField()
     refresh = serializers.CharField()
+
+
+class LoginOutputSerializer(TokenPairOutputSerializer):
+    device_token = serializers.CharField(
+        help_text="Keep it with this account's login on this client and send it with the next "
+        "login (valid for LOGIN_DEVICE_TOKEN_DAYS, 90 days by default; each login returns a "
+        "new one)."
+    )
 
 
 class RefreshInputSerializer(serializers.Serializer):

@@ -1,5 +1,6 @@
 """Auth and user-management endpoints: thin views over accounts.services."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.db.models import QuerySet
@@ -14,7 +15,7 @@ from rest_framework.views import APIView
 from accounts import selectors, services
 from accounts.api import serializers
 from accounts.models import User
-from accounts.tokens import refresh_token_revoke, token_pair_rotate
+from accounts.tokens import refresh_token_revoke, refresh_token_user_id, token_pair_rotate
 from apikit.inputs import validated
 from apikit.pagination import CursorPagination
 from apikit.permissions import TenantMember
@@ -30,23 +31,36 @@ class TokenObtainView(APIView):
 
     @extend_schema(
         request=serializers.LoginInputSerializer,
-        responses={200: serializers.TokenPairOutputSerializer},
+        responses={200: serializers.LoginOutputSerializer},
         summary="Log in with email and password",
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = validated(serializers.LoginInputSerializer, request.data)
-        pair = services.auth_login(
+        result = services.auth_login(
             email=data["email"],
             password=data["password"],
             device=data.get("device"),
+            device_token=data.get("device_token"),
             context=request_context(request),
         )
-        return Response({"access": pair.access, "refresh": pair.refresh})
+        return Response(
+            {
+                "access": result.pair.access,
+                "refresh": result.pair.refresh,
+                "device_token": result.device_token,
+            }
+        )
 
 
 class TokenRefreshView(APIView):
     authentication_classes = ()
     permission_classes = (AllowAny,)
+
+    def throttle_user_id(self, data: object) -> str | None:
+        """Charge a refresh to its user's buckets when its signature and tenant verify, not to
+        the anonymous ones (apikit.throttling)."""
+        raw = data.get("refresh") if isinstance(data, Mapping) else None
+        return refresh_token_user_id(raw_refresh=raw) if isinstance(raw, str) else None
 
     @extend_schema(
         request=serializers.RefreshInputSerializer,
