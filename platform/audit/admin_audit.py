@@ -113,7 +113,7 @@ def _event_record(
     )
 
 
-def form_field_names(form: forms.BaseForm) -> list[str]:
+def form_field_names(*, form: forms.BaseForm) -> list[str]:
     """The names of the fields a form changed (``password1`` / ``password2`` count as
     ``password``), in order, each once."""
     names: list[str] = []
@@ -147,7 +147,7 @@ class AdminChangeMessage(list[dict[str, Any]]):
         self.field_names = list(field_names)
 
 
-def message_field_names(message: Any) -> list[str]:
+def message_field_names(*, message: Any) -> list[str]:
     """The changed fields a change message names: the names ``AdminChangeMessage`` carries, or
     for a message built elsewhere the labels of its top-level ``changed`` entry."""
     if isinstance(message, AdminChangeMessage):
@@ -243,7 +243,7 @@ class AuditedModelAdmin(admin.ModelAdmin):
     ) -> Any:
         message = super().construct_change_message(request, form, formsets, add)
         return AdminChangeMessage(
-            message, field_names=[*form_field_names(form), *_inline_names(formsets)]
+            message, field_names=[*form_field_names(form=form), *_inline_names(formsets)]
         )
 
     def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
@@ -253,7 +253,7 @@ class AuditedModelAdmin(admin.ModelAdmin):
             action=AuditEvent.Action.CREATE,
             model=obj,
             pks=[obj.pk],
-            changed_fields=message_field_names(message),
+            changed_fields=message_field_names(message=message),
         )
         return entry
 
@@ -264,7 +264,7 @@ class AuditedModelAdmin(admin.ModelAdmin):
             action=AuditEvent.Action.UPDATE,
             model=obj,
             pks=[obj.pk],
-            changed_fields=message_field_names(message),
+            changed_fields=message_field_names(message=message),
         )
         return entry
 
@@ -289,7 +289,7 @@ class AuditedModelAdmin(admin.ModelAdmin):
                     action=AuditEvent.Action.CREATE,
                     model=formset.model,
                     pks=[inline_form.instance.pk],
-                    changed_fields=form_field_names(inline_form),
+                    changed_fields=form_field_names(form=inline_form),
                 )
         for obj, changed in formset.changed_objects:
             _event_record(
