@@ -7,6 +7,7 @@ accounts.roles; the list's query count stays constant for the narrowed projectio
 from __future__ import annotations
 
 import base64
+import uuid
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -375,6 +376,37 @@ def test_every_surface_follows_the_one_definition(roles: RoleWorld, clinicians_o
         surfaces = _surfaces(roles, role)
         expected = role == Role.CLINICIAN
         assert surfaces == dict.fromkeys(surfaces, expected), role
+
+
+def _push(client: APIClient, row: dict[str, Any]) -> dict[str, Any]:
+    response = client.post(
+        "/api/v1/sync/push/",
+        data={"changes": {"patients": [row]}},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4()),
+    )
+    assert response.status_code == 200, response.content
+    result: dict[str, Any] = response.json()["results"][0]
+    return result
+
+
+def test_a_push_conflict_returns_the_projected_server_copy(
+    roles: RoleWorld, clinicians_only: None
+) -> None:
+    """A stale push gets the server's copy back: only with the fields the pusher may receive."""
+    with tenant_context(roles.clinic.world.tenant):
+        Patient.objects.filter(pk=P1_ID).update(version=5)
+    for role in (Role.TENANT_ADMIN, *sorted(MANAGERS)):
+        stale = {
+            "op": "upsert",
+            "id": str(P1_ID),
+            "base_version": 1,
+            "fields": {"given_name": role},
+        }
+        result = _push(roles.clients[role], stale)
+        assert result["status"] == "conflict", (role, result)
+        assert result["server_record"]["mrn"] == "MRN-1", role
+        assert ("phone" in result["server_record"]) is (role == Role.CLINICIAN), role
 
 
 # --- query counts --------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -81,11 +81,29 @@ def push_apply(*, user: Any, device_id: uuid.UUID | None, batch: PushBatch) -> P
         _write_all_or_nothing(drafts_by_table, tables, ctx, outcome, decided_early=bool(early))
     else:
         _write_all(drafts_by_table, tables, ctx, outcome, strict=False)
-    outcome.results = _in_request_order(batch, drafts_by_table, early)
+    outcome.results = [
+        _projected(result, tables, user)
+        for result in _in_request_order(batch, drafts_by_table, early)
+    ]
     outcome.summary = {str(status): 0 for status in Status}
     for result in outcome.results:
         outcome.summary[str(result.status)] += 1
     return outcome
+
+
+def _projected(result: RowResult, tables: dict[str, SyncTable], user: Any) -> RowResult:
+    """A conflict's server copy holds only the fields the pusher's role may receive (the
+    table's ``projection``, as in the pull)."""
+    table = tables.get(result.table)
+    if result.server_record is None or table is None:
+        return result
+    visible = table.projection(user)
+    record = {
+        name: value
+        for name, value in result.server_record.items()
+        if name in visible or name not in table.fields
+    }
+    return replace(result, server_record=record)
 
 
 def _ordered(pushed: dict[str, list[RowIn]], tables: dict[str, SyncTable]) -> list[str]:
