@@ -1,7 +1,9 @@
 """The platform operators' admin, served on the public host only (settings/urls_public.py).
 
 Tenant-schema models are never registered here, and tenant registry models are never registered
-on the tenant hosts' admin.
+on the tenant hosts' admin. Every admin is an ``audit.admin_audit.AuditedModelAdmin``: writes and
+actions are on the public schema's audit trail (``audit.public``), integer ids recorded as
+``audit_object_id`` gives them.
 """
 
 from typing import Any
@@ -15,6 +17,7 @@ from django.http import HttpRequest
 
 from accounts.admin_site import LoginGuardedAdminSite
 from accounts.models import User
+from audit.admin_audit import AuditedModelAdmin
 from tenants.models import Domain, Plan, Tenant
 from tenants.routing import routing_changed
 from tenants.services import ProvisioningError, tenant_provision, tenant_set_status
@@ -48,7 +51,7 @@ class TenantProvisionForm(forms.ModelForm):
 
 
 @admin.register(Tenant, site=operator_site)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(AuditedModelAdmin):
     list_display = ["slug", "name", "kind", "plan", "status", "ready", "created_at"]
     list_filter = ["kind", "status", "plan"]
     search_fields = ["slug", "name"]
@@ -116,7 +119,7 @@ class TenantAdmin(admin.ModelAdmin):
 
 
 @admin.register(Domain, site=operator_site)
-class DomainAdmin(admin.ModelAdmin):
+class DomainAdmin(AuditedModelAdmin):
     list_display = ["domain", "tenant", "is_primary"]
     search_fields = ["domain", "tenant__slug"]
     list_select_related = ["tenant"]
@@ -133,7 +136,7 @@ class DomainAdmin(admin.ModelAdmin):
 
 
 @admin.register(Plan, site=operator_site)
-class PlanAdmin(admin.ModelAdmin):
+class PlanAdmin(AuditedModelAdmin):
     list_display = [
         "name",
         "requests_per_minute",
@@ -151,7 +154,7 @@ class PlanAdmin(admin.ModelAdmin):
 
 
 @admin.register(User, site=operator_site)
-class OperatorUserAdmin(DjangoUserAdmin):
+class OperatorUserAdmin(AuditedModelAdmin, DjangoUserAdmin):
     ordering = ["email"]
     list_display = ["email", "full_name", "is_active", "is_superuser"]
     search_fields = ["email", "full_name"]

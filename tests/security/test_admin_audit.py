@@ -5,7 +5,8 @@ Reads of sensitive models (a patient's change page, a changelist page, the delet
 are one event per page with the ids shown; saves, deletes, inline rows, admin actions, guardian
 grants and role and password changes are write events naming the changed fields (never values);
 autocomplete over patients is refused. Tenant A's admin writes only A's trail (the two tenants
-share ids and emails), and every model admin is an audited one."""
+share ids and emails), the operators' admin writes the public schema's trail, and every model
+admin of both sites is an audited one."""
 
 from __future__ import annotations
 
@@ -26,11 +27,14 @@ from guardian.shortcuts import get_user_perms
 from accounts.models import User
 from apikit.ids import new_id
 from apikit.tenancy import activate_public
-from audit.admin_audit import AuditedGuardedModelAdmin, AuditedModelAdmin
+from audit.admin_audit import AuditedGuardedModelAdmin, AuditedModelAdmin, audit_object_id
 from audit.models import AuditEvent
+from audit.public.models import PublicAuditEvent
 from clinical.models import Facility, Patient, PrescriptionItem
 from farms.models import Farm
 from sync.models import Device
+from tenants.admin import operator_site
+from tenants.models import Plan, Tenant
 from tests.security.admin_pages import form_values
 from tests.security.admin_session import admin_session
 from tests.security.conftest import SecurityWorld
@@ -405,7 +409,7 @@ def test_only_access_levels_to_active_staff_and_never_groups(
     assert _written(sw.a, mark) == []
 
 
-# --- tenants --------------------------------------------------------------------------------------
+# --- tenants and the operators' host --------------------------------------------------------------
 
 
 def test_tenant_a_admin_writes_only_a_trail(
@@ -428,10 +432,70 @@ def test_tenant_a_admin_writes_only_a_trail(
     assert len(_written(sw.a, mark)) == 3
 
 
+@pytest.fixture
+def operator(db: None) -> Iterator[Client]:
+    client = Client(HTTP_HOST="verdant.test", enforce_csrf_checks=True)
+    with schema_context("public"):
+        user = User.objects.create_superuser("ops@verdant.example", "ops-Password-77")
+        client.force_login(user)
+    yield client
+    activate_public()
+
+
+def test_the_operators_admin_writes_the_public_trail(
+    sw: SecurityWorld, operator: Client, mark: uuid.UUID
+) -> None:
+    with schema_context("public"):
+        plan = Plan.objects.create(name="audited-plan", max_users=5)
+        tenant = Tenant.objects.get(slug=sw.a.slug)
+    saved = _submit(operator, f"/admin/tenants/plan/{plan.pk}/change/", changes={"max_users": "7"})
+    assert saved.status_code == 302, saved.content[:2000]
+    done = _post_action(operator, "/admin/tenants/tenant/", "reactivate", [tenant.pk])
+    assert done.status_code == 302
+    # Provisioning works inside the new tenant's schema, and the event still lands in public.
+    added = _submit(
+        operator,
+        "/admin/tenants/tenant/add/",
+        changes={
+            "slug": "sec-audited",
+            "name": "Audited",
+            "kind": "clinic",
+            "plan": str(plan.pk),
+            "admin_email": "boss@audited.example",
+        },
+    )
+    assert added.status_code == 302, added.content[:2000]
+    with schema_context("public"):
+        events = list(PublicAuditEvent.objects.filter(id__gt=mark).order_by("id"))
+        new_tenant = Tenant.objects.get(slug="sec-audited")
+    assert [(e.action, e.object_type, e.object_ids, e.changed_fields) for e in events] == [
+        (
+            "update",
+            "tenants.plan",
+            [audit_object_id(object_type="tenants.plan", pk=plan.pk)],
+            ["max_users"],
+        ),
+        ("update", "tenants.tenant", [uuid.UUID(int=tenant.pk)], ["action:reactivate"]),
+        (
+            "create",
+            "tenants.tenant",
+            [uuid.UUID(int=new_tenant.pk)],
+            ["slug", "name", "kind", "plan", "admin_email"],
+        ),
+    ]
+    assert {e.actor_email for e in events} == {"ops@verdant.example"}
+    assert _events(sw.a, mark) == []
+    with schema_context(new_tenant.schema_name):
+        assert not AuditEvent.objects.exists()
+
+
 # --- coverage -------------------------------------------------------------------------------------
 
 
-SITES = {"tenant hosts": (admin.site, "clinical.Patient")}
+SITES = {
+    "tenant hosts": (admin.site, "clinical.Patient"),
+    "operators": (operator_site, "tenants.Tenant"),
+}
 
 
 @pytest.mark.parametrize("site_key", list(SITES))
