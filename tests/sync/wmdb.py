@@ -9,6 +9,7 @@ its user may see, in the wire types of ``wmdb_client/schema.json``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import json
@@ -115,9 +116,113 @@ def to_wire(native_value: Any, column: dict[str, Any]) -> Any:
 
 
 @dataclass
+class _Node:
+    """One running ``node device.js`` process, its stdout reader and its stderr log."""
+
+    process: subprocess.Popen[str]
+    replies: queue.Queue[str | None]
+    stderr: IO[str]
+    reader: threading.Thread
+    healthy: bool = True
+
+    @classmethod
+    def spawn(cls, name: str) -> _Node:
+        node = node_executable()
+        stderr = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in stop())
+            "w+", prefix=f"wmdb-{name}-", suffix=".log", delete=False
+        )
+        process = subprocess.Popen(
+            [node, str(DEVICE_JS)],
+            cwd=CLIENT_DIR,
+            env={**os.environ, "NODE_ENV": "development"},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            encoding="utf-8",
+            bufsize=1,
+        )
+        replies: queue.Queue[str | None] = queue.Queue()
+
+        def read() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                replies.put(line)
+            replies.put(None)
+
+        reader = threading.Thread(target=read, name=f"wmdb-{name}", daemon=True)
+        reader.start()
+        return cls(process=process, replies=replies, stderr=stderr, reader=reader)
+
+    @property
+    def alive(self) -> bool:
+        return self.healthy and self.process.poll() is None
+
+    def stop(self) -> None:
+        process = self.process
+        if process.poll() is None and process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                process.stdin.flush()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        self.reader.join(timeout=10)
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        self.stderr.close()
+        Path(self.stderr.name).unlink(missing_ok=True)
+
+
+# Idle device processes, kept for the next device: starting node and loading WatermelonDB costs
+# about half a second, a fresh database in a running process a few milliseconds.
+_IDLE: list[_Node] = []
+_IDLE_LOCK = threading.Lock()
+MAX_IDLE = 4
+
+
+def _take_idle() -> _Node | None:
+    with _IDLE_LOCK:
+        while _IDLE:
+            node = _IDLE.pop()
+            if node.alive:
+                return node
+            node.stop()
+    return None
+
+
+def _give_back(node: _Node) -> bool:
+    with _IDLE_LOCK:
+        if node.alive and len(_IDLE) < MAX_IDLE:
+            _IDLE.append(node)
+            return True
+    return False
+
+
+def stop_idle_devices() -> None:
+    """Stop the processes kept for reuse (also run at exit)."""
+    with _IDLE_LOCK:
+        nodes, _IDLE[:] = list(_IDLE), []
+    for node in nodes:
+        node.stop()
+
+
+atexit.register(stop_idle_devices)
+
+
+@dataclass
 class WmdbDevice:
-    """One WatermelonDB device (a node process). Use as a context manager; ``init`` is sent on
-    entry."""
+    """One WatermelonDB device. Use as a context manager; ``init`` is sent on entry.
+
+    The device runs in a ``node`` process of its own while it is open. With ``reuse`` (the
+    default) that process may be one an earlier device left idle: it gets a ``reset`` instead of
+    ``init`` — a new, empty database (a fresh LokiJS adapter) and this device's connection
+    settings, nothing kept from before — and goes back to the idle list on ``close`` unless a
+    command of this device timed out or the process died."""
 
     base_url: str
     host: str
@@ -126,10 +231,8 @@ class WmdbDevice:
     limit: int | None = None
     timeout: float = DEFAULT_TIMEOUT
     name: str = "device"
-    _process: subprocess.Popen[str] | None = field(default=None, init=False, repr=False)
-    _replies: queue.Queue[str | None] = field(default_factory=queue.Queue, init=False, repr=False)
-    _stderr: IO[str] | None = field(default=None, init=False, repr=False)
-    _reader: threading.Thread | None = field(default=None, init=False, repr=False)
+    reuse: bool = True
+    _node: _Node | None = field(default=None, init=False, repr=False)
 
     # -- lifecycle --
 
@@ -141,94 +244,64 @@ class WmdbDevice:
         self.close()
 
     def start(self) -> None:
-        node = node_executable()
-        self._stderr = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in close())
-            "w+", prefix=f"wmdb-{self.name}-", suffix=".log", delete=False
-        )
-        env = {**os.environ, "NODE_ENV": "development"}
-        self._process = subprocess.Popen(
-            [node, str(DEVICE_JS)],
-            cwd=CLIENT_DIR,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            encoding="utf-8",
-            bufsize=1,
-        )
-        self._reader = threading.Thread(
-            target=self._read_stdout, name=f"wmdb-{self.name}", daemon=True
-        )
-        self._reader.start()
-        self.command(
-            "init",
-            base_url=self.base_url,
-            host=self.host,
-            token=self.token,
-            schema_version=self.schema_version,
-            limit=self.limit,
-        )
-
-    def _read_stdout(self) -> None:
-        process = self._process
-        assert process is not None
-        assert process.stdout is not None
-        for line in process.stdout:
-            self._replies.put(line)
-        self._replies.put(None)
+        settings: dict[str, Any] = {
+            "base_url": self.base_url,
+            "host": self.host,
+            "token": self.token,
+            "schema_version": self.schema_version,
+            "limit": self.limit,
+        }
+        idle = _take_idle() if self.reuse else None
+        if idle is not None:
+            self._node = idle
+            self.command("reset", **settings)
+            return
+        self._node = _Node.spawn(self.name)
+        self.command("init", **settings)
 
     def close(self) -> None:
-        process = self._process
-        if process is None:
+        node, self._node = self._node, None
+        if node is None:
             return
-        with contextlib.suppress(Exception):
-            if process.poll() is None:
-                self.command("quit", timeout=10)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        if self._reader is not None:
-            self._reader.join(timeout=10)
-        for pipe in (process.stdin, process.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-        self._process = None
-        if self._stderr is not None:
-            self._stderr.close()
-            Path(self._stderr.name).unlink(missing_ok=True)
-            self._stderr = None
+        if not (self.reuse and _give_back(node)):
+            node.stop()
 
     def log_tail(self, chars: int = 4000) -> str:
-        """The end of the node process's stderr (WatermelonDB's and the driver's logging)."""
-        if self._stderr is None:
+        """The end of the node process's stderr (WatermelonDB's and the driver's logging; a
+        reused process's log holds the earlier devices' lines too)."""
+        if self._node is None:
             return ""
-        return Path(self._stderr.name).read_text(errors="replace")[-chars:]
+        return Path(self._node.stderr.name).read_text(errors="replace")[-chars:]
 
     # -- protocol --
 
     def _send(self, message: dict[str, Any]) -> None:
-        process = self._process
-        if process is None or process.stdin is None:
+        node = self._node
+        if node is None or node.process.stdin is None:
             raise DeviceError(f"{self.name} is not running")
-        process.stdin.write(json.dumps(message) + "\n")
-        process.stdin.flush()
+        try:
+            node.process.stdin.write(json.dumps(message) + "\n")
+            node.process.stdin.flush()
+        except OSError:
+            node.healthy = False
+            raise
 
     def _receive(self, cmd: str, timeout: float | None) -> dict[str, Any]:
         """The next line from the device: the command's answer or an event (``"event"`` key)."""
+        node = self._node
+        if node is None:
+            raise DeviceError(f"{self.name} is not running")
         try:
-            line = self._replies.get(timeout=timeout or self.timeout)
+            line = node.replies.get(timeout=timeout or self.timeout)
         except queue.Empty:
-            if self._process is not None:
-                self._process.kill()
+            node.healthy = False
+            node.process.kill()
             raise DeviceError(
                 f"{self.name}: no answer to {cmd} within {timeout or self.timeout} s\n"
                 f"{self.log_tail()}"
             ) from None
         if line is None:
+            node.healthy = False
             raise DeviceError(f"{self.name} exited during {cmd}\n{self.log_tail()}")
         message: dict[str, Any] = json.loads(line)
         return message
@@ -246,21 +319,27 @@ class WmdbDevice:
         answer (``{"event": …}``, e.g. ``before_push``) go to ``on_event``; the device waits
         for ``{"cmd": "continue"}`` after each, which is sent once ``on_event`` returned (or
         raised: the command still runs to its end, then the exception propagates)."""
-        self._send({"cmd": cmd, **args})
-        failure: BaseException | None = None
-        while True:
-            reply = self._receive(cmd, timeout)
-            if "event" not in reply:
-                break
-            try:
-                if on_event is None:
-                    raise DeviceError(f"{self.name}: unexpected event during {cmd}: {reply}")
-                if failure is None:
-                    on_event(reply)
-            except BaseException as exc:  # re-raised once the command ended
-                failure = failure or exc
-            finally:
-                self._send({"cmd": "continue"})
+        answered = False
+        try:
+            self._send({"cmd": cmd, **args})
+            failure: BaseException | None = None
+            while True:
+                reply = self._receive(cmd, timeout)
+                if "event" not in reply:
+                    break
+                try:
+                    if on_event is None:
+                        raise DeviceError(f"{self.name}: unexpected event during {cmd}: {reply}")
+                    if failure is None:
+                        on_event(reply)
+                except BaseException as exc:  # re-raised once the command ended
+                    failure = failure or exc
+                finally:
+                    self._send({"cmd": "continue"})
+            answered = True
+        finally:
+            if not answered and self._node is not None:
+                self._node.healthy = False  # a late answer must not reach the next device
         if failure is not None:
             raise failure
         if expect_ok and not reply.get("ok"):

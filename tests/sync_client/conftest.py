@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 import requests
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django_tenants.utils import schema_context
 
 from tests.security.live import LiveServer, live_gunicorn
 from tests.security.world import Side, World, email_for, world_create, world_drop
-from tests.sync.wmdb import ServerClient, node_executable
+from tests.sync.wmdb import ServerClient, node_executable, stop_idle_devices
 
 PREFIX = "wc"
 SETTLE_TIMEOUT_SECONDS = 60.0
@@ -123,6 +123,21 @@ class ClientWorld:
                 assert time.monotonic() < deadline, "another transaction held the watermark back"
                 time.sleep(0.05)
 
+    @contextlib.contextmanager
+    def watermark_held(self) -> Iterator[None]:
+        """A transaction with an id, open for the block (on a connection of its own): the
+        pull's watermark cannot pass it, so what the server commits meanwhile is not pulled yet,
+        as on a busy server where another writer's transaction is still running."""
+        held = connections.create_connection(DEFAULT_DB_ALIAS)
+        try:
+            held.set_autocommit(False)
+            with held.cursor() as cursor:
+                cursor.execute("SELECT pg_current_xact_id()")
+            yield
+        finally:
+            held.rollback()
+            held.close()
+
 
 @pytest.fixture(scope="package")
 def client_world(
@@ -136,6 +151,7 @@ def client_world(
             with live_gunicorn(workers=2, name="wmdb") as server:
                 yield ClientWorld(world=world, server=server)
         finally:
+            stop_idle_devices()
             connection.close()
             world_drop(PREFIX)
 

@@ -178,6 +178,7 @@ const state = {
   database: null,
   adapter: null,
   models: null,
+  generation: 0,
 }
 
 const NETWORK_RETRY_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED'])
@@ -487,6 +488,26 @@ const commands = {
       new LokiJSAdapter({
         ...options,
         dbName: DB_NAME,
+        useWebWorker: false,
+        useIncrementalIndexedDB: false,
+      }),
+    )
+    return { schema_version: version, tables: Object.keys(state.models) }
+  },
+
+  // A new device in the same process (the driver reuses idle processes): a new, empty database
+  // on a fresh in-memory adapter, and these connection settings; nothing of the previous
+  // device is kept (its database is reset and dropped).
+  async reset({ base_url: baseUrl, host, token, schema_version: version = 2, limit = null }) {
+    if (!state.database) throw new Error('init first')
+    const previous = state.database
+    await previous.write(() => previous.unsafeResetDatabase())
+    Object.assign(state, { baseUrl, host, token, limit })
+    state.generation += 1
+    await openDatabase(version, (options) =>
+      new LokiJSAdapter({
+        ...options,
+        dbName: `${DB_NAME}-${state.generation}`,
         useWebWorker: false,
         useIncrementalIndexedDB: false,
       }),
