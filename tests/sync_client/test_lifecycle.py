@@ -6,14 +6,19 @@ server lets its user see (``assert_device_matches_server``)."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.sync.wmdb import assert_device_matches_server, device
 from tests.sync_client.conftest import ClientWorld
 from tests.sync_client.helpers import (
+    CROP,
+    FIELD,
     field_create,
     ids,
     local_observation,
     observation_create,
     planting_create,
+    precondition,
     pushed_tables,
     results_by_id,
     tag,
@@ -135,3 +140,54 @@ def test_rest_and_second_device_changes_arrive_and_a_server_delete_beats_a_local
         cw.settle()
         tablet.sync()
         assert_device_matches_server(tablet, tablet_client)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="server: an update of a row the device created and pushed, sent before a pull "
+    "brought the row back (WatermelonDB's version column still 0), is rejected 'invalid: "
+    "base_version must be a positive integer or null' instead of being applied",
+)
+def test_an_edit_of_a_pushed_row_not_yet_pulled_back_is_applied(cw: ClientWorld) -> None:
+    """Create, sync, edit, sync: WatermelonDB marks a pushed row synced without the server's
+    values (docs/sync.md: "the next pull sends every row you pushed back once"), so until a pull
+    brings it back its ``version`` is the column's empty value, 0. The pull of the next sync
+    does not bring it when the server's watermark has not passed the push yet (another writer's
+    transaction still open: ``watermark_held``), and the edit is pushed as an update with
+    ``version: 0``. The server rejects it (``invalid``, field ``version``); the row stays dirty
+    and the sync after the next pull applies it, but the app is shown a validation error for an
+    ordinary edit (and an observation's grace period may run out meanwhile). Expected: 0 read
+    as "no base version" (like ``null``: an update of version 1), so the edit is applied."""
+    client = cw.client(cw.a, "agronomist", device_name="lifecycle version 0")
+    cw.settle()
+    with device(client, name="lifecycle-version-0") as phone:
+        with precondition():
+            phone.sync()
+            planting = phone.create(
+                "plantings",
+                {
+                    "field_id": FIELD,
+                    "crop_id": CROP,
+                    "season": f"device planting {tag()}",
+                    "planted_on": "2026-03-02",
+                    "status": "planned",
+                },
+            )
+            observation = phone.create("observations", local_observation(f"created {tag()}"))
+            with cw.watermark_held():
+                created = results_by_id(phone.sync())
+                assert created[planting]["status"] == "applied", created[planting]
+                assert created[observation]["status"] == "applied", created[observation]
+                assert phone.record("plantings", planting)["version"] == 0  # not pulled back
+                phone.update("plantings", planting, {"season": f"edited {tag()}"})
+                phone.update("observations", observation, {"text": f"edited {tag()}"})
+                reply = phone.sync()
+                pulled = reply["pulls"][0]["counts"]
+                assert pulled["plantings"]["updated"] == pulled["observations"]["updated"] == 0
+        results = results_by_id(reply)
+        assert results[planting]["status"] == "applied", results[planting]
+        assert results[observation]["status"] == "applied", results[observation]
+        cw.settle()
+        phone.sync()
+        assert_device_matches_server(phone, client)

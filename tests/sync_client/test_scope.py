@@ -9,7 +9,6 @@ scope the other tests expect."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from tests.sync_client.helpers import (
     ids,
     observation_create,
     planting_create,
+    precondition,
     tag,
 )
 
@@ -240,16 +240,6 @@ def test_an_archived_farm_leaves_in_pages(cw: ClientWorld, scope_users: ScopeUse
         assert under.isdisjoint({row["id"] for table in FARM_TABLES[:-1] for row in dump[table]})
 
 
-@contextlib.contextmanager
-def _precondition() -> Iterator[None]:
-    """Assertions that must hold before the expected failure: a failure here is a real failure
-    (``pytest.fail``), not the xfail (``raises=AssertionError``)."""
-    try:
-        yield
-    except AssertionError as exc:
-        pytest.fail(f"precondition: {exc}")
-
-
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
@@ -275,7 +265,7 @@ def test_a_role_change_that_loses_a_column_clears_it(cw: ClientWorld) -> None:
     cw.settle()
     try:
         with device(client, limit=LIMIT, name="scope-receptionist") as phone:
-            with _precondition():
+            with precondition():
                 phone.sync()
                 before = assert_device_matches_server(phone, client)
                 assert before["patients"]
