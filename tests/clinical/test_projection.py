@@ -1,4 +1,4 @@
-# mypy: disable-error-code="index,union-attr"
+# mypy: disable-error-code="index,union-attr,attr-defined"
 """Issue 21, item 3: which patient fields each role sees is defined once (clinical.projection)
 and applied everywhere a patient leaves the server — REST list and detail, FHIR and the NDJSON
 export, search, ordering, filters, cursors, the ETag and the sync pull — for every role of
@@ -79,7 +79,7 @@ def roles(clinic: Clinic) -> RoleWorld:
             user = make_user(email=_email(role), role=role)
             level = AccessLevel.MANAGE if role in MANAGERS else AccessLevel.VIEW
             container_access_grant(user=user, container=clinic.f1, level=level)
-    clients = {}
+    clients: dict[str, APIClient] = {}
     for role in ROLES:
         password = None if role in (Role.TENANT_ADMIN, Role.CLINICIAN) else STAFF_PASSWORD
         clients[role] = login(clinic.world, email=_email(role), password=password)
