@@ -78,6 +78,11 @@ def _validate_request(*, slug: str, kind: str, admin_email: str, plan_name: str)
     plan = Plan.objects.filter(name=plan_name).first()
     if plan is None:
         raise ProvisioningError(f"unknown plan {plan_name!r}")
+    if plan.max_users < 1:
+        # The first tenant_admin takes a seat (accounts.seats).
+        raise ProvisioningError(
+            f"plan {plan_name!r} allows no users (max_users is 0); the first admin needs one"
+        )
     return plan
 
 

@@ -15,6 +15,7 @@ from rest_framework_simplejwt.token_blacklist import admin as token_admin
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from accounts import services
+from accounts.admin_forms import SeatCheckedUserChangeForm, SeatCheckedUserCreationForm
 from accounts.authentication import identity_changed
 from accounts.models import User
 from apikit.errors import APIError
@@ -42,6 +43,9 @@ admin.site.register(BlacklistedToken, AuditedBlacklistedTokenAdmin)
 
 @admin.register(User)
 class TenantUserAdmin(AuditedModelAdmin, DjangoUserAdmin):
+    # The plan's seat limit (max_users) is a form error on both pages, never a 500.
+    add_form = SeatCheckedUserCreationForm
+    form = SeatCheckedUserChangeForm
     ordering = ["email"]
     list_display = ["email", "full_name", "role", "is_active", "date_joined"]
     list_filter = ["role", "is_active"]

@@ -17,9 +17,16 @@ class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
     def create_user(self, email: str, password: str | None = None, **extra: Any) -> "User":
+        """An active account takes one of the tenant plan's seats (accounts.seats), as on every
+        other path; this one is ``createsuperuser``'s, e.g. run in a tenant's schema."""
+        from accounts.seats import user_seat_reserve  # accounts.seats imports this module
+
         user = self.model(email=self.normalize_email(email).lower(), **extra)
         user.set_password(password)
-        user.save(using=self._db)
+        with transaction.atomic(using=self._db):
+            if user.is_active:
+                user_seat_reserve()
+            user.save(using=self._db)
         return user
 
     def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> "User":

@@ -12,6 +12,7 @@ from rest_framework.exceptions import ValidationError
 from accounts.authentication import identity_changed
 from accounts.models import User
 from accounts.roles import Role
+from accounts.seats import user_seat_reserve
 from accounts.tokens import TokenPair, refresh_tokens_revoke_all, token_pair_issue
 from apikit.errors import APIError
 from apikit.login_guard import (
@@ -56,10 +57,13 @@ def user_create(
     validate_strength: bool = True,
 ) -> User:
     """Create a staff account in the current tenant. Without a password the account cannot log
-    in until one is set; ``is_active`` defaults to False (unverified)."""
+    in until one is set; ``is_active`` defaults to False (unverified). An active account takes
+    one of the plan's seats (409 ``plan_limit_reached`` when none is left: accounts.seats)."""
     email = normalize_email(email)
     if User.objects.filter(email=email).exists():
         raise ValidationError({"email": [EMAIL_TAKEN_DETAIL]})
+    if is_active:
+        user_seat_reserve()
     user = User(
         email=email,
         role=role,
@@ -90,8 +94,11 @@ def user_update(
     is_active: bool | None = None,
 ) -> User:
     """Change a user's role, name or active flag. The last active tenant admin cannot be
-    demoted or deactivated, so a tenant can never lock itself out."""
+    demoted or deactivated, so a tenant can never lock itself out. Reactivating takes a seat
+    (409 ``plan_limit_reached`` when the plan has none left)."""
     user = User.objects.select_for_update().get(pk=user.pk)
+    if is_active and not user.is_active:
+        user_seat_reserve()
     losing_admin = (
         user.role == Role.TENANT_ADMIN
         and user.is_active

@@ -79,12 +79,16 @@ def error_response(
 
 
 class APIError(exceptions.APIException):
-    """Raise from services/views with an explicit status and contract code."""
+    """Raise from services/views with an explicit status and contract code; ``extra`` adds
+    machine-readable keys to the error object (e.g. ``{"limit": "max_users", "value": 25}``)."""
 
-    def __init__(self, *, status: int, code: str, detail: str) -> None:
+    def __init__(
+        self, *, status: int, code: str, detail: str, extra: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(detail=detail, code=code)
         self.status_code = status
         self.contract_code = code
+        self.extra = dict(extra or {})
 
 
 def _code_for(exc: exceptions.APIException) -> str:
@@ -178,6 +182,7 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
 
     set_rollback()
     body = error_body(status=exc.status_code, code=_code_for(exc), detail=detail, fields=fields)
+    body["error"].update(getattr(exc, "extra", None) or {})
     if isinstance(exc, exceptions.ValidationError) and fields is None:
         body["error"]["fields"] = {}
     return Response(body, status=exc.status_code, headers=headers)

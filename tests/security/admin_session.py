@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from django.http import HttpResponse
 from django.test import Client
 from django_tenants.utils import schema_context
 
@@ -39,7 +38,7 @@ def csrf_token(client: Client, path: str, **extra: Any) -> str:
     return found.group(1)
 
 
-def form_errors(response: HttpResponse) -> list[str]:
+def form_errors(response: Any) -> list[str]:
     """The error lists of a rendered admin form, tags stripped."""
     return [
         re.sub(r"<[^>]+>", "", found).strip()
