@@ -234,7 +234,8 @@ class PatientDetailOutput(serializers.ModelSerializer[Patient]):
     """A patient with every field the caller's projection shows: the view puts it in the context
     (``PROJECTION_CONTEXT``); without one, every restricted field is left out (fail closed)."""
 
-    phone = serializers.CharField(required=False, read_only=True, help_text=PHONE_HELP)
+    # Not read_only: the schema then lists it as optional (absent for some roles), not required.
+    phone = serializers.CharField(required=False, help_text=PHONE_HELP)
     facility = FacilityOutput()
     assigned_clinician = UserBriefSerializer(allow_null=True)
     upcoming_appointments = AppointmentBriefOutput(many=True, source="upcoming")
