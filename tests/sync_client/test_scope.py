@@ -27,7 +27,6 @@ from tests.sync_client.helpers import (
     ids,
     observation_create,
     planting_create,
-    precondition,
     tag,
 )
 
@@ -240,20 +239,12 @@ def test_an_archived_farm_leaves_in_pages(cw: ClientWorld, scope_users: ScopeUse
         assert under.isdisjoint({row["id"] for table in FARM_TABLES[:-1] for row in dump[table]})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="server: a role change that loses patients.phone (receptionist -> viewer) resends "
-    "the patients without the phone key; WatermelonDB keeps a local column the pulled row "
-    "lacks, so the demoted user keeps every phone number on the device",
-)
 def test_a_role_change_that_loses_a_column_clears_it(cw: ClientWorld) -> None:
     """A receptionist (patients with phones) becomes a viewer (patients without the phone
-    column; the farm tables gained, crops only without a farm grant). The server resends the patients, but without ``phone``:
-    WatermelonDB's merge of a pulled row starts from the local one (``resolveConflict``:
-    ``{...local, ...remote}``, "use local fields if remote is missing columns"), so the old
-    phone numbers stay on the device. A row the device may hold with a column the new scope
-    does not send needs that column sent empty (``"phone": null``) for WatermelonDB to clear it."""
+    column; the farm tables gained, crops only without a farm grant). The patients are resent
+    with ``phone`` empty: WatermelonDB merges a pulled row onto the local one (``resolveConflict``:
+    ``{...local, ...remote}``), so a row sent without the column would leave the old numbers on
+    the device (what the server did until a320863)."""
     admin = cw.client(cw.a, "tenant_admin", device_name=None)
     user = cw.user_create(cw.a, "receptionist", RECEPTIONIST_EMAIL)
     admin.ok(
@@ -265,22 +256,21 @@ def test_a_role_change_that_loses_a_column_clears_it(cw: ClientWorld) -> None:
     cw.settle()
     try:
         with device(client, limit=LIMIT, name="scope-receptionist") as phone:
-            with precondition():
-                phone.sync()
-                before = assert_device_matches_server(phone, client)
-                assert before["patients"]
-                assert all(row["phone"] for row in before["patients"])
-                assert not before["crops"]
+            phone.sync()
+            before = assert_device_matches_server(phone, client)
+            assert before["patients"]
+            assert all(row["phone"] for row in before["patients"])
+            assert not before["crops"]
 
-                admin.ok(admin.patch(f"/api/v1/users/{user}/", {"role": "viewer"}))
-                time.sleep(1.5)  # other server processes drop their cached copy of the user
-                cw.settle()
-                reply = phone.sync()
-                resent = sum(pull["counts"]["patients"]["updated"] for pull in reply["pulls"])
-                assert resent >= len(before["patients"])  # the patients were resent...
-                assert phone.dump()["crops"]  # ...and the farm tables arrived (no farm grant)
-            # ...but the phone numbers are still on the device.
-            assert {row["phone"] for row in phone.dump()["patients"]} == {""}
-            assert_device_matches_server(phone, client)
+            admin.ok(admin.patch(f"/api/v1/users/{user}/", {"role": "viewer"}))
+            time.sleep(1.5)  # other server processes drop their cached copy of the user
+            cw.settle()
+            reply = phone.sync()
+            _paged(reply, at_least=1)
+            resent = sum(pull["counts"]["patients"]["updated"] for pull in reply["pulls"])
+            assert resent >= len(before["patients"])
+            dump = assert_device_matches_server(phone, client)
+            assert dump["crops"]  # the farm tables arrived (no farm grant: crops only)
+            assert {row["phone"] for row in dump["patients"]} == {""}
     finally:
         admin.patch(f"/api/v1/users/{user}/", {"role": "receptionist"})
