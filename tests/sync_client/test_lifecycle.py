@@ -142,23 +142,14 @@ def test_rest_and_second_device_changes_arrive_and_a_server_delete_beats_a_local
         assert_device_matches_server(tablet, tablet_client)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="server: an update of a row the device created and pushed, sent before a pull "
-    "brought the row back (WatermelonDB's version column still 0), is rejected 'invalid: "
-    "base_version must be a positive integer or null' instead of being applied",
-)
 def test_an_edit_of_a_pushed_row_not_yet_pulled_back_is_applied(cw: ClientWorld) -> None:
     """Create, sync, edit, sync: WatermelonDB marks a pushed row synced without the server's
     values (docs/sync.md: "the next pull sends every row you pushed back once"), so until a pull
     brings it back its ``version`` is the column's empty value, 0. The pull of the next sync
     does not bring it when the server's watermark has not passed the push yet (another writer's
     transaction still open: ``watermark_held``), and the edit is pushed as an update with
-    ``version: 0``. The server rejects it (``invalid``, field ``version``); the row stays dirty
-    and the sync after the next pull applies it, but the app is shown a validation error for an
-    ordinary edit (and an observation's grace period may run out meanwhile). Expected: 0 read
-    as "no base version" (like ``null``: an update of version 1), so the edit is applied."""
+    ``version: 0``. The server reads 0 as "no base version" (like ``null``: an update of version
+    1), so the edit is applied (it was rejected ``invalid`` on ``version`` before)."""
     client = cw.client(cw.a, "agronomist", device_name="lifecycle version 0")
     cw.settle()
     with device(client, name="lifecycle-version-0") as phone:

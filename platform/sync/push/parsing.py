@@ -210,7 +210,10 @@ def _wmdb_rows(table: str, payload: dict[str, Any]) -> list[RowIn]:
             row_id = _uuid(raw_id)
             if row_id is None:
                 errors.append(error("invalid", BAD_ID, "id"))
-            base, base_ok = (None, True) if kind == "created" else _base(record.get("version"))
+            # A record created on the device holds version 0 (a number column's empty value)
+            # until a pull brings the server's copy back: no base, like a create.
+            version = record.get("version")
+            base, base_ok = (None, True) if kind == "created" or version == 0 else _base(version)
             if not base_ok:
                 errors.append(error("invalid", BAD_BASE, "version"))
             changed, changed_ok = _changed(record.get("_changed"))
