@@ -6,8 +6,6 @@ server lets its user see (``assert_device_matches_server``)."""
 
 from __future__ import annotations
 
-import pytest
-
 from tests.sync.wmdb import assert_device_matches_server, device
 from tests.sync_client.conftest import ClientWorld
 from tests.sync_client.helpers import (
