@@ -26,7 +26,8 @@ from apikit.viewsets import TenantScopedViewSet
 class TokenObtainView(APIView):
     authentication_classes = ()
     permission_classes = (AllowAny,)
-    # Adds the per (tenant, client IP, email) login bucket to the throttle check.
+    # Adds the login buckets of apikit.login_guard to the throttle check: attempts per (tenant,
+    # client IP, email) and the email's failure delay, or a trusted device's own.
     throttle_scope = "login"
 
     @extend_schema(
