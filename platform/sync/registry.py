@@ -261,16 +261,3 @@ def sync_table(name: str) -> SyncTable:
 def projection_all(table_fields: Mapping[str, str]) -> ProjectionFn:
     everything = frozenset(table_fields)
     return lambda user: everything
-
-
-def projection_hiding(
-    table_fields: Mapping[str, str], *, hidden: frozenset[str], unless_roles: frozenset[str]
-) -> ProjectionFn:
-    """Every field, except ``hidden`` ones for roles outside ``unless_roles``."""
-    everything = frozenset(table_fields)
-    reduced = everything - hidden
-
-    def projection(user: Any) -> frozenset[str]:
-        return everything if getattr(user, "role", None) in unless_roles else reduced
-
-    return projection
