@@ -6,30 +6,17 @@ tests/sync/wmdb_client/schema.json (epoch ms datetimes, JSON text)."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 from tests.security.world import SHARED
 from tests.sync.wmdb import assert_device_matches_server, device
 from tests.sync_client.conftest import ClientWorld
+from tests.sync_client.helpers import local_observation
 
 FARM = str(SHARED["farms.farm"])
 FARM_2 = str(SHARED["farms.farm#2"])
 FIELD = str(SHARED["farms.field"])
 PLANTING = str(SHARED["farms.planting"])
-
-
-def _observation(text: str, **extra: object) -> dict[str, object]:
-    return {
-        "field_id": FIELD,
-        "planting_id": PLANTING,
-        "observed_at": int(time.time() * 1000) - 60_000,
-        "kind": "rainfall",
-        "value": 4.5,
-        "unit": "mm",
-        "text": text,
-        **extra,
-    }
 
 
 def test_first_sync_brings_what_an_agronomist_with_one_farm_sees(cw: ClientWorld) -> None:
@@ -68,7 +55,7 @@ def test_local_create_is_pushed_and_pulled_back(cw: ClientWorld) -> None:
     with device(client, name="agronomist-create") as phone:
         phone.sync()
         text = f"wmdb create {uuid.uuid4()}"
-        obs_id = phone.create("observations", _observation(text))
+        obs_id = phone.create("observations", local_observation(text))
         uuid.UUID(obs_id)  # the app's generator: canonical lower-case UUIDs
         assert obs_id == obs_id.lower()
         assert phone.record("observations", obs_id)["_status"] == "created"
@@ -123,7 +110,7 @@ def test_push_retried_with_the_same_key_is_replayed(cw: ClientWorld) -> None:
     cw.settle()
     with device(client, name="agronomist-replay") as phone:
         phone.sync()
-        obs_id = phone.create("observations", _observation(f"wmdb replay {uuid.uuid4()}"))
+        obs_id = phone.create("observations", local_observation(f"wmdb replay {uuid.uuid4()}"))
         reply = phone.sync(replay_push=True)
         first, second = reply["pushes"]
         assert second["idempotency_key"] == first["idempotency_key"]

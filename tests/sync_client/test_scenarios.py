@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 import uuid
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from tests.security.world import SHARED, USER_IDS
 from tests.sync.wmdb import ServerClient, assert_device_matches_server, device, expected_device
 from tests.sync_client.conftest import ClientWorld
+from tests.sync_client.helpers import local_observation
 
 FARM = str(SHARED["farms.farm"])
 FARM_2 = str(SHARED["farms.farm#2"])
@@ -27,19 +27,6 @@ FIELD_AGENT = str(USER_IDS["field_agent"])
 
 def pending(item: str) -> pytest.MarkDecorator:
     return pytest.mark.xfail(strict=True, reason=f"server fix pending: {item}")
-
-
-def _observation(text: str, **extra: object) -> dict[str, object]:
-    return {
-        "field_id": FIELD,
-        "planting_id": PLANTING,
-        "observed_at": int(time.time() * 1000) - 60_000,
-        "kind": "rainfall",
-        "value": 4.5,
-        "unit": "mm",
-        "text": text,
-        **extra,
-    }
 
 
 def _observations(admin: ServerClient, field_id: str, count: int, label: str) -> None:
@@ -152,9 +139,9 @@ def test_e_default_wmdb_id_is_refused_but_a_uuid_works(cw: ClientWorld) -> None:
     cw.settle()
     with device(client, name="agronomist-ids") as phone:
         phone.sync()
-        short = phone.create("observations", _observation("short id"), id_style="wmdb")
+        short = phone.create("observations", local_observation("short id"), id_style="wmdb")
         assert len(short) == 16
-        good = phone.create("observations", _observation("uuid id"))
+        good = phone.create("observations", local_observation("uuid id"))
         reply = phone.sync()
         [push] = reply["pushes"]
         assert push["status"] == 200, push
@@ -171,7 +158,7 @@ def test_f_pushed_unit_comes_back_normalised(cw: ClientWorld) -> None:
     cw.settle()
     with device(client, name="agronomist-units") as phone:
         phone.sync()
-        obs_id = phone.create("observations", _observation("in cm", value=2.5, unit="cm"))
+        obs_id = phone.create("observations", local_observation("in cm", value=2.5, unit="cm"))
         phone.sync()
         cw.settle()
         phone.sync()
@@ -207,7 +194,7 @@ def test_h_dropped_push_answer_is_resent_under_a_new_key_and_written_once(
     with device(client, name="agronomist-drop") as phone:
         phone.sync()
         text = f"wmdb dropped {uuid.uuid4()}"
-        obs_id = phone.create("observations", _observation(text))
+        obs_id = phone.create("observations", local_observation(text))
 
         lost = phone.sync(drop_push_response=True, expect_ok=False)
         assert lost["ok"] is False
@@ -238,7 +225,7 @@ def test_i_push_answers_a_cursor(cw: ClientWorld) -> None:
         phone.sync()
         sent = phone.status()["cursor"]
         assert sent
-        phone.create("observations", _observation(f"cursor {uuid.uuid4()}"))
+        phone.create("observations", local_observation(f"cursor {uuid.uuid4()}"))
         [push] = phone.sync()["pushes"]
         assert push["body"]["cursor"], push["body"]
 
