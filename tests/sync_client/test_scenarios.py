@@ -1,16 +1,12 @@
 """Real-client scenarios of the WatermelonDB wire: (a) a revoked grant synced in pages, (b) a
 device edit then a server edit, (c) JSON text, (d) epoch ms, (e) ids, (f) units, (g) a schema
-migration, (h) a lost push answer, (i) the push's cursor. A scenario that needs a server change
-not made yet is marked with ``pending(...)`` (``xfail(strict=True)`` naming the item), so the
-test fails once the change lands and the mark must go."""
+migration, (h) a lost push answer, (i) the push's cursor."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import uuid
-
-import pytest
 
 from tests.security.world import SHARED, USER_IDS
 from tests.sync.wmdb import ServerClient, assert_device_matches_server, device, expected_device
@@ -23,10 +19,6 @@ FIELD = str(SHARED["farms.field"])
 FIELD_2 = str(SHARED["farms.field#2"])
 PLANTING = str(SHARED["farms.planting"])
 FIELD_AGENT = str(USER_IDS["field_agent"])
-
-
-def pending(item: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"server fix pending: {item}")
 
 
 def _observations(admin: ServerClient, field_id: str, count: int, label: str) -> None:
