@@ -14,6 +14,8 @@ from django import forms
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 
 from accounts.seats import user_seat_reserve
+from accounts.services import last_admin_check
+from apikit.errors import APIError
 from tenants.limits import PlanLimitReachedError
 
 
@@ -34,10 +36,21 @@ class SeatCheckedUserCreationForm(AdminUserCreationForm):
 
 
 class SeatCheckedUserChangeForm(UserChangeForm):
-    """The change page: ticking "active" on an inactive account needs a free seat."""
+    """The change page: ticking "active" on an inactive account needs a free seat, and the last
+    active tenant admin can be neither demoted nor deactivated (a form error, so nothing is
+    saved or logged as changed)."""
 
     def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean()
         if self.cleaned_data.get("is_active") and not self.instance.is_active:
             _seat_or_form_error()
+        if self.instance.pk is not None:
+            try:
+                last_admin_check(
+                    user=self.instance,
+                    role=self.cleaned_data.get("role"),
+                    is_active=self.cleaned_data.get("is_active"),
+                )
+            except APIError as exc:
+                raise forms.ValidationError(str(exc.detail), code=exc.contract_code) from None
         return cleaned

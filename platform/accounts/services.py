@@ -85,6 +85,23 @@ def _other_active_admins_exist(*, user: User) -> bool:
     return User.objects.filter(role=Role.TENANT_ADMIN, is_active=True).exclude(pk=user.pk).exists()
 
 
+def last_admin_check(*, user: User, role: str | None, is_active: bool | None) -> None:
+    """409 ``last_tenant_admin`` when the change would leave the tenant without an active
+    tenant admin (the rule of ``user_update``; the admin's change form asks it before saving)."""
+    losing_admin = (
+        user.role == Role.TENANT_ADMIN
+        and user.is_active
+        and ((role is not None and role != Role.TENANT_ADMIN) or is_active is False)
+    )
+    if not losing_admin:
+        return
+    if transaction.get_connection().in_atomic_block:
+        # Serialise concurrent demotions of the last two admins.
+        list(User.objects.select_for_update().filter(role=Role.TENANT_ADMIN, is_active=True))
+    if not _other_active_admins_exist(user=user):
+        raise APIError(status=409, code="last_tenant_admin", detail=LAST_ADMIN_DETAIL)
+
+
 @transaction.atomic
 def user_update(
     *,
@@ -99,16 +116,7 @@ def user_update(
     user = User.objects.select_for_update().get(pk=user.pk)
     if is_active and not user.is_active:
         user_seat_reserve()
-    losing_admin = (
-        user.role == Role.TENANT_ADMIN
-        and user.is_active
-        and ((role is not None and role != Role.TENANT_ADMIN) or is_active is False)
-    )
-    if losing_admin:
-        # Serialise concurrent demotions of the last two admins.
-        list(User.objects.select_for_update().filter(role=Role.TENANT_ADMIN, is_active=True))
-        if not _other_active_admins_exist(user=user):
-            raise APIError(status=409, code="last_tenant_admin", detail=LAST_ADMIN_DETAIL)
+    last_admin_check(user=user, role=role, is_active=is_active)
     update_fields = ["updated_at"]
     if role is not None:
         user.role = role

@@ -525,3 +525,21 @@ def test_every_registered_model_admin_is_audited(site_key: str) -> None:
             if not issubclass(owner, AuditedModelAdmin):
                 uncovered.append(f"{where}.{hook} is {owner.__qualname__}'s, before the audit's")
     assert uncovered == []
+
+
+def test_demoting_the_last_tenant_admin_is_a_form_error_and_logs_nothing(
+    sw: SecurityWorld, browser: Client, mark: uuid.UUID
+) -> None:
+    """The rule of accounts.services.user_update, asked by the change form before anything is
+    saved: the page shows the error and neither the user nor the trail records a change (it was
+    a message after Django had already logged a role change that never happened)."""
+    with schema_context(sw.a.schema):
+        assert list(
+            User.objects.filter(role="tenant_admin", is_active=True).values_list("pk", flat=True)
+        ) == [ADMIN]
+    refused = _submit(browser, f"/admin/accounts/user/{ADMIN}/change/", changes={"role": "nurse"})
+    assert refused.status_code == 200
+    assert "last active tenant admin" in refused.content.decode()
+    with schema_context(sw.a.schema):
+        assert User.objects.get(pk=ADMIN).role == "tenant_admin"
+    assert _written(sw.a, mark) == []
