@@ -76,3 +76,18 @@ class Domain(DomainMixin):
 
     def __str__(self) -> str:
         return self.domain
+
+
+class TemplateScript(models.Model):
+    """The template schema's ``pg_dump``, replayed to create each new tenant schema
+    (tenants.template_script), keyed by the script format, the template's name and a digest of its
+    applied migrations. It is executable SQL run as the database owner, so it is kept here, in the
+    public schema, where writing it takes the database owner's credentials (which can run SQL
+    anyway) — never in Redis — and it is registered in no admin."""
+
+    key = models.CharField(max_length=128, primary_key=True)
+    script = models.TextField()
+    stored_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.key

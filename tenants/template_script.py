@@ -7,9 +7,14 @@ dumped once (``pg_dump --schema``, the same statements a restore would run) and 
 schema renamed, is replayed for each new tenant: one round trip of plain DDL whose cost does not
 grow with the number of tenants.
 
-The script is cached in Redis under a fingerprint of the template's applied migrations, so every
-process (web, worker, a ``provision_tenant`` command) shares one dump and a migration that changes
-the template changes the key. Without ``pg_dump`` (or if it fails) provisioning falls back to
+The script is executable SQL, run as the database owner, so it is stored only where writing it
+already takes the database owner's credentials: a row of ``tenants.TemplateScript`` in the public
+schema, keyed by the script format, the template's name and a fingerprint of the template's
+applied migrations (and when each was applied). Every process (web, worker, a ``provision_tenant``
+command) shares one dump, a migration that changes the template changes the key, and storing a new
+script deletes the rows of every other key. It is never read from or written to Redis (or any
+cache): anyone who can write to Redis could otherwise run SQL as the owner at the next
+provisioning (issue 22, item 4). Without ``pg_dump`` (or if it fails) provisioning falls back to
 ``clone_schema`` and logs why: slower, never wrong.
 """
 
@@ -21,17 +26,17 @@ import re
 import subprocess
 
 from django.conf import settings
-from django.core.cache import cache
-from django.db import connection
+from django.db import connection, transaction
 from django_tenants.clone import CloneSchema
 from django_tenants.utils import quote_schema_name
 
+from tenants.models import TemplateScript
 from tenants.pg_tools import find_pg_tool, libpq_env
 
 logger = logging.getLogger(__name__)
 
-CACHE_SECONDS = 7 * 24 * 3600
-# Part of the cache key: bump it when the dump's options change, so old scripts are not reused.
+# Part of the stored script's key: bump it when the dump's options change, so old scripts are not
+# reused.
 SCRIPT_FORMAT = 2
 DUMP_TIMEOUT_SECONDS = 120
 # Session settings at the top of a dump (search_path '', statement_timeout 0 …) would outlive the
@@ -55,10 +60,9 @@ def template_fingerprint() -> str:
     return digest.hexdigest()[:32]
 
 
-def _cache_key(fingerprint: str) -> str:
-    return (
-        f"tenants:template-script:v{SCRIPT_FORMAT}:{settings.TENANT_TEMPLATE_SCHEMA}:{fingerprint}"
-    )
+def script_key(fingerprint: str) -> str:
+    """The ``TemplateScript`` key of the dump of the template with ``fingerprint``."""
+    return f"v{SCRIPT_FORMAT}:{settings.TENANT_TEMPLATE_SCHEMA}:{fingerprint}"
 
 
 def dump_template() -> str | None:
@@ -99,14 +103,33 @@ def dump_template() -> str | None:
     )
 
 
+def _store(key: str, script: str) -> None:
+    """Store ``script`` under ``key`` and delete every other key's script, in the caller's
+    transaction (a savepoint inside provisioning's). An upsert: two processes that missed at once
+    both store the same dump, the second waiting for the first's transaction, neither failing."""
+    with transaction.atomic():
+        TemplateScript.objects.bulk_create(
+            [TemplateScript(key=key, script=script)],
+            update_conflicts=True,
+            unique_fields=["key"],
+            update_fields=["script", "stored_at"],
+        )
+        TemplateScript.objects.exclude(key=key).delete()
+
+
 def template_script(*, refresh: bool = False) -> str | None:
-    """The cached dump for the template as it is now, dumping it on a miss."""
-    key = _cache_key(template_fingerprint())
-    script = None if refresh else cache.get(key)
+    """The stored dump for the template as it is now, dumping and storing it on a miss (or when
+    ``refresh``). Read from and written to the public schema's ``TemplateScript`` only."""
+    key = script_key(template_fingerprint())
+    script = (
+        None
+        if refresh
+        else TemplateScript.objects.filter(key=key).values_list("script", flat=True).first()
+    )
     if script is None:
         script = dump_template()
         if script is not None:
-            cache.set(key, script, CACHE_SECONDS)
+            _store(key, script)
     return script
 
 

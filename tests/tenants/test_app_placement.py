@@ -14,7 +14,13 @@ TENANT_TABLES = {
     "token_blacklist_blacklistedtoken",
     "django_migrations",
 }
-PUBLIC_ONLY = {"django_content_type", "tenants_tenant", "tenants_domain", "tenants_plan"}
+PUBLIC_ONLY = {
+    "django_content_type",
+    "tenants_tenant",
+    "tenants_domain",
+    "tenants_plan",
+    "tenants_templatescript",
+}
 
 
 def _tables(schema: str) -> set[str]:

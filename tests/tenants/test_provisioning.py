@@ -230,8 +230,10 @@ def test_stale_template_is_migrated_before_cloning(db: None) -> None:
     template = settings.TENANT_TEMPLATE_SCHEMA
     with connection.cursor() as cursor:
         cursor.execute(
-            f"DELETE FROM {template}.django_migrations "
-            "WHERE app = 'tenants' AND name = '0003_postgres_extensions'"
+            # The tenants app's latest migration: an earlier one would leave a later one applied
+            # before its dependency.
+            f"DELETE FROM {template}.django_migrations WHERE app = 'tenants' AND name = "
+            f"(SELECT max(name) FROM {template}.django_migrations WHERE app = 'tenants')"
         )
     _provision()
     applied = applied_migrations([template, "t_gamma"])
