@@ -6,6 +6,11 @@ view then runs in one transaction together with storing its response: the busine
 stored response commit together or not at all, so a crash between them can never lead a retry
 to write twice. Only 2xx responses are stored; after any other answer the claim is released and
 the client may retry (with the same or a corrected body).
+
+Every time a claim is judged by comes from one clock, the database's: ``locked_until`` is
+``now()`` plus the timeout, and a claim records the PostgreSQL server it was made on
+(``server_started_at = pg_postmaster_start_time()``), so an app server whose clock is off cannot
+take over a live claim, nor keep a dead one (docs/decisions.md, issue 22 item 5).
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import DateTimeField, Func, Q
+from django.db.models import BooleanField, F, Func, Q
+from django.db.models.functions import Now
 from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework.request import Request
 
 from apikit.errors import APIError
-from apikit.models import IdempotencyRecord
+from apikit.models import IdempotencyRecord, server_started
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -41,9 +47,16 @@ KEY_IN_USE_DETAIL = (
 )
 
 
-def _server_started() -> Func:
-    """When the PostgreSQL server (postmaster) started: no transaction is older than this."""
-    return Func(function="pg_postmaster_start_time", output_field=DateTimeField())
+def _started_elsewhere() -> Func:
+    """True when the claim was made on another PostgreSQL server than the one answering now (a
+    restart since, or a promoted standby): its request's transaction cannot commit any more."""
+    return Func(
+        F("server_started_at"),
+        server_started(),
+        template="(%(expressions)s)",
+        arg_joiner=" IS DISTINCT FROM ",
+        output_field=BooleanField(),
+    )
 
 
 def fingerprint(request: Request) -> str:
@@ -65,17 +78,18 @@ def _replay(record: IdempotencyRecord) -> HttpResponse:
     return response
 
 
-def _claim(*, user_id: Any, key: str, request_fingerprint: str) -> IdempotencyRecord | HttpResponse:
-    """Claim the key, or answer for it: a replay, 422 (other body) or 409 (still running)."""
-    now = timezone.now()
+def _claim(*, user_id: Any, key: str, request_fingerprint: str) -> int | HttpResponse:
+    """Claim the key (returns the record's id), or answer for it: a replay, 422 (other body) or
+    409 (still running)."""
     try:
         with transaction.atomic():
             return IdempotencyRecord.objects.create(
                 user_id=user_id,
                 key=key,
                 request_fingerprint=request_fingerprint,
-                locked_until=now + CLAIM_TIMEOUT,
-            )
+                locked_until=Now() + CLAIM_TIMEOUT,
+                server_started_at=server_started(),
+            ).pk
     except IntegrityError:
         pass
     existing = IdempotencyRecord.objects.get(user_id=user_id, key=key)
@@ -83,23 +97,20 @@ def _claim(*, user_id: Any, key: str, request_fingerprint: str) -> IdempotencyRe
         raise APIError(status=422, code="idempotency_key_reused", detail=KEY_REUSED_DETAIL)
     if existing.state == IdempotencyRecord.State.COMPLETED:
         return _replay(existing)
-    # Taken over when its timeout passed, or at once when PostgreSQL restarted since the claim:
-    # no transaction of the old server survives a restart, so the request that claimed it can
-    # no longer commit (its write either committed with the stored response, and this record
-    # says COMPLETED, or never will). Without this a client retrying a write that failed during
-    # a database restart got 409 idempotency_key_in_use for up to CLAIM_TIMEOUT after recovery.
-    # "Since the claim" is read from the latest claim (locked_until = claim time + timeout), not
-    # from created_at: a takeover after the restart is itself a live claim that a second retry
-    # must not take over again.
-    claimed_before_restart = Q(locked_until__lt=_server_started() + CLAIM_TIMEOUT)
+    # Taken over when its timeout passed on the database's clock, or at once when it was made on
+    # another PostgreSQL server (a restart since, or failover to a standby): no transaction of
+    # that server can still commit, so the request that claimed it either stored its response
+    # with its write (and this record says COMPLETED) or never will. The takeover records the
+    # current server, so a second retry arriving while the takeover runs gets 409. Crash
+    # recovery keeps pg_postmaster_start_time(): such a claim waits for its timeout (never runs
+    # twice). The app server's clock plays no part.
     taken_over = (
         IdempotencyRecord.objects.filter(pk=existing.pk, state=IdempotencyRecord.State.IN_PROGRESS)
-        .filter(Q(locked_until__lt=now) | claimed_before_restart)
-        .update(locked_until=now + CLAIM_TIMEOUT)
+        .filter(Q(locked_until__lt=Now()) | Q(_started_elsewhere()))
+        .update(locked_until=Now() + CLAIM_TIMEOUT, server_started_at=server_started())
     )
     if taken_over:
-        existing.refresh_from_db()
-        return existing
+        return existing.pk
     raise APIError(status=409, code="idempotency_key_in_use", detail=KEY_IN_USE_DETAIL)
 
 
@@ -120,22 +131,22 @@ def run_idempotently(
         response = handler()
         succeeded = 200 <= response.status_code < 300
         if succeeded:
-            _store(record=claimed, response=response)
+            _store(record_id=claimed, response=response)
         else:
             transaction.set_rollback(True)
     if not succeeded:
-        IdempotencyRecord.objects.filter(pk=claimed.pk).delete()
+        IdempotencyRecord.objects.filter(pk=claimed).delete()
     return response
 
 
-def _store(*, record: IdempotencyRecord, response: HttpResponse) -> None:
+def _store(*, record_id: int, response: HttpResponse) -> None:
     render = getattr(response, "render", None)
     if callable(render):
         render()
     headers = {
         name: response[name] for name in _REPLAYED_RESPONSE_HEADERS if response.has_header(name)
     }
-    IdempotencyRecord.objects.filter(pk=record.pk).update(
+    IdempotencyRecord.objects.filter(pk=record_id).update(
         state=IdempotencyRecord.State.COMPLETED,
         response_status=response.status_code,
         response_body=response.content,

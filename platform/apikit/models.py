@@ -77,6 +77,11 @@ class TenantModel(models.Model):
         return self.archived_at is not None
 
 
+def server_started() -> models.Func:
+    """``pg_postmaster_start_time()``: when the PostgreSQL server answering the query started."""
+    return models.Func(function="pg_postmaster_start_time", output_field=models.DateTimeField())
+
+
 class IdempotencyRecord(models.Model):
     """One POST per (user, Idempotency-Key): its request fingerprint and, once done, its response.
 
@@ -91,7 +96,10 @@ class IdempotencyRecord(models.Model):
     key = models.CharField(max_length=255)
     request_fingerprint = models.CharField(max_length=64)
     state = models.CharField(max_length=12, choices=State.choices, default=State.IN_PROGRESS)
+    # Both from the database's clock (apikit.idempotency): until when the claim holds, and the
+    # start of the PostgreSQL server it was made on (a claim from another server is dead).
     locked_until = models.DateTimeField()
+    server_started_at = models.DateTimeField(db_default=server_started())
     response_status = models.PositiveSmallIntegerField(null=True)
     response_body = models.BinaryField(null=True)
     response_headers = models.JSONField(default=dict)

@@ -3,16 +3,17 @@
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.db import connection
+from django.db.models.functions import Now
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 from rest_framework.test import APIClient
 
 from accounts.models import User
-from apikit.idempotency import CLAIM_TIMEOUT, idempotency_records_purge
+from apikit.idempotency import CLAIM_TIMEOUT, _claim, idempotency_records_purge
 from apikit.models import IdempotencyRecord
 from tenants.services import tenant_drop, tenant_host, tenant_provision
 from tests.apikit.conftest import ToyWorld
@@ -56,8 +57,28 @@ def test_keys_are_per_user_and_per_tenant(toy_alpha: ToyWorld, toy_beta: ToyWorl
         assert IdempotencyRecord.objects.count() == 1
 
 
+@pytest.fixture(
+    params=[timedelta(0), timedelta(seconds=-60)], ids=["app-clock-in-step", "app-clock-60s-behind"]
+)
+def app_clock(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> timedelta:
+    """Run the test with the app server's clock in step with the database's, then 60 s behind
+    it: claims are judged on the database's clock only, so every outcome is the same."""
+    offset: timedelta = request.param
+    real_now = timezone.now
+    monkeypatch.setattr(timezone, "now", lambda: real_now() + offset)
+    return offset
+
+
+def _server_started() -> datetime:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_postmaster_start_time()")
+        started: datetime = cursor.fetchone()[0]
+    return started
+
+
 def _claim_left_in_progress(world: ToyWorld, *, key: str, locked_for: timedelta) -> None:
-    """Make ``key``'s record look like a request still running (or one that died mid-way)."""
+    """Make ``key``'s record look like a request still running (or one that died mid-way) on
+    this PostgreSQL server, its claim holding for ``locked_for`` more on the database's clock."""
     client = login(world.world)
     assert (
         client.post(
@@ -71,11 +92,12 @@ def _claim_left_in_progress(world: ToyWorld, *, key: str, locked_for: timedelta)
             state=IdempotencyRecord.State.IN_PROGRESS,
             response_status=None,
             response_body=None,
-            locked_until=timezone.now() + locked_for,
+            locked_until=Now() + locked_for,
         )
 
 
-def test_in_flight_duplicate_is_409(toy_alpha: ToyWorld) -> None:
+def test_in_flight_duplicate_is_409(toy_alpha: ToyWorld, app_clock: timedelta) -> None:
+    """Same server start, claim still held: 409, however long ago PostgreSQL started."""
     _claim_left_in_progress(toy_alpha, key="busy", locked_for=timedelta(seconds=30))
     response = login(toy_alpha.world).post(
         URL, _payload(toy_alpha, "first"), format="json", HTTP_IDEMPOTENCY_KEY="busy"
@@ -86,7 +108,9 @@ def test_in_flight_duplicate_is_409(toy_alpha: ToyWorld) -> None:
         assert not Item.objects.filter(name="first").exists()
 
 
-def test_abandoned_claim_is_taken_over_after_its_timeout(toy_alpha: ToyWorld) -> None:
+def test_abandoned_claim_is_taken_over_after_its_timeout(
+    toy_alpha: ToyWorld, app_clock: timedelta
+) -> None:
     _claim_left_in_progress(toy_alpha, key="stale", locked_for=timedelta(seconds=-1))
     response = login(toy_alpha.world).post(
         URL, _payload(toy_alpha, "first"), format="json", HTTP_IDEMPOTENCY_KEY="stale"
@@ -98,18 +122,18 @@ def test_abandoned_claim_is_taken_over_after_its_timeout(toy_alpha: ToyWorld) ->
         assert IdempotencyRecord.objects.get(key="stale").state == IdempotencyRecord.State.COMPLETED
 
 
-def test_claim_older_than_a_database_restart_is_taken_over_at_once(toy_alpha: ToyWorld) -> None:
+def test_claim_made_on_another_server_is_taken_over_at_once(
+    toy_alpha: ToyWorld, app_clock: timedelta
+) -> None:
     """A request that died with the database (its claim could not be released) does not block
-    the client's retry for the claim timeout: no transaction survives a PostgreSQL restart.
-    Found by the load harness (tests/load, PostgreSQL restart phase)."""
-    _claim_left_in_progress(toy_alpha, key="pre-restart", locked_for=timedelta(seconds=30))
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_postmaster_start_time()")
-        started = cursor.fetchone()[0]
-    with tenant_context(toy_alpha.world.tenant):  # claimed one second before the restart
+    the client's retry for the claim timeout: no transaction survives a PostgreSQL restart or a
+    failover. The claim's stored server start differs from the current one (here: older, as
+    after a restart). Found by the load harness (tests/load, PostgreSQL restart phase)."""
+    _claim_left_in_progress(toy_alpha, key="pre-restart", locked_for=CLAIM_TIMEOUT)
+    started = _server_started()
+    with tenant_context(toy_alpha.world.tenant):
         IdempotencyRecord.objects.filter(key="pre-restart").update(
-            created_at=started - timedelta(seconds=1),
-            locked_until=started - timedelta(seconds=1) + CLAIM_TIMEOUT,
+            server_started_at=started - timedelta(hours=1)
         )
     response = login(toy_alpha.world).post(
         URL, _payload(toy_alpha, "first"), format="json", HTTP_IDEMPOTENCY_KEY="pre-restart"
@@ -120,19 +144,26 @@ def test_claim_older_than_a_database_restart_is_taken_over_at_once(toy_alpha: To
         assert Item.objects.filter(name="first").count() == 1
         record = IdempotencyRecord.objects.get(key="pre-restart")
         assert record.state == IdempotencyRecord.State.COMPLETED
+        assert record.server_started_at == started  # the takeover recorded the current server
 
 
-def test_a_claim_taken_over_after_a_restart_is_not_taken_over_again(toy_alpha: ToyWorld) -> None:
-    """The retry that took the key over after the restart is a live claim: a second retry
-    arriving while it runs gets 409, even though the record was created before the restart."""
+def test_a_claim_taken_over_after_a_restart_is_not_taken_over_again(
+    toy_alpha: ToyWorld, app_clock: timedelta
+) -> None:
+    """The takeover stores the current server's start: a second retry arriving while the
+    takeover runs gets 409."""
     _claim_left_in_progress(toy_alpha, key="taken-over", locked_for=CLAIM_TIMEOUT)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_postmaster_start_time()")
-        started = cursor.fetchone()[0]
+    started = _server_started()
     with tenant_context(toy_alpha.world.tenant):
         IdempotencyRecord.objects.filter(key="taken-over").update(
-            created_at=started - timedelta(seconds=1)
+            server_started_at=started - timedelta(hours=1)
         )
+        dead = IdempotencyRecord.objects.get(key="taken-over")
+        claimed = _claim(
+            user_id=dead.user_id, key="taken-over", request_fingerprint=dead.request_fingerprint
+        )
+        assert isinstance(claimed, int)  # taken over, its handler "still running"
+        assert IdempotencyRecord.objects.get(pk=claimed).server_started_at == started
     response = login(toy_alpha.world).post(
         URL, _payload(toy_alpha, "first"), format="json", HTTP_IDEMPOTENCY_KEY="taken-over"
     )
@@ -140,6 +171,18 @@ def test_a_claim_taken_over_after_a_restart_is_not_taken_over_again(toy_alpha: T
     assert response.json()["error"]["code"] == "idempotency_key_in_use"
     with tenant_context(toy_alpha.world.tenant):
         assert not Item.objects.filter(name="first").exists()
+
+
+def test_a_claim_is_held_on_the_database_clock(toy_alpha: ToyWorld, app_clock: timedelta) -> None:
+    """The claiming INSERT stores the database's now() + the timeout and the current server's
+    start, whatever the app server's clock says."""
+    with tenant_context(toy_alpha.world.tenant):
+        claimed = _claim(user_id=toy_alpha.admin.pk, key="clock", request_fingerprint="f")
+        assert isinstance(claimed, int)
+        record = IdempotencyRecord.objects.annotate(db_now=Now()).get(pk=claimed)
+    held_for = record.locked_until - record.db_now
+    assert CLAIM_TIMEOUT - timedelta(seconds=5) < held_for <= CLAIM_TIMEOUT
+    assert record.server_started_at == _server_started()
 
 
 def test_failed_request_releases_the_key_and_writes_nothing(toy_alpha: ToyWorld) -> None:
