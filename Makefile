@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum
 WMDB_CLIENT := tests/sync/wmdb_client
 WMDB_STAMP := $(WMDB_CLIENT)/node_modules/.installed-$(shell cat $(WMDB_CLIENT)/package.json $(WMDB_CLIENT)/package-lock.json | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench lock migrate manage openapi stop-data load fuzz browser security
+.PHONY: run test lint bench lock migrate manage openapi stop-data load fuzz browser security chromium
 
 $(STAMP): requirements.lock pyproject.toml
 	@echo "[setup] installing pinned dependencies into $(VENV) (the first time takes a minute or two)"
@@ -28,10 +28,15 @@ $(WMDB_STAMP): $(WMDB_CLIENT)/package.json $(WMDB_CLIENT)/package-lock.json
 	@rm -f $(WMDB_CLIENT)/node_modules/.installed-* && touch $@
 	@echo "[setup] done"
 
+# Debian's chromium for tests/browser: installed when missing if root with apt-get, else the
+# browser tests fail saying so (.ci/ensure-chromium, shared with .ci/run).
+chromium:
+	@.ci/ensure-chromium
+
 run: $(STAMP)
 	@$(PY) -m settings.devstack run
 
-test: $(STAMP) $(WMDB_STAMP)
+test: $(STAMP) $(WMDB_STAMP) chromium
 	@$(PY) -m settings.devstack test $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -56,7 +61,7 @@ fuzz: $(STAMP)
 		test tests/fuzz \
 		-o timeout=1800 $(PYTEST_ARGS)
 
-browser: $(STAMP)
+browser: $(STAMP) chromium
 	@$(PY) -m settings.devstack test tests/browser $(PYTEST_ARGS)
 
 security: $(STAMP)

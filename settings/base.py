@@ -1,12 +1,13 @@
 """Settings shared by every environment. Deployment-specific values come from the environment;
 dev.py, test.py and production.py only change defaults and guard rails."""
 
+import sys
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 
-from .env import env_bool, env_int, env_list, env_str
+from .env import env_bool, env_int, env_list, env_str, log_formatter
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -345,8 +346,10 @@ STORAGES = {
 # These name the service in every span (OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME override).
 DEPLOYMENT_ENVIRONMENT = env_str("DEPLOYMENT_ENVIRONMENT", "development")
 SERVICE_VERSION = env_str("SERVICE_VERSION", "")
-# "json" (one object per line, for collectors) or "plain" (for reading in a terminal).
-LOG_FORMAT = env_str("LOG_FORMAT", "json")
+# LOG_FORMAT: "json" (one object per line, for collectors) or "text" (a readable line; "plain" is
+# the same). Unset: text when stderr (where the lines go) is a terminal, as under `make run`, else
+# json; settings/production.py makes json the default whatever stderr is.
+LOG_FORMATTER = log_formatter(env_str("LOG_FORMAT", ""), terminal=sys.stderr.isatty())
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -366,7 +369,7 @@ LOGGING = {
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain" if LOG_FORMAT == "plain" else "json",
+            "formatter": LOG_FORMATTER,
             "filters": ["context", "span_errors", "redact"],
         }
     },

@@ -38,3 +38,19 @@ def env_list(name: str, *, default: list[str]) -> list[str]:
     if raw is None or raw.strip() == "":
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+LOG_FORMATS = {"json": "json", "text": "plain", "plain": "plain"}
+
+
+def log_formatter(raw: str, *, terminal: bool) -> str:
+    """The LOGGING formatter for ``LOG_FORMAT``: "json" or "plain" (``text`` and ``plain`` are one
+    format). Unset or empty: plain when the log stream is a terminal, else json."""
+    if not raw:
+        return "plain" if terminal else "json"
+    try:
+        return LOG_FORMATS[raw.strip().lower()]
+    except KeyError:
+        raise ImproperlyConfigured(
+            f"LOG_FORMAT={raw!r} is not a log format; use text or json."
+        ) from None

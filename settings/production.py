@@ -44,6 +44,9 @@ if any(_weak(key) for key in env_list("SECRET_KEY_FALLBACKS", default=[])):
 if os.environ.get("JWT_SIGNING_KEY") and _weak(os.environ["JWT_SIGNING_KEY"]):
     raise ImproperlyConfigured(ERR_WEAK_JWT)
 
+# JSON log lines for the collector even when a terminal is attached (LOG_FORMAT=text overrides).
+os.environ.setdefault("LOG_FORMAT", "json")
+
 from .base import *  # noqa: E402, F403
 from .base import ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS, TRUSTED_PROXY_COUNT  # noqa: E402
 

@@ -8,6 +8,8 @@ from pathlib import Path
 os.environ.setdefault("SECRET_KEY", "test-key-not-secret-" + "x" * 40)
 os.environ["BASE_DOMAIN"] = "verdant.test"
 os.environ.setdefault("CACHE_KEY_PREFIX", f"test-{uuid.uuid4().hex[:8]}")
+# JSON log lines whatever the terminal (pytest -s), for this process and the servers it starts.
+os.environ.setdefault("LOG_FORMAT", "json")
 
 from .base import *  # noqa: F403
 

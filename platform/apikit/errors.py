@@ -12,10 +12,19 @@ import math
 import sys
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError, IntegrityError, InterfaceError, OperationalError, connections
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponsePermanentRedirect,
+    JsonResponse,
+)
+from django.urls import Resolver404, resolve
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 from rest_framework.response import Response
 
@@ -199,9 +208,32 @@ def _as_messages(value: Any) -> Any:
     return [str(value)]
 
 
+NO_SUCH_ENDPOINT = "No such endpoint: check the URL."
+
+
 def json_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """handler404: unknown routes answer in the envelope too."""
-    return error_response(status=404, code="not_found", detail="No such endpoint: check the URL.")
+    return error_response(status=404, code="not_found", detail=NO_SUCH_ENDPOINT)
+
+
+@csrf_exempt  # like every DRF view: an unknown route is a 404, never a CSRF refusal
+def api_not_found(request: HttpRequest) -> HttpResponse:
+    """The last route under /api/ (settings/urls.py): an unknown API path answers the envelope
+    whatever DEBUG says. Django's handler404 only runs with DEBUG off; with it on (settings.dev)
+    the 404 would be the debug HTML page.
+
+    Matching every path under /api/ hides the missing-slash case from CommonMiddleware's
+    APPEND_SLASH, so it is kept here: a path without its trailing slash whose slashed form is a
+    real route is redirected there, as before."""
+    path = request.path_info
+    if settings.APPEND_SLASH and not path.endswith("/"):
+        try:
+            match = resolve(f"{path}/", urlconf=getattr(request, "urlconf", None))
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not api_not_found:
+            return HttpResponsePermanentRedirect(request.get_full_path(force_append_slash=True))
+    return json_not_found(request)
 
 
 def json_server_error(request: HttpRequest) -> HttpResponse:

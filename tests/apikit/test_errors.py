@@ -7,6 +7,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from apikit.errors import NO_SUCH_ENDPOINT
 from tests.apikit.conftest import ITEM_ID, ToyWorld
 from tests.conftest import TenantWorld, login
 
@@ -28,6 +29,43 @@ def _assert_envelope(response: Any, status: int, code: str) -> dict[str, Any]:
 def test_unknown_route_is_404(alpha: TenantWorld) -> None:
     _assert_envelope(login(alpha).get("/api/v1/no/such/thing/"), 404, "not_found")
     _assert_envelope(alpha.client().get("/nothing-here"), 404, "not_found")
+
+
+@pytest.fixture
+def debug_on(settings: Any) -> None:
+    """As under settings.dev (`make run`): Django's handler404 is not used with DEBUG on."""
+    settings.DEBUG = True
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/nope/", "/api/v1/nope", "/api/v1/clinical/nope/", "/api/", "/api/nope"]
+)
+@pytest.mark.usefixtures("debug_on")
+def test_unknown_api_route_is_the_envelope_with_debug_on(alpha: TenantWorld, path: str) -> None:
+    response = alpha.client().get(path)
+    assert response["Content-Type"] == "application/json"
+    assert _assert_envelope(response, 404, "not_found")["detail"] == NO_SUCH_ENDPOINT
+
+
+@pytest.mark.usefixtures("debug_on")
+def test_unknown_api_route_is_404_for_every_method_without_csrf(alpha: TenantWorld) -> None:
+    client = APIClient(enforce_csrf_checks=True, HTTP_HOST=alpha.host)
+    for method in ("post", "put", "patch", "delete"):
+        response = getattr(client, method)("/api/v1/nope/", {"a": 1}, format="json")
+        _assert_envelope(response, 404, "not_found")
+
+
+@pytest.mark.usefixtures("debug_on")
+def test_unknown_api_route_on_the_public_host_is_the_envelope(db: None) -> None:
+    response = APIClient(HTTP_HOST=settings.BASE_DOMAIN).get("/api/v1/nope/")
+    _assert_envelope(response, 404, "not_found")
+
+
+@pytest.mark.usefixtures("debug_on")
+def test_a_known_api_route_without_its_slash_still_redirects(alpha: TenantWorld) -> None:
+    response = alpha.client().get("/api/v1/auth/me?x=1")
+    assert response.status_code == 301
+    assert response["Location"] == "/api/v1/auth/me/?x=1"
 
 
 def test_unknown_version_is_404(alpha: TenantWorld) -> None:

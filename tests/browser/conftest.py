@@ -5,8 +5,10 @@ in the public schema. Chromium resolves every ``*.verdant.test`` host to the loo
 (``--host-resolver-rules``), so tenant routing by Host works as in production.
 
 When a test fails, a screenshot of its page is saved under a temporary directory and its path
-printed. Without a chromium executable the suite is skipped with the reason (CI installs it:
-.ci/run).
+printed. Without a chromium executable every test fails (never skips) saying
+``apt-get install chromium``: `make test` / `make browser` install it first when run as root with
+apt-get (.ci/ensure-chromium). ``CHROMIUM`` names the executable instead of PATH's
+``chromium`` / ``chromium-browser``.
 """
 
 from __future__ import annotations
@@ -34,8 +36,28 @@ OPERATOR_PASSWORD = "ops-Browser-Pass-3"
 SCREENSHOT_DIR = Path(tempfile.gettempdir()) / "verdant-browser-screenshots"
 
 
+CHROMIUM_MISSING = (
+    "chromium is not installed: apt-get install chromium (as root, `make test` and "
+    "`make browser` install it: .ci/ensure-chromium)"
+)
+
+
 def chromium_path() -> str | None:
+    """``CHROMIUM`` if set (an executable file, else None), else chromium on PATH."""
+    configured = os.environ.get("CHROMIUM")
+    if configured:
+        return configured if Path(configured).is_file() and os.access(configured, os.X_OK) else None
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium_required() -> str:
+    """The chromium executable, or a failure (never a skip) saying how to install it."""
+    path = chromium_path()
+    if path is None:
+        pytest.fail(
+            f"{CHROMIUM_MISSING}; CHROMIUM={os.environ.get('CHROMIUM', '')!r}", pytrace=False
+        )
+    return path
 
 
 @dataclass(frozen=True)
@@ -57,8 +79,7 @@ class BrowserWorld:
 def browser_world(
     django_db_setup: None, django_db_blocker: pytest.FixtureRequest
 ) -> Iterator[BrowserWorld]:
-    if chromium_path() is None:
-        pytest.skip("chromium is not installed (apt-get install chromium); .ci/run installs it")
+    chromium_required()
     with django_db_blocker.unblock():  # type: ignore[attr-defined]
         assert not connection.in_atomic_block
         world = world_create(PREFIX)
@@ -95,7 +116,7 @@ def browser(browser_world: BrowserWorld) -> Iterator[Any]:
         restore.callback(_restore_env, "DJANGO_ALLOW_ASYNC_UNSAFE", previous)
         playwright = restore.enter_context(sync_playwright())
         launched = playwright.chromium.launch(
-            executable_path=chromium_path(),
+            executable_path=chromium_required(),
             headless=True,
             args=[
                 "--host-resolver-rules=MAP *.verdant.test 127.0.0.1, MAP verdant.test 127.0.0.1",
