@@ -58,6 +58,8 @@ from tests.benchmarks.common import (
     output_path,
     pass_fail,
     say,
+    unthrottled_tenant_provision,
+    watermark_settle,
 )
 from tests.benchmarks.serving import free_port, gunicorn
 
@@ -102,20 +104,10 @@ TABLES = {
 
 
 def provision() -> Any:
-    from tenants.models import Plan
-    from tenants.services import tenant_provision
 
-    tenant = tenant_provision(
-        slug=SLUG,
-        name="Bench first sync",
-        kind="farm",
-        admin_email=f"admin@{SLUG}.test",
-        admin_password=PASSWORD,
-    ).tenant
-    Plan.objects.filter(pk=tenant.plan_id).update(
-        requests_per_minute=10**9, user_burst_per_minute=10**9, user_sustained_per_day=10**9
+    return unthrottled_tenant_provision(
+        slug=SLUG, name="Bench first sync", kind="farm", password=PASSWORD
     )
-    return tenant
 
 
 _FARMS = """
@@ -241,24 +233,6 @@ def server_counts(tenant: Any) -> dict[str, int]:
         db.execute("SELECT count(*) FROM sync_change")
         counts["sync_change entries"] = int(db.fetchone()[0])
     return counts
-
-
-def settle(timeout: float = 300.0) -> float:
-    """Wait until every transaction older than now has finished (the pull's watermark has passed
-    the seed). Other work on a shared PostgreSQL holds it back; returns the seconds waited."""
-    from django.db import connection
-
-    started = time.monotonic()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_current_xact_id()::text::bigint")
-        target = int(cursor.fetchone()[0])
-        while True:
-            cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-            if int(cursor.fetchone()[0]) > target:
-                return time.monotonic() - started
-            if time.monotonic() - started > timeout:
-                raise RuntimeError("another transaction held the sync watermark back for 5 min")
-            time.sleep(0.05)
 
 
 def mint_start_cursor(tenant: Any) -> tuple[str, str]:
@@ -451,7 +425,7 @@ def run_once(
                 session["token"] = device_token(port, host, "first sync bench")
             token = session["token"]
             warm_up(port, host, token)
-            say(f"waited {settle():.1f} s for older transactions elsewhere to finish")
+            say(f"waited {watermark_settle():.1f} s for older transactions elsewhere to finish")
             skip = line_count(access_log)
             hwm_reset = reset_high_water_mark(worker)
             before = rss_bytes(worker)

@@ -14,10 +14,7 @@ compaction-free log of a busy tenant would hold them.
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
-import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,11 +22,14 @@ from tests.benchmarks.common import (
     Result,
     bench_database,
     django_setup,
+    http_json,
     migrate_public_schema,
     output_path,
     pass_fail,
     say,
     summarize,
+    unthrottled_tenant_provision,
+    watermark_settle,
 )
 from tests.benchmarks.serving import free_port, gunicorn
 
@@ -47,18 +47,9 @@ def seed() -> tuple[Any, str]:
     from django_tenants.utils import tenant_context
 
     from farms.models import Farm, Field, Observation
-    from tenants.models import Plan
-    from tenants.services import tenant_provision
 
-    tenant = tenant_provision(
-        slug=SLUG,
-        name="Bench sync",
-        kind="farm",
-        admin_email=f"admin@{SLUG}.test",
-        admin_password=PASSWORD,
-    ).tenant
-    Plan.objects.filter(pk=tenant.plan_id).update(
-        requests_per_minute=10**9, user_burst_per_minute=10**9, user_sustained_per_day=10**9
+    tenant = unthrottled_tenant_provision(
+        slug=SLUG, name="Bench sync", kind="farm", password=PASSWORD
     )
     with tenant_context(tenant):
         farm = Farm.objects.create(name="Bench farm")
@@ -105,24 +96,6 @@ def add_filler_and_changes(tenant: Any, farm_id: str) -> None:
         )
     with tenant_context(tenant), connection.cursor() as cursor:
         cursor.execute("ANALYZE sync_change")
-
-
-def settle(timeout: float = 300.0) -> float:
-    """Wait until every transaction older than now has finished (the pull's watermark has passed
-    our writes). Other work on a shared PostgreSQL holds it back; returns the seconds waited."""
-    from django.db import connection
-
-    started = time.monotonic()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_current_xact_id()::text::bigint")
-        target = int(cursor.fetchone()[0])
-        while True:
-            cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-            if int(cursor.fetchone()[0]) > target:
-                return time.monotonic() - started
-            if time.monotonic() - started > timeout:
-                raise RuntimeError("another transaction held the sync watermark back for 5 min")
-            time.sleep(0.05)
 
 
 def current_cursor(tenant: Any) -> str:
@@ -173,28 +146,6 @@ def query_counts(host: str, token: str) -> dict[int, int]:
     return counts
 
 
-def http_json(
-    port: int, host: str, method: str, path: str, token: str | None = None, body: Any = None
-) -> tuple[int, dict[str, Any], float, int]:
-    headers = {"Host": host}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    payload = None
-    if body is not None:
-        payload = json.dumps(body)
-        headers["Content-Type"] = "application/json"
-    started = time.perf_counter()
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    try:
-        connection.request(method, path, body=payload, headers=headers)
-        response = connection.getresponse()
-        raw = response.read()
-        elapsed = time.perf_counter() - started
-        return response.status, json.loads(raw), elapsed, len(raw)
-    finally:
-        connection.close()
-
-
 def measure(port: int, host: str, token: str, cursor: str | None) -> dict[str, Any]:
     params = {"limit": ROWS, "tables": "observations", **({"cursor": cursor} if cursor else {})}
     path = f"/api/v1/sync/pull/?{urlencode(params)}"
@@ -240,7 +191,7 @@ def main() -> int:
                 body={"email": f"admin@{SLUG}.test", "password": PASSWORD},
             )
             token = tokens["access"]
-            say(f"waited {settle():.1f} s for older transactions elsewhere to finish")
+            say(f"waited {watermark_settle():.1f} s for older transactions elsewhere to finish")
             counts = query_counts(host, token)
             say(f"queries per page by limit: {counts}")
             say(f"depth 0: change log holds {log_size(tenant):,} entries")
@@ -258,7 +209,7 @@ def main() -> int:
             assert not first["has_more"]
             cursor = current_cursor(tenant)
             touch_rows(tenant)
-            say(f"waited {settle():.1f} s for older transactions elsewhere to finish")
+            say(f"waited {watermark_settle():.1f} s for older transactions elsewhere to finish")
             depth = log_size(tenant)
             say(f"deep: change log holds {depth:,} entries; 5,000 new changes follow the cursor")
             deep = measure(port, host, token, cursor=cursor)

@@ -38,6 +38,7 @@ from tests.benchmarks.common import (
     pass_fail,
     say,
     summarize,
+    unthrottled_tenant_provision,
 )
 from tests.benchmarks.serving import free_port, gunicorn, lazy_urlconf
 
@@ -107,18 +108,9 @@ def seed() -> str:
 
     from accounts.models import User
     from farms.models import Crop, Farm, Field, Planting
-    from tenants.models import Plan
-    from tenants.services import tenant_provision
 
-    tenant = tenant_provision(
-        slug=SLUG,
-        name="Bench farm",
-        kind="farm",
-        admin_email=f"admin@{SLUG}.test",
-        admin_password=PASSWORD,
-    ).tenant
-    Plan.objects.filter(pk=tenant.plan_id).update(
-        requests_per_minute=10**9, user_burst_per_minute=10**9, user_sustained_per_day=10**9
+    tenant = unthrottled_tenant_provision(
+        slug=SLUG, name="Bench farm", kind="farm", password=PASSWORD
     )
     with tenant_context(tenant):
         admin = User.objects.get(email=f"admin@{SLUG}.test")

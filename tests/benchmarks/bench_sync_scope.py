@@ -22,7 +22,6 @@ through the real change-log triggers, which write the log per statement.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
@@ -37,11 +36,14 @@ from tests.benchmarks.common import (
     Result,
     bench_database,
     django_setup,
+    http_json,
     migrate_public_schema,
     output_path,
     pass_fail,
     say,
     summarize,
+    unthrottled_tenant_provision,
+    watermark_settle,
 )
 from tests.benchmarks.serving import free_port, gunicorn
 
@@ -88,18 +90,10 @@ class Side:
 
 
 def provision(side: Side) -> None:
-    from tenants.models import Plan
-    from tenants.services import tenant_host, tenant_provision
+    from tenants.services import tenant_host
 
-    side.tenant = tenant_provision(
-        slug=side.slug,
-        name=f"Bench sync scope ({side.label})",
-        kind="farm",
-        admin_email=f"admin@{side.slug}.test",
-        admin_password=PASSWORD,
-    ).tenant
-    Plan.objects.filter(pk=side.tenant.plan_id).update(
-        requests_per_minute=10**9, user_burst_per_minute=10**9, user_sustained_per_day=10**9
+    side.tenant = unthrottled_tenant_provision(
+        slug=side.slug, name=f"Bench sync scope ({side.label})", kind="farm", password=PASSWORD
     )
     side.host = tenant_host(side.slug)
 
@@ -231,47 +225,7 @@ def log_sizes(side: Side) -> dict[str, int]:
     }
 
 
-def settle(timeout: float = 300.0) -> float:
-    """Wait until every transaction older than now has finished (the pull's watermark has passed
-    our writes). Other work on a shared PostgreSQL holds it back; returns the seconds waited."""
-    from django.db import connection
-
-    started = time.monotonic()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_current_xact_id()::text::bigint")
-        target = int(cursor.fetchone()[0])
-        while True:
-            cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-            if int(cursor.fetchone()[0]) > target:
-                return time.monotonic() - started
-            if time.monotonic() - started > timeout:
-                raise RuntimeError("another transaction held the sync watermark back for 5 min")
-            time.sleep(0.05)
-
-
 # --- HTTP ----------------------------------------------------------------------------------------
-
-
-def http_json(
-    port: int, host: str, method: str, path: str, token: str | None = None, body: Any = None
-) -> tuple[int, dict[str, Any], float, int]:
-    headers = {"Host": host}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    payload = None
-    if body is not None:
-        payload = json.dumps(body)
-        headers["Content-Type"] = "application/json"
-    started = time.perf_counter()
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    try:
-        connection.request(method, path, body=payload, headers=headers)
-        response = connection.getresponse()
-        raw = response.read()
-        elapsed = time.perf_counter() - started
-        return response.status, json.loads(raw), elapsed, len(raw)
-    finally:
-        connection.close()
 
 
 def login(port: int, side: Side) -> None:
@@ -546,7 +500,7 @@ def main() -> int:
         with gunicorn(app="settings.wsgi:application", port=port, log=log, workers=WORKERS):
             for side in sides:
                 login(port, side)
-            say(f"waited {settle():.1f} s for older transactions elsewhere to finish")
+            say(f"waited {watermark_settle():.1f} s for older transactions elsewhere to finish")
             for side in sides:
                 full_pull(port, side)
                 say(
@@ -555,7 +509,7 @@ def main() -> int:
                 )
             for side in sides:
                 write_new_observations(side)
-            say(f"waited {settle():.1f} s for older transactions elsewhere to finish")
+            say(f"waited {watermark_settle():.1f} s for older transactions elsewhere to finish")
             sizes = {side.label: log_sizes(side) for side in sides}
             for side in sides:
                 say(f"{side.label}: {sizes[side.label]}")

@@ -261,3 +261,61 @@ def output_path(description: str) -> Path:
 
 def pass_fail(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
+
+
+def watermark_settle(timeout: float = 300.0) -> float:
+    """Wait until every transaction older than now has finished, so the sync pull's watermark
+    has passed what the benchmark wrote. Other work on a shared PostgreSQL holds it back;
+    returns the seconds waited."""
+    from django.db import connection
+
+    started = time.monotonic()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_xact_id()::text::bigint")
+        target = int(cursor.fetchone()[0])
+        while True:
+            cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+            if int(cursor.fetchone()[0]) > target:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise RuntimeError("another transaction held the sync watermark back for 5 min")
+            time.sleep(0.05)
+
+
+def http_json(
+    port: int, host: str, method: str, path: str, token: str | None = None, body: Any = None
+) -> tuple[int, dict[str, Any], float, int]:
+    """One request to the local server: (status, JSON body, seconds, response bytes)."""
+    import http.client
+
+    headers = {"Host": host}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    payload = None
+    if body is not None:
+        payload = json.dumps(body)
+        headers["Content-Type"] = "application/json"
+    started = time.perf_counter()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        connection.request(method, path, body=payload, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+        elapsed = time.perf_counter() - started
+        return response.status, json.loads(raw), elapsed, len(raw)
+    finally:
+        connection.close()
+
+
+def unthrottled_tenant_provision(*, slug: str, name: str, kind: str, password: str) -> Any:
+    """A tenant whose plan lets a benchmark's traffic through (the throttles still run)."""
+    from tenants.models import Plan
+    from tenants.services import tenant_provision
+
+    tenant = tenant_provision(
+        slug=slug, name=name, kind=kind, admin_email=f"admin@{slug}.test", admin_password=password
+    ).tenant
+    Plan.objects.filter(pk=tenant.plan_id).update(
+        requests_per_minute=10**9, user_burst_per_minute=10**9, user_sustained_per_day=10**9
+    )
+    return tenant

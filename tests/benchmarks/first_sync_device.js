@@ -14,7 +14,6 @@
 'use strict'
 
 const crypto = require('node:crypto')
-const fs = require('node:fs')
 const http = require('node:http')
 const path = require('node:path')
 const { createRequire } = require('node:module')
@@ -55,7 +54,10 @@ Loki.prototype.saveDatabaseInternal = function timedSave(...args) {
   }
 }
 
-const SPEC = JSON.parse(fs.readFileSync(path.join(CLIENT_DIR, 'schema.json'), 'utf8'))
+const appSchemaModule = require(path.join(CLIENT_DIR, 'app_schema.js'))
+
+const { SPEC, tablesAt } = appSchemaModule
+const WATERMELON = { appSchema, tableSchema, schemaMigrations, createTable, addColumns }
 const CURSOR_KEY = 'syncCursor'
 const MAX_ROUNDS = 1000
 const PROGRESS_EVERY = 10
@@ -63,42 +65,6 @@ const PROGRESS_EVERY = 10
 setGenerator(() => crypto.randomUUID())
 
 // --- schema (the same construction as tests/sync/wmdb_client/device.js) ---------------------------
-
-const since = (item) => item.since || 1
-const tablesAt = (version) => Object.entries(SPEC.tables).filter(([, t]) => since(t) <= version)
-const columnsAt = (table, version) => table.columns.filter((c) => since(c) <= version)
-const columnSpec = (c) => ({
-  name: c.name,
-  type: c.type,
-  ...(c.optional ? { isOptional: true } : {}),
-  ...(c.indexed ? { isIndexed: true } : {}),
-})
-
-function buildSchema(version) {
-  return appSchema({
-    version,
-    tables: tablesAt(version).map(([name, table]) =>
-      tableSchema({ name, columns: columnsAt(table, version).map(columnSpec) }),
-    ),
-  })
-}
-
-function buildMigrations(version) {
-  const migrations = []
-  for (let to = 2; to <= version; to += 1) {
-    const steps = []
-    for (const [name, table] of Object.entries(SPEC.tables)) {
-      if (since(table) === to) {
-        steps.push(createTable({ name, columns: columnsAt(table, to).map(columnSpec) }))
-      } else if (since(table) < to) {
-        const added = table.columns.filter((c) => since(c) === to)
-        if (added.length) steps.push(addColumns({ table: name, columns: added.map(columnSpec) }))
-      }
-    }
-    migrations.push({ toVersion: to, steps })
-  }
-  return schemaMigrations({ migrations })
-}
 
 // Sync works on raw records: plain models (no decorated accessors) are all it needs.
 function buildModels(version) {
@@ -112,8 +78,8 @@ function buildModels(version) {
 async function openDatabase(version) {
   const setUpErrors = []
   const adapter = new LokiJSAdapter({
-    schema: buildSchema(version),
-    migrations: buildMigrations(version),
+    schema: appSchemaModule.buildSchema(WATERMELON, version),
+    migrations: appSchemaModule.buildMigrations(WATERMELON, version),
     dbName: `bench-first-sync-${process.pid}`,
     useWebWorker: false,
     useIncrementalIndexedDB: false,

@@ -12,9 +12,7 @@ for (const method of ['log', 'info', 'warn', 'debug', 'trace']) {
 }
 
 const crypto = require('node:crypto')
-const fs = require('node:fs')
 const http = require('node:http')
-const path = require('node:path')
 const readline = require('node:readline')
 
 const { Database, Model, Q, appSchema, tableSchema } = require('@nozbe/watermelondb')
@@ -29,7 +27,12 @@ const { setGenerator } = require('@nozbe/watermelondb/utils/common/randomId')
 const wmdbDefaultId = require('@nozbe/watermelondb/utils/common/randomId/randomId').default
 const { field, date, json, readonly } = require('@nozbe/watermelondb/decorators')
 
-const SPEC = JSON.parse(fs.readFileSync(path.join(__dirname, 'schema.json'), 'utf8'))
+const appSchemaModule = require('./app_schema')
+
+const { SPEC, since, tablesAt, columnsAt } = appSchemaModule
+const WATERMELON = { appSchema, tableSchema, schemaMigrations, createTable, addColumns }
+const buildSchema = (version) => appSchemaModule.buildSchema(WATERMELON, version)
+const buildMigrations = (version) => appSchemaModule.buildMigrations(WATERMELON, version)
 const CURSOR_KEY = 'syncCursor'
 // Server policy "reject": on a conflict the server's copy wins on the device.
 const REJECT_TABLES = new Set(['patients', 'appointments'])
@@ -53,55 +56,6 @@ function withGenerator(generator, fn) {
 
 // ---------------------------------------------------------------------------------------------
 // Schema, migrations and models, built from schema.json for a given schema version.
-
-const since = (item) => item.since || 1
-
-function columnSpec(column) {
-  return {
-    name: column.name,
-    type: column.type,
-    ...(column.optional ? { isOptional: true } : {}),
-    ...(column.indexed ? { isIndexed: true } : {}),
-  }
-}
-
-function tablesAt(version) {
-  return Object.entries(SPEC.tables).filter(([, table]) => since(table) <= version)
-}
-
-function columnsAt(table, version) {
-  return table.columns.filter((column) => since(column) <= version)
-}
-
-function buildSchema(version) {
-  return appSchema({
-    version,
-    tables: tablesAt(version).map(([name, table]) =>
-      tableSchema({ name, columns: columnsAt(table, version).map(columnSpec) }),
-    ),
-  })
-}
-
-// Migrations up to `version` (WatermelonDB requires migrations.maxVersion === schema.version, so
-// a version-1 database has an empty migration list; sync migrations still need the object).
-function buildMigrations(version) {
-  const migrations = []
-  for (let to = 2; to <= version; to += 1) {
-    const steps = []
-    for (const [name, table] of Object.entries(SPEC.tables)) {
-      if (since(table) === to) {
-        steps.push(createTable({ name, columns: columnsAt(table, to).map(columnSpec) }))
-      } else if (since(table) < to) {
-        const added = table.columns.filter((column) => since(column) === to)
-        if (added.length) {
-          steps.push(addColumns({ table: name, columns: added.map(columnSpec) }))
-        }
-      }
-    }
-    migrations.push({ toVersion: to, steps })
-  }
-  return schemaMigrations({ migrations })
-}
 
 const camel = (name) => name.replace(/_([a-z])/g, (_, c) => c.toUpperCase())
 
