@@ -113,6 +113,19 @@ def _event_record(
     )
 
 
+def _object_event_record(
+    request: HttpRequest, *, obj: Any, message: Any, action: AuditEvent.Action
+) -> None:
+    """One object added or changed through a form: the fields its change message names."""
+    _event_record(
+        request,
+        action=action,
+        model=obj,
+        pks=[obj.pk],
+        changed_fields=message_field_names(message=message),
+    )
+
+
 def form_field_names(*, form: forms.BaseForm) -> list[str]:
     """The names of the fields a form changed (``password1`` / ``password2`` count as
     ``password``), in order, each once."""
@@ -248,24 +261,12 @@ class AuditedModelAdmin(admin.ModelAdmin):
 
     def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
         entry = super().log_addition(request, obj, message)
-        _event_record(
-            request,
-            action=AuditEvent.Action.CREATE,
-            model=obj,
-            pks=[obj.pk],
-            changed_fields=message_field_names(message=message),
-        )
+        _object_event_record(request, obj=obj, message=message, action=AuditEvent.Action.CREATE)
         return entry
 
     def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
         entry = super().log_change(request, obj, message)
-        _event_record(
-            request,
-            action=AuditEvent.Action.UPDATE,
-            model=obj,
-            pks=[obj.pk],
-            changed_fields=message_field_names(message=message),
-        )
+        _object_event_record(request, obj=obj, message=message, action=AuditEvent.Action.UPDATE)
         return entry
 
     def log_deletions(self, request: HttpRequest, queryset: Any) -> Any:
