@@ -347,3 +347,34 @@ def test_asking_for_fewer_tables_drops_nothing_and_more_tables_sends_them(live: 
     assert not any(deleted.values())
     _, deleted, _, _ = pull_all(client, cursor=cursor, tables="fields")
     assert not any(deleted.values())
+
+
+def test_scope_snapshots_and_scope_changes_stay_in_their_tenant(
+    sync_alpha: SyncWorld, sync_beta: SyncWorld
+) -> None:
+    """Same user ids, farm ids and grants in both tenants, so the same scope digest: each
+    tenant keeps its own snapshot, and a grant in alpha resends rows to alpha's device only."""
+    from sync.models import ScopeSnapshot
+
+    alpha, beta = sync_alpha.farms.agent_client(), sync_beta.farms.agent_client()
+    alpha_cursor, beta_cursor = pull(alpha)["cursor"], pull(beta)["cursor"]
+    digests = {}
+    for side in (sync_alpha, sync_beta):
+        with tenant_context(side.world.tenant):
+            digests[side.world.tenant.schema_name] = set(
+                ScopeSnapshot.objects.values_list("digest", flat=True)
+            )
+    assert digests[sync_alpha.world.tenant.schema_name]
+    assert (
+        digests[sync_alpha.world.tenant.schema_name] == digests[sync_beta.world.tenant.schema_name]
+    )
+    with tenant_context(sync_alpha.world.tenant):
+        container_access_grant(
+            user=sync_alpha.farms.agent, container=Farm.objects.get(pk=F2), level=AccessLevel.VIEW
+        )
+    resent, _, _, _ = pull_all(alpha, cursor=alpha_cursor)
+    assert str(F2) in resent["farms"]
+    assert str(FIELD2) in resent["fields"]
+    untouched, gone, _, _ = pull_all(beta, cursor=beta_cursor)
+    assert str(F2) not in untouched.get("farms", {})
+    assert not any(gone.values())
