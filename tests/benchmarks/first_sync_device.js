@@ -56,7 +56,7 @@ Loki.prototype.saveDatabaseInternal = function timedSave(...args) {
 
 const appSchemaModule = require(path.join(CLIENT_DIR, 'app_schema.js'))
 
-const { SPEC, tablesAt } = appSchemaModule
+const { SPEC, tablesAt, columnsAt } = appSchemaModule
 const WATERMELON = { appSchema, tableSchema, schemaMigrations, createTable, addColumns }
 const CURSOR_KEY = 'syncCursor'
 const MAX_ROUNDS = 1000
