@@ -81,3 +81,13 @@ def log_request(request: HttpRequest, response: HttpResponse, *, duration_second
             "user_id": str(user.pk) if user is not None else "",
         },
     )
+
+
+class RequestSpanMiddleware:
+    """Placeholder until the tracing rewrite lands (issue 22 item 1): passes requests through."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)

@@ -80,6 +80,10 @@ MIDDLEWARE = [
     "observability.middleware.HealthCheckMiddleware",
     "apikit.middleware.RequestGuardMiddleware",
     "tenants.middleware.TenantRoutingMiddleware",
+    # Tags the request's span (opentelemetry-instrumentation-django's, inserted just before this
+    # entry) with tenant, user and request id, and cuts query strings from its URL attributes;
+    # one boolean check when tracing is off (docs/observability.md).
+    "observability.middleware.RequestSpanMiddleware",
     # Inside tenant routing, outside sessions, auth and DRF: it sees the request's user and has
     # the last word on caching headers.
     "apikit.middleware.PrivateResponsesMiddleware",
@@ -341,8 +345,10 @@ STORAGES = {
 }
 
 # --- observability (issue 8: logs and tracing; docs/observability.md) -------------------------------
-# Tracing is configured from the standard OTEL_* variables by observability.tracing, called from
-# settings/wsgi.py and Celery's worker_process_init; it is off unless an OTLP endpoint is set.
+# Tracing is configured from the standard OTEL_* variables by observability.tracing (the official
+# SDK, OTLP exporter and instrumentations), called from settings/wsgi.py and Celery's
+# worker_process_init; it is off unless an OTLP endpoint is set, and steps aside when the process
+# runs under `opentelemetry-instrument`.
 # These name the service in every span (OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME override).
 DEPLOYMENT_ENVIRONMENT = env_str("DEPLOYMENT_ENVIRONMENT", "development")
 SERVICE_VERSION = env_str("SERVICE_VERSION", "")
