@@ -120,8 +120,8 @@ DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/verda
 DATABASES = {
     "default": dj_database_url.parse(
         DATABASE_URL,
-        # django-tenants' backend, keeping the session's search_path between requests.
-        engine="tenants.postgresql_backend",
+        # django-tenants' backend as shipped (issue 22 item 3: no overrides of its internals).
+        engine="django_tenants.postgresql_backend",
         conn_max_age=env_int("DB_CONN_MAX_AGE", default=60),
         conn_health_checks=True,
     ),
