@@ -194,7 +194,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # The one JSON encoder (apikit/json.py): every endpoint's bytes, formats in one place.
+    "DEFAULT_RENDERER_CLASSES": ["apikit.json.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "apikit.errors.envelope_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "apikit.schema.EnvelopeAutoSchema",
