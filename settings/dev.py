@@ -8,8 +8,9 @@ os.environ.setdefault("DEBUG", "true")
 from .base import *  # noqa: F403
 from .base import REST_FRAMEWORK
 
+# The browsable API after base's JSON renderer (apikit.json), which stays the default.
 REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"] = [
-    "rest_framework.renderers.JSONRenderer",
+    *REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"],
     "rest_framework.renderers.BrowsableAPIRenderer",
 ]
 # No CSRF_TRUSTED_ORIGINS: each host's own forms pass the same-origin check (over http here).
