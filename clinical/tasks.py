@@ -1,21 +1,24 @@
-"""Celery tasks of the clinical domain: reminder delivery. Tasks call services, hold no logic."""
+"""Celery tasks of the clinical domain: reminder delivery. Tasks call services, hold no logic;
+services queue them by name (clinical.reminders.services.reminders_enqueue_dispatch), so nothing
+here is imported by the code it runs."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from celery import shared_task
-from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
+from apikit.tenancy import current_schema_name
+from apikit.tenant_tasks import TenantOnlyTask
 from clinical.reminders import reminders_dispatch
 from clinical.reminders.selectors import schemas_with_due_reminders
-from settings.celery_app import TenantOnlyTask
+from clinical.reminders.services import DISPATCH_TASK, reminders_enqueue_dispatch
 from tenants.selectors import tenant_list_serving
 
 
 @shared_task(
-    name="clinical.reminders_dispatch",
+    name=DISPATCH_TASK,
     base=TenantOnlyTask,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -31,17 +34,8 @@ def reminders_dispatch_task() -> dict[str, Any]:
     """Deliver the due reminders of the tenant that enqueued this task."""
     report = reminders_dispatch()
     if report.more:
-        from apikit.tenancy import current_schema_name
-
         reminders_enqueue_dispatch(schema_name=current_schema_name())
     return {k: v for k, v in report.__dict__.items() if v}
-
-
-def reminders_enqueue_dispatch(*, schema_name: str) -> None:
-    """Queue a dispatch run for one tenant on the sms queue."""
-    reminders_dispatch_task.apply_async(
-        headers={"_schema_name": schema_name}, queue=settings.CELERY_SMS_QUEUE
-    )
 
 
 @shared_task(name="clinical.reminders_sweep", ignore_result=True)

@@ -1,5 +1,6 @@
 """The Celery application. Tasks run in the schema of the tenant that enqueued them
-(tenant-schemas-celery adds the schema to each message's headers)."""
+(tenant-schemas-celery adds the schema to each message's headers; apikit.tenant_tasks holds the
+base for tenant-only tasks and the helper that queues them)."""
 
 import os
 from typing import Any
@@ -17,27 +18,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings.dev")
 app = CeleryApp("verdant")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-
-
-class TenantRequiredError(RuntimeError):
-    """A tenant-only task arrived without a tenant (no ``_schema_name`` header): refused before
-    its body runs, so it cannot read or write the public schema by mistake."""
-
-
-class TenantOnlyTask(app.Task):  # type: ignore[name-defined]
-    """Base for tasks that must run in a tenant's schema. tenant-schemas-celery switches to the
-    schema named in the message headers before the task runs (task_prerun); a message without
-    one runs in public, and this base then raises instead of running the body (fail closed)."""
-
-    abstract = True
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from django.db import connection
-
-        schema = getattr(connection, "schema_name", "public")
-        if not schema or schema == "public":
-            raise TenantRequiredError(f"{self.name} must run in a tenant schema, not in public.")
-        return super().__call__(*args, **kwargs)
 
 
 # --- observability (issue 8) ---------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from clinical.reminders.services import (
     DispatchReport,
-    TenantRequiredError,
     reminder_receipt_apply,
     reminders_dispatch,
     reminders_sync_for_appointments,
@@ -10,7 +9,6 @@ from clinical.reminders.services import (
 
 __all__ = [
     "DispatchReport",
-    "TenantRequiredError",
     "reminder_receipt_apply",
     "reminders_dispatch",
     "reminders_sync_for_appointments",

@@ -21,9 +21,11 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from apikit.ids import new_id, parse_uuid
-from apikit.tenancy import current_schema_name
+from apikit.tenancy import current_schema_name, tenant_schema_required
+from apikit.tenant_tasks import tenant_task_send
 from audit.services import audit_event_record
 from clinical.models import Appointment, AppointmentStatus, ReminderMessage, ReminderState
 from clinical.reminders.rules import (
@@ -44,15 +46,18 @@ REFERENCE_PREFIX = "reminder:"
 _OPEN = (ReminderState.PENDING, ReminderState.DEFERRED)
 
 
-class TenantRequiredError(RuntimeError):
-    """Tenant-only work was started in the public schema (fail closed: nothing is written)."""
+# The Celery name of clinical.tasks.reminders_dispatch_task (beat, routes and queued messages
+# name it): queued by name, so this module never imports the tasks that call it.
+DISPATCH_TASK = "clinical.reminders_dispatch"
 
 
 def require_tenant_schema() -> str:
-    schema = current_schema_name()
-    if schema == "public" or not schema:
-        raise TenantRequiredError("Reminder work runs in a tenant schema, never in public.")
-    return schema
+    return tenant_schema_required(what="Reminder work")
+
+
+def reminders_enqueue_dispatch(*, schema_name: str) -> None:
+    """Queue a dispatch run for one tenant on the sms queue."""
+    tenant_task_send(name=DISPATCH_TASK, schema_name=schema_name, queue=settings.CELERY_SMS_QUEUE)
 
 
 # --- keeping the outbox in step with appointments ----------------------------------------------
@@ -140,13 +145,9 @@ def _deliver_on_commit() -> None:
     schema = current_schema_name()
 
     def enqueue() -> None:
-        from kombu.exceptions import OperationalError
-
-        from clinical.tasks import reminders_enqueue_dispatch
-
         try:
             reminders_enqueue_dispatch(schema_name=schema)
-        except OperationalError as error:
+        except BrokerUnavailable as error:
             # Expected while the broker is down: one line, not a traceback per booking.
             logger.warning(
                 "reminder delivery not queued (broker unavailable: %s); the beat sweep queues it",

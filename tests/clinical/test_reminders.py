@@ -1,5 +1,5 @@
 """Reminder outbox and delivery, in process: rules, exactly-once claims, provider errors against
-a real HTTP server speaking Twilio's API (tests.notify's FakeTwilio), receipts and the API.
+a real HTTP server speaking Twilio's API (tests.notify.fake_twilio), receipts and the API.
 The worker-process tests are in tests/notify/test_worker.py."""
 
 from __future__ import annotations
@@ -14,16 +14,17 @@ from django.db import transaction
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
+from apikit.tenancy import TenantRequiredError
 from audit.models import AuditEvent
 from clinical import services
 from clinical.models import Appointment, ReminderMessage, ReminderSettings
-from clinical.reminders import TenantRequiredError, reminders_dispatch
+from clinical.reminders import reminders_dispatch
 from clinical.reminders.rules import quiet_hours_end
-from notify.fake_twilio import FakeTwilio
 from notify.gateway import SendResult, TwilioGateway
 from notify.models import OptOut
 from tests.clinical.conftest import Clinic, make_patient
 from tests.conftest import TenantWorld, login
+from tests.notify.fake_twilio import FakeTwilio
 from tests.query_budget import assert_constant_queries
 
 pytestmark = pytest.mark.django_db
@@ -348,11 +349,11 @@ def test_read_timeout_after_acceptance_is_never_resent(
 
 def test_tenant_only_work_refuses_the_public_schema(alpha: TenantWorld) -> None:
     from clinical.tasks import reminders_dispatch_task
-    from settings.celery_app import TenantRequiredError as TaskTenantRequired
 
-    with pytest.raises(TenantRequiredError):
+    with pytest.raises(TenantRequiredError, match="Reminder work"):
         reminders_dispatch(gateway=CountingGateway())
-    with pytest.raises(TaskTenantRequired):
+    # The task's base refuses before the body runs (the message says which task).
+    with pytest.raises(TenantRequiredError, match=r"clinical\.reminders_dispatch"):
         reminders_dispatch_task()
 
 

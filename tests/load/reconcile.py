@@ -9,10 +9,10 @@ from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from notify.fake_twilio import FakeTwilio
     from tests.load.run import Report
     from tests.load.seed import TenantSeed
     from tests.load.traffic import Attempt, Write
+    from tests.notify.fake_twilio import FakeTwilio
 
 
 def status_checks(report: Report, attempts: list[Attempt]) -> None:

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import settings  # noqa: F401  (puts platform/ on sys.path)
-from notify.fake_twilio import FakeTwilio
 from settings.devstack import (
     DATABASE_NAME,
     PrivatePostgres,
@@ -27,6 +26,7 @@ from settings.devstack import (
     find_redis_server,
     port_is_open,
 )
+from tests.notify.fake_twilio import FakeTwilio
 
 ROOT = Path(__file__).resolve().parents[2]
 TWILIO_ACCOUNT, TWILIO_TOKEN = "ACload", "load-token"

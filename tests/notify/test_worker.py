@@ -33,9 +33,9 @@ from apikit.tenancy import activate_public
 from clinical import services
 from clinical.models import Facility, Patient, ReminderMessage, ReminderSettings
 from clinical.tasks import reminders_sweep
-from notify.fake_twilio import FakeTwilio
 from tenants.models import Tenant
 from tenants.services import tenant_drop, tenant_provision
+from tests.notify.fake_twilio import FakeTwilio
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db]
 

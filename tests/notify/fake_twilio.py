@@ -8,15 +8,17 @@ filters (what reconciliation relies on), fetch one, and JSON errors ``{"code", "
     server.create_requests   # POSTs received (the lead's duplicate counter)
     server.stop()
 
-``manage.py fake_twilio --port 8999`` runs one in the foreground; ``GET /_fake/stats`` reports
+``python -m tests.notify.fake_twilio --port 8999`` runs one in the foreground; ``GET /_fake/stats`` reports
 the counters and ``POST /_fake/script`` (JSON list) / ``POST /_fake/reset`` drive it over HTTP.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import contextlib
 import json
+import sys
 import threading
 import time
 import uuid
@@ -60,7 +62,7 @@ class FakeMessage:
 @dataclass
 class FakeTwilio:
     account_sid: str = "ACfake"
-    auth_token: str = "fake-token"  # noqa: S105 (a test double's credential)
+    auth_token: str = "fake-token"
     host: str = "127.0.0.1"
     port: int = 0
     messages: list[FakeMessage] = field(default_factory=list)
@@ -264,3 +266,25 @@ class _Handler(BaseHTTPRequestHandler):
         if match is None:
             return self._reply(404, _error(20404, "The requested resource was not found", 404))
         return self._reply(200, match.as_json(fake.account_sid))
+
+
+def main() -> None:
+    """Serve a fake in the foreground (fault drills against a local worker, docs/reminders.md).
+    A test double: it lives under tests/ and is never in the image (.dockerignore)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8999)
+    parser.add_argument("--account-sid", default="ACfake")
+    parser.add_argument("--auth-token", default="fake-token")
+    options = parser.parse_args()
+    fake = FakeTwilio(
+        account_sid=options.account_sid, auth_token=options.auth_token, port=options.port
+    )
+    sys.stdout.write(
+        f"fake Twilio on http://{fake.host}:{options.port} "
+        f"(TWILIO_API_BASE; account {fake.account_sid})\n"
+    )
+    fake.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
