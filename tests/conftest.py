@@ -17,7 +17,6 @@ from django.test.utils import setup_databases, teardown_databases
 from django_tenants.utils import tenant_context
 from rest_framework.test import APIClient
 
-from accounts.authentication import forget_cached_users
 from accounts.models import User
 from accounts.roles import Role
 from apikit.tenancy import activate_public
@@ -92,12 +91,10 @@ def _fresh_tenant_state() -> Iterator[None]:
     test changed (inside its rolled-back transaction, or in Redis) must not reach the next one."""
     activate_public()
     get_router().forget_local()
-    forget_cached_users()
     _clear_throttle_buckets()
     yield
     activate_public()
     get_router().forget_local()
-    forget_cached_users()
 
 
 def _clear_throttle_buckets() -> None:

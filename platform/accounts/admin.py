@@ -16,7 +16,6 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 
 from accounts import services
 from accounts.admin_forms import SeatCheckedUserChangeForm, SeatCheckedUserCreationForm
-from accounts.authentication import identity_changed
 from accounts.models import User
 from apikit.errors import APIError
 from audit.admin_audit import AuditedModelAdmin
@@ -65,14 +64,6 @@ class TenantUserAdmin(AuditedModelAdmin, DjangoUserAdmin):
         return getattr(request, "tenant", None) is not None and super().has_module_permission(
             request
         )
-
-    def delete_model(self, request: HttpRequest, obj: User) -> None:
-        super().delete_model(request, obj)
-        identity_changed()
-
-    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
-        super().delete_queryset(request, queryset)
-        identity_changed()
 
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
         if change:

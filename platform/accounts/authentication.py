@@ -1,37 +1,25 @@
 """JWT authentication bound to the tenant: a token is only valid on the host of the tenant that
 issued it (django-tenants #983, simplejwt #758).
 
-The authenticated user is read from a per-process cache (apikit.process_cache) rather than the
-database on every request: a warm authenticated request needs no database round trip for
-identity. Any change to a user (role, activation, deletion, password) calls
-``identity_changed()``, which drops this process's entries at once and every other process's
-within ``TENANT_ROUTING_RECHECK_SECONDS`` (1 s by default). A password change also bumps the
-user's ``credentials_version``: a token whose ``cv`` claim is older is refused, with no query.
-
-Verified tokens are remembered per process too (``_VerifiedTokens``): checking a token's
-signature and decoding it costs more than the rest of authentication together (PyJWT validates
-the base64 alphabet character by character), and the same access token arrives on every request
-of a session for its 15 minutes. A remembered token is only reused for the exact same bytes, and
-its expiry is checked again on every request. simplejwt reads the signing key once per process
-(``rest_framework_simplejwt.state``), so rotating it means a restart, which empties this memory.
+simplejwt verifies every token (signature, expiry) and the user is read from the database on
+every request, one query by primary key: a role change, a deactivation, a deletion or a password
+change (``credentials_version``, the ``cv`` claim) is seen by the very next request in every
+process, and no model instance is shared between threads. Issue 22 item 3 removed the
+per-process memories of verified tokens and of user instances that stood here before
+(docs/decisions.md).
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
-from django.db import transaction
+from django.contrib.auth import get_user_model
 from rest_framework import exceptions
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import Token
 
-from apikit.process_cache import ProcessCache
 from apikit.tenancy import current_schema_name
 
 TENANT_CLAIM = "tid"
@@ -62,73 +50,9 @@ def credentials_current(*, token: Token | dict[str, Any], user: Any) -> bool:
     return bool(token.get(CREDENTIALS_VERSION_CLAIM, 0) == user.credentials_version)
 
 
-_users: ProcessCache[tuple[str, str], Any] | None = None
-_users_lock = threading.Lock()
-
-
-def _user_cache() -> ProcessCache[tuple[str, str], Any]:
-    global _users
-    if _users is None:
-        with _users_lock:
-            if _users is None:
-                _users = ProcessCache(
-                    name="authenticated-users",
-                    redis_url=settings.REDIS_URL,
-                    key_prefix=str(settings.CACHES["default"]["KEY_PREFIX"]),
-                    recheck_seconds=settings.TENANT_ROUTING_RECHECK_SECONDS,
-                    cache_misses=False,
-                )
-    return _users
-
-
-def identity_changed() -> None:
-    """Call after changing or deleting users: this process forgets them now, every other
-    process once the change commits."""
-    _user_cache().forget_local()
-    transaction.on_commit(_user_cache().publish_change)
-
-
-def forget_cached_users() -> None:
-    _user_cache().forget_local()
-
-
-class _VerifiedTokens:
-    """raw token -> its verified Token and the moment it stops being valid, for tokens that
-    passed every check of simplejwt."""
-
-    MAX_ENTRIES = 10_000
-
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
-        self._tokens: dict[bytes, tuple[Token, float]] = {}
-
-    def get(self, raw_token: bytes) -> Token | None:
-        found = self._tokens.get(raw_token)
-        if found is None:
-            return None
-        token, valid_until = found
-        if self._clock() >= valid_until:
-            self._tokens.pop(raw_token, None)
-            return None  # verified again from scratch, which raises simplejwt's own error
-        return token
-
-    def remember(self, raw_token: bytes, token: Token) -> None:
-        # simplejwt's rule: expired once exp <= now - leeway.
-        valid_until = float(token["exp"]) + token.get_token_backend().get_leeway().total_seconds()
-        if len(self._tokens) >= self.MAX_ENTRIES:
-            self._tokens.clear()  # plain and bounded: the live tokens come straight back
-        self._tokens[raw_token] = (token, valid_until)
-
-
-_verified_tokens = _VerifiedTokens()
-
-
 class TenantJWTAuthentication(JWTAuthentication):
     def get_validated_token(self, raw_token: bytes) -> Token:
-        token = _verified_tokens.get(raw_token)
-        if token is None:
-            token = super().get_validated_token(raw_token)
-            _verified_tokens.remember(raw_token, token)
+        token = super().get_validated_token(raw_token)
         if not token_belongs_here(token):
             raise exceptions.AuthenticationFailed(WRONG_TENANT_DETAIL, code="token_not_valid")
         return token
@@ -137,10 +61,8 @@ class TenantJWTAuthentication(JWTAuthentication):
         user_id = validated_token.get(api_settings.USER_ID_CLAIM)
         if user_id is None:
             raise InvalidToken("Token contained no recognizable user identification")
-        user = _user_cache().get(
-            (current_schema_name(), str(user_id)),
-            lambda: self.user_model.objects.filter(**{api_settings.USER_ID_FIELD: user_id}).first(),
-        )
+        # The active tenant's schema (search_path), so the same id in another tenant is never read.
+        user = get_user_model().objects.filter(**{api_settings.USER_ID_FIELD: user_id}).first()
         if user is None:
             raise exceptions.AuthenticationFailed(USER_NOT_FOUND_DETAIL, code="user_not_found")
         if not user.is_active:

@@ -9,7 +9,6 @@ from django.db import transaction
 from django_tenants.utils import get_public_schema_name
 from rest_framework.exceptions import ValidationError
 
-from accounts.authentication import identity_changed
 from accounts.models import User
 from accounts.roles import Role
 from accounts.seats import user_seat_reserve
@@ -129,7 +128,6 @@ def user_update(
         user.is_active = is_active
         update_fields.append("is_active")
     user.save(update_fields=update_fields)
-    identity_changed()
     if is_active is False:
         refresh_tokens_revoke_all(user=user)
     return user
@@ -156,14 +154,12 @@ def user_sessions_end(*, user: User) -> None:
     in the transaction that bumped ``credentials_version``, for every stored password change.
 
     Refresh tokens are blacklisted; access and refresh tokens carrying an older ``cv`` are refused
-    anyway, so one issued while this runs is no way back in. Cached copies of the user are dropped
-    (this process now, the others once the change commits) so authentication sees the new
-    version. Django sessions need nothing: their auth hash covers the password.
+    anyway, so one issued while this runs is no way back in: authentication reads the user on every
+    request. Django sessions need nothing: their auth hash covers the password.
     """
     if current_schema_name() != get_public_schema_name():
         # Platform operators (public schema) hold no JWTs, and public has no blacklist table.
         refresh_tokens_revoke_all(user=user)
-    identity_changed()
 
 
 @dataclass(frozen=True)
