@@ -42,6 +42,7 @@ BENCHMARKS = {
     "sync_scope": "tests.benchmarks.bench_sync_scope",
     "reminders": "tests.benchmarks.bench_reminders",
     "first_sync": "tests.benchmarks.bench_first_sync",
+    "tenant_scale": "tests.benchmarks.bench_tenant_scale",
 }
 
 
