@@ -196,15 +196,17 @@ def _domains_for(slug: str, manifest: dict[str, Any]) -> list[tuple[str, bool]]:
     return [(primary, True), *((domain, False) for domain in extra)]
 
 
-def tenant_restore(*, slug: str, path: Path, replace: bool = False) -> RestoreResult:
-    """Bring a tenant back from ``tenant_backup`` output.
+@dataclass(frozen=True)
+class _RestorePlan:
+    manifest: dict[str, Any]
+    schema: str
+    aside: str
+    existing: Tenant | None
+    domains: list[tuple[str, bool]]  # to create with a new tenant row; none when replacing
 
-    With no tenant ``slug`` (it was dropped) the schema and registry entry are recreated. With
-    ``replace`` an existing tenant's schema is swapped for the backup's; the live schema is kept
-    aside until the restore has succeeded and put back if it fails.
-    """
-    started = time.perf_counter()
-    activate_public()
+
+def _restore_plan(*, slug: str, path: Path, replace: bool) -> _RestorePlan:
+    """Every refusal happens here, before anything is changed."""
     manifest = read_manifest(path)
     if manifest.get("slug") != slug:
         raise BackupError(ERR_WRONG_TENANT.format(path=path, found=manifest.get("slug"), slug=slug))
@@ -224,72 +226,104 @@ def tenant_restore(*, slug: str, path: Path, replace: bool = False) -> RestoreRe
     aside = schema + ASIDE_SUFFIX
     if existing is not None and schema_exists(aside):
         raise BackupError(ERR_ASIDE_EXISTS.format(schema=aside))
+    return _RestorePlan(
+        manifest=manifest, schema=schema, aside=aside, existing=existing, domains=domains
+    )
 
+
+def _dump_restore(*, path: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="verdant-restore-") as workdir:
+        dump = Path(workdir) / DUMP_NAME
+        with tarfile.open(path, "r") as archive:
+            source = archive.extractfile(DUMP_NAME)
+            if source is None:
+                raise BackupError(ERR_NOT_A_BACKUP.format(path=path, reason="dump unreadable"))
+            with dump.open("wb") as target:
+                shutil.copyfileobj(source, target)
+        # One transaction: a failed restore leaves no half-built schema behind.
+        _run_tool(
+            "pg_restore",
+            [
+                "--single-transaction",
+                "--exit-on-error",
+                "--no-owner",
+                "--no-privileges",
+                f"--dbname={connection.settings_dict['NAME']}",
+                str(dump),
+            ],
+        )
+
+
+def _tenant_register(*, slug: str, plan: _RestorePlan) -> Tenant:
+    """The registry entry of a dropped tenant, from the backup's manifest."""
+    manifest = plan.manifest
+    with transaction.atomic():
+        tenant_plan, _ = Plan.objects.get_or_create(name=manifest["plan"])
+        created = Tenant.objects.create(
+            slug=slug,
+            schema_name=plan.schema,
+            name=manifest["name"],
+            kind=manifest["kind"],
+            plan=tenant_plan,
+            status=manifest["status"],
+        )
+        for domain, primary in plan.domains:
+            Domain.objects.create(domain=domain, tenant=created, is_primary=primary)
+    return created
+
+
+def _restore_undo(*, plan: _RestorePlan, created: Tenant | None, set_aside: bool) -> None:
+    """After a failed restore: drop what it made and put the live schema back."""
+    activate_public()
+    if created is not None:
+        with transaction.atomic():
+            Domain.objects.filter(tenant=created).delete()
+            Tenant.objects.filter(pk=created.pk).delete()
+    schema, aside = quote_schema_name(plan.schema), quote_schema_name(plan.aside)
+    if schema_exists(plan.schema) and (set_aside or plan.existing is None):
+        _execute(f"DROP SCHEMA {schema} CASCADE")
+    if set_aside:
+        _execute(f"ALTER SCHEMA {aside} RENAME TO {schema}")
+
+
+def tenant_restore(*, slug: str, path: Path, replace: bool = False) -> RestoreResult:
+    """Bring a tenant back from ``tenant_backup`` output.
+
+    With no tenant ``slug`` (it was dropped) the schema and registry entry are recreated. With
+    ``replace`` an existing tenant's schema is swapped for the backup's; the live schema is kept
+    aside until the restore has succeeded and put back if it fails.
+    """
+    started = time.perf_counter()
+    activate_public()
+    plan = _restore_plan(slug=slug, path=path, replace=replace)
+    existing, schema = plan.existing, plan.schema
     set_aside = existing is not None and schema_exists(schema)
     if set_aside:
-        _execute(f"ALTER SCHEMA {quote_schema_name(schema)} RENAME TO {quote_schema_name(aside)}")
+        _execute(
+            f"ALTER SCHEMA {quote_schema_name(schema)} RENAME TO {quote_schema_name(plan.aside)}"
+        )
     created: Tenant | None = None
     try:
-        with tempfile.TemporaryDirectory(prefix="verdant-restore-") as workdir:
-            dump = Path(workdir) / DUMP_NAME
-            with tarfile.open(path, "r") as archive:
-                source = archive.extractfile(DUMP_NAME)
-                if source is None:
-                    raise BackupError(ERR_NOT_A_BACKUP.format(path=path, reason="dump unreadable"))
-                with dump.open("wb") as target:
-                    shutil.copyfileobj(source, target)
-            # One transaction: a failed restore leaves no half-built schema behind.
-            _run_tool(
-                "pg_restore",
-                [
-                    "--single-transaction",
-                    "--exit-on-error",
-                    "--no-owner",
-                    "--no-privileges",
-                    f"--dbname={connection.settings_dict['NAME']}",
-                    str(dump),
-                ],
-            )
+        _dump_restore(path=path)
         if existing is None:
-            with transaction.atomic():
-                plan, _ = Plan.objects.get_or_create(name=manifest["plan"])
-                created = Tenant.objects.create(
-                    slug=slug,
-                    schema_name=schema,
-                    name=manifest["name"],
-                    kind=manifest["kind"],
-                    plan=plan,
-                    status=manifest["status"],
-                )
-                for domain, primary in domains:
-                    Domain.objects.create(domain=domain, tenant=created, is_primary=primary)
+            created = _tenant_register(slug=slug, plan=plan)
+        tenant = existing or created
+        if tenant is None:  # unreachable: one of the two branches above ran
+            raise BackupError(ERR_NO_TENANT.format(slug=slug))
         # An older backup meets newer code: bring the schema to the latest migration before the
         # tenant is routable again.
         migrated = bool(schemas_behind([schema]))
         if migrated:
             call_command("migrate_schemas", schema_name=schema, interactive=False, verbosity=0)
             activate_public()
-        tenant = existing or created
-        if tenant is None:  # unreachable: one of the two branches above ran
-            raise BackupError(ERR_NO_TENANT.format(slug=slug))
         with transaction.atomic():
             Tenant.objects.filter(pk=tenant.pk).update(ready=True)
             transaction.on_commit(routing_changed)
     except BaseException:
-        activate_public()
-        if created is not None:
-            with transaction.atomic():
-                Domain.objects.filter(tenant=created).delete()
-                Tenant.objects.filter(pk=created.pk).delete()
-        if schema_exists(schema) and (set_aside or existing is None):
-            _execute(f"DROP SCHEMA {quote_schema_name(schema)} CASCADE")
-        if set_aside:
-            _execute(
-                f"ALTER SCHEMA {quote_schema_name(aside)} RENAME TO {quote_schema_name(schema)}"
-            )
+        _restore_undo(plan=plan, created=created, set_aside=set_aside)
         raise
     if set_aside:
-        _execute(f"DROP SCHEMA {quote_schema_name(aside)} CASCADE")
+        _execute(f"DROP SCHEMA {quote_schema_name(plan.aside)} CASCADE")
     tenant.refresh_from_db()
     return RestoreResult(
         tenant=tenant,

@@ -123,26 +123,56 @@ def _flatten_detail(detail: Any) -> str:
     return str(detail)
 
 
-def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
-    """DRF EXCEPTION_HANDLER: every exception becomes the envelope; unknown ones a 500."""
+def _translated(exc: Exception) -> Exception:
+    """Django's and the database's exceptions that mean a client error, as DRF's / ours."""
     if isinstance(exc, Http404):
-        exc = exceptions.NotFound(NOT_FOUND_DETAIL)
-    elif isinstance(exc, DjangoPermissionDenied):
-        exc = exceptions.PermissionDenied()
-    elif isinstance(exc, DjangoValidationError):
+        return exceptions.NotFound(NOT_FOUND_DETAIL)
+    if isinstance(exc, DjangoPermissionDenied):
+        return exceptions.PermissionDenied()
+    if isinstance(exc, DjangoValidationError):
         # Model-level validation that escaped a serializer is still the client's input.
-        exc = exceptions.ValidationError(
+        return exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         )
-    elif isinstance(exc, IntegrityError):
+    if isinstance(exc, IntegrityError):
         # A constraint caught what validation could not (usually a concurrent duplicate).
         logger.warning("integrity error answered as 409: %s", exc)
-        exc = APIError(status=409, code="conflict", detail=CONFLICT_DETAIL)
-    elif isinstance(exc, DataError):
+        return APIError(status=409, code="conflict", detail=CONFLICT_DETAIL)
+    if isinstance(exc, DataError):
         # PostgreSQL refused a value the request supplied (SQLSTATE class 22): the client's input.
         logger.warning("data error answered as 400: %s", exc)
-        exc = APIError(status=400, code="invalid_value", detail=OUT_OF_RANGE_DETAIL)
-    elif isinstance(exc, DatabaseUnavailable):
+        return APIError(status=400, code="invalid_value", detail=OUT_OF_RANGE_DETAIL)
+    return exc
+
+
+def _detail_and_fields(exc: exceptions.APIException) -> tuple[str, dict[str, Any] | None]:
+    """The envelope's ``detail`` and, for validation errors with named fields, ``fields``."""
+    if not isinstance(exc, exceptions.ValidationError):
+        if isinstance(exc.detail, dict) and "detail" in exc.detail:
+            return str(exc.detail["detail"]), None
+        return _flatten_detail(exc.detail), None
+    if not isinstance(exc.detail, dict):
+        return _flatten_detail(exc.detail), None
+    fields = {key: _as_messages(value) for key, value in exc.detail.items()}
+    non_field = fields.pop("non_field_errors", None)
+    if not non_field:
+        return "The request has invalid fields; see fields.", fields
+    return " ".join(str(m) for m in non_field), fields or None
+
+
+def _headers(exc: exceptions.APIException) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
+    wait = getattr(exc, "wait", None)
+    if isinstance(exc, exceptions.Throttled) and wait is not None:
+        headers["Retry-After"] = str(math.ceil(wait))
+    return headers
+
+
+def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """DRF EXCEPTION_HANDLER: every exception becomes the envelope; unknown ones a 500."""
+    if isinstance(exc, DatabaseUnavailable):
         logger.warning("database unavailable: %s", exc)
         set_rollback()
         return Response(
@@ -150,7 +180,7 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
             status=503,
             headers={"Retry-After": "1"},
         )
-
+    exc = _translated(exc)
     if not isinstance(exc, exceptions.APIException):
         request = context.get("request")
         logger.error(
@@ -163,38 +193,13 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
             error_body(status=500, code="server_error", detail=SERVER_ERROR_DETAIL), status=500
         )
 
-    headers: dict[str, str] = {}
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
-    wait = getattr(exc, "wait", None)
-    if isinstance(exc, exceptions.Throttled) and wait is not None:
-        headers["Retry-After"] = str(math.ceil(wait))
-
-    fields = None
-    if isinstance(exc, exceptions.ValidationError):
-        detail_data = exc.detail
-        if isinstance(detail_data, dict):
-            fields = {key: _as_messages(value) for key, value in detail_data.items()}
-            detail = "The request has invalid fields; see fields."
-            non_field = fields.pop("non_field_errors", None)
-            if non_field:
-                detail = " ".join(str(m) for m in non_field)
-                if not fields:
-                    fields = None
-        else:
-            detail = _flatten_detail(detail_data)
-            fields = None
-    elif isinstance(exc.detail, dict) and "detail" in exc.detail:
-        detail = str(exc.detail["detail"])
-    else:
-        detail = _flatten_detail(exc.detail)
-
+    detail, fields = _detail_and_fields(exc)
     set_rollback()
     body = error_body(status=exc.status_code, code=_code_for(exc), detail=detail, fields=fields)
     body["error"].update(getattr(exc, "extra", None) or {})
     if isinstance(exc, exceptions.ValidationError) and fields is None:
         body["error"]["fields"] = {}
-    return Response(body, status=exc.status_code, headers=headers)
+    return Response(body, status=exc.status_code, headers=_headers(exc))
 
 
 def _as_messages(value: Any) -> Any:
