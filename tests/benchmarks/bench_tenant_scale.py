@@ -98,6 +98,9 @@ MEMORY_POINTS = int_list("BENCH_MEMORY_K", DEFAULT_POINTS, TENANTS)
 FIRST_TOUCH = int(os.environ.get("BENCH_FIRST_TOUCH", "50"))
 WARM_REPEATS = int(os.environ.get("BENCH_WARM_REPEATS", "4"))
 BASEBACKUP = os.environ.get("BENCH_BASEBACKUP", "1") != "0"
+NEW_MIGRATION_STEP = os.environ.get("BENCH_NEW_MIGRATION", "1") != "0"
+# Fewer points than this give a line through noise: the fit is kept in the JSON, not reported.
+MIN_FIT_POINTS = 3
 
 
 def slug_for(index: int) -> str:
@@ -220,6 +223,8 @@ def measure_migrations(point: Checkpoint, database_url: str, logs: Path) -> None
     point.seconds["migrate_schemas no-op"] = run_manage(
         MIGRATE_ARGS, stage="1", log=logs / f"migrate-noop-{point.tenants}.log"
     )
+    if not NEW_MIGRATION_STEP:
+        return
     point.seconds["migrate_schemas one new migration"] = run_manage(
         MIGRATE_ARGS, stage="2", log=logs / f"migrate-new-{point.tenants}.log"
     )
@@ -313,7 +318,10 @@ def measure_whole_database(point: Checkpoint, workdir: Path) -> None:
 
 
 def record_check(point: Checkpoint, name: str, seconds: float, error: str | None) -> None:
+    """A check's time joins the fitted metrics only when it succeeded; a failure keeps the time
+    until it failed and PostgreSQL's message."""
     point.checks[name] = pass_fail(error is None)
+    point.details.setdefault("check_seconds", {})[name] = seconds
     if error is None:
         point.seconds[name] = seconds
     else:
@@ -494,30 +502,40 @@ def measure_memory(result: Result) -> list[BackendMemory]:
 # --- the fit and the report -----------------------------------------------------------------------
 
 
-def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
-    """Least-squares slope and intercept, or None with fewer than two distinct x."""
+def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float, float] | None:
+    """Least-squares slope, intercept and r² (1.0 for a flat series), or None with fewer than two
+    distinct x."""
     if len(set(xs)) < 2:
         return None
     n = len(xs)
     mean_x, mean_y = sum(xs) / n, sum(ys) / n
     sxx = sum((x - mean_x) ** 2 for x in xs)
     slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sxx
-    return slope, mean_y - slope * mean_x
+    intercept = mean_y - slope * mean_x
+    total = sum((y - mean_y) ** 2 for y in ys)
+    residual = sum((y - slope * x - intercept) ** 2 for x, y in zip(xs, ys, strict=True))
+    return slope, intercept, 1.0 - residual / total if total else 1.0
 
 
 def project(series: dict[str, list[tuple[int, float]]]) -> dict[str, dict[str, float]]:
+    """Per metric: the least-squares line through (tenants, value), extrapolated to PROJECT_TO."""
     projections: dict[str, dict[str, float]] = {}
     for metric, points in series.items():
         line = fit_line([float(x) for x, _ in points], [y for _, y in points])
         if line is not None:
-            slope, intercept = line
+            slope, intercept, r_squared = line
             projections[metric] = {
                 "slope_per_tenant": slope,
                 "intercept": intercept,
+                "r_squared": r_squared,
                 "projected": slope * PROJECT_TO + intercept,
                 "points": len(points),
             }
     return projections
+
+
+def reported(projections: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    return {metric: fit for metric, fit in projections.items() if fit["points"] >= MIN_FIT_POINTS}
 
 
 def memory_series(points: list[BackendMemory]) -> dict[str, list[tuple[int, float]]]:
@@ -535,15 +553,16 @@ def add_rows(result: Result, checkpoints: list[Checkpoint], memory: list[Backend
     series: dict[str, list[tuple[int, float]]] = {}
     for point in checkpoints:
         for metric, value in point.seconds.items():
-            result.add(f"N={point.tenants}: {metric}", value, "s")
             series.setdefault(metric, []).append((point.tenants, value))
+            if metric not in point.checks:
+                result.add(f"N={point.tenants}: {metric}", value, "s")
         for check, status in point.checks.items():
             error = point.details.get("errors", {}).get(check, "")
             result.add(
-                f"N={point.tenants}: {check} succeeds",
-                float(status == "PASS"),
-                "ok",
-                target=error[:120] or "succeeds",
+                f"N={point.tenants}: {check}",
+                point.details["check_seconds"][check],
+                "s",
+                target=f"succeeds; got: {error[:100]}" if error else "succeeds",
                 status=status,
             )
     memory_by_k = memory_series(memory)
@@ -551,11 +570,12 @@ def add_rows(result: Result, checkpoints: list[Checkpoint], memory: list[Backend
         for touched, value in values:
             result.add(f"K={touched}: {metric} after K tenants", value, "MiB")
     projected = {**project(series), **project(memory_by_k)}
-    for metric, fit in projected.items():
+    for metric, fit in reported(projected).items():
         unit = "MiB" if metric in memory_by_k else "s"
         axis = "K" if metric in memory_by_k else "N"
         result.add(
-            f"projected {axis}={PROJECT_TO}: {metric} (linear fit of {fit['points']} points)",
+            f"projected {axis}={PROJECT_TO}: {metric} "
+            f"(linear fit of {fit['points']} points, r2 {fit['r_squared']:.2f})",
             fit["projected"],
             unit,
         )
@@ -564,7 +584,7 @@ def add_rows(result: Result, checkpoints: list[Checkpoint], memory: list[Backend
 
 def table(checkpoints: list[Checkpoint], memory: list[BackendMemory], result: Result) -> str:
     """Metrics down, tenant counts across, projections last."""
-    projections: dict[str, dict[str, float]] = result.details.get("projections", {})
+    projections = reported(result.details.get("projections", {}))
     metrics = list(dict.fromkeys(m for point in checkpoints for m in point.seconds))
     header = ["metric (seconds)", *(f"N={p.tenants}" for p in checkpoints), f"{PROJECT_TO} proj."]
     rows = [header]
@@ -574,7 +594,8 @@ def table(checkpoints: list[Checkpoint], memory: list[BackendMemory], result: Re
         rows.append([metric, *cells, f"{fit['projected']:.2f}" if fit else "-"])
     checks = list(dict.fromkeys(c for point in checkpoints for c in point.checks))
     for check in checks:
-        rows.append([check, *(p.checks.get(check, "-") for p in checkpoints), ""])
+        statuses = [p.checks.get(check, "-") for p in checkpoints]
+        rows.append([f"{check}: status", *statuses, ""])
     lines = [render(rows)]
     if memory:
         memory_rows = [["after K tenants", "RssAnon MiB", "contexts MiB", "cache MiB"]]
@@ -643,6 +664,8 @@ def main() -> int:
     os.environ["BENCH_MIGRATION_STAGE"] = "1"
     os.environ["DB_CONN_MAX_AGE"] = CONN_MAX_AGE
     os.environ.setdefault("DEBUG", "false")
+    # The memory pass serves every tenant in this process: no request log line for each.
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
     checkpoints: list[Checkpoint] = []
     memory: list[BackendMemory] = []
     with (
@@ -669,6 +692,7 @@ def main() -> int:
             point.seconds["provisioning p50"] = stats.p50
             point.seconds["provisioning p95"] = stats.p95
             point.details["provisioning_samples"] = len(samples)
+            point.details["load_average"] = os.getloadavg()
             steps = (
                 ("migrate_schemas", lambda p=point: measure_migrations(p, database_url, logs)),
                 ("check_schema_drift", lambda p=point: measure_drift(p)),
