@@ -38,6 +38,8 @@ from clinical.reminders.rules import (
 )
 from notify.gateway import RECIPIENT_UNSUBSCRIBED, Gateway, GatewayError, gateway_get
 from notify.services import opt_out_record, opted_out_phones, quota_release, quota_reserve
+from tenants.models import Plan
+from tenants.services import tenant_host
 
 logger = logging.getLogger(__name__)
 
@@ -265,8 +267,6 @@ def _daily_quota() -> int:
     plan_id = getattr(tenant, "plan_id", None)
     if plan_id is None:
         return 0
-    from tenants.models import Plan
-
     return int(
         Plan.objects.filter(pk=plan_id).values_list("sms_daily_quota", flat=True).first() or 0
     )
@@ -396,8 +396,6 @@ def _backoff(attempts: int, retry_after: float | None) -> timedelta:
 def _status_callback(row_id: uuid.UUID) -> str | None:
     if not _conf("NOTIFY_STATUS_CALLBACKS", False):
         return None
-    from tenants.services import tenant_host
-
     tenant = getattr(connection, "tenant", None)
     slug = getattr(tenant, "slug", "")
     if not slug:
