@@ -1,9 +1,13 @@
 """Answers /healthz and /readyz on any host, before tenant routing (no tenant lookup, no auth),
 and writes one log line per request.
 
-This is the first middleware of settings.MIDDLEWARE (only the tracing middleware, when tracing
-is on, wraps it), so the request line sees everything: the tenant routing chose, the request id
-RequestGuardMiddleware assigned, the route the URL resolver matched and the final status.
+This is the first middleware of settings.MIDDLEWARE, ahead of the OpenTelemetry instrumentation's
+(inserted right after tenant routing), so probes by pod IP never reach code that needs a known
+host, and the request line sees everything: the tenant routing chose, the request id
+RequestGuardMiddleware assigned, the route the URL resolver matched, the final status and the
+trace ids RequestSpanMiddleware left on the request.
+
+RequestSpanMiddleware (below) sits right after tenant routing and tags the request's span.
 """
 
 import logging
@@ -11,12 +15,13 @@ import time
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from opentelemetry import trace
 
 from apikit.errors import error_body
 from apikit.tenancy import activate_public
 from observability.health import run_readiness_checks
 from observability.logs import REQUEST_LOGGER, bind_request
-from observability.tracing import resolved_user
+from observability.tracing import authenticated_user, tag_request_span, tracing_enabled
 
 request_logger = logging.getLogger(REQUEST_LOGGER)
 
@@ -66,7 +71,7 @@ def log_request(request: HttpRequest, response: HttpResponse, *, duration_second
     if not request_logger.isEnabledFor(logging.INFO):
         return
     route = route_template(request)
-    user = resolved_user(request)
+    user = authenticated_user(request)
     duration_ms = round(duration_seconds * 1000, 2)
     request_logger.info(
         "%s %s %s",
@@ -84,10 +89,21 @@ def log_request(request: HttpRequest, response: HttpResponse, *, duration_second
 
 
 class RequestSpanMiddleware:
-    """Placeholder until the tracing rewrite lands (issue 22 item 1): passes requests through."""
+    """Right after tenant routing (settings.MIDDLEWARE), inside opentelemetry-instrumentation-
+    django's middleware: on the way out, tags the request's span with tenant, user and request
+    id and cuts query strings from its URL attributes (observability.tracing.tag_request_span).
+    A middleware rather than the instrumentor's ``response_hook``, so it works the same under
+    ``opentelemetry-instrument``, which cannot pass hooks. One boolean check when tracing is off.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
+        if not tracing_enabled():
+            return self.get_response(request)
+        span = trace.get_current_span()
+        try:
+            return self.get_response(request)
+        finally:
+            tag_request_span(span, request)

@@ -1,4 +1,5 @@
-"""OpenTelemetry tracing: one set-up per process, and the helpers application code calls.
+"""OpenTelemetry tracing with the official packages: one set-up per process, and the helpers
+application code calls.
 
 ``configure_tracing(component=...)`` runs once per process, after any fork: from settings/wsgi.py
 (gunicorn imports it in each worker) and from Celery's ``worker_process_init`` (settings/
@@ -7,10 +8,18 @@ celery_app.py). Everything comes from the standard ``OTEL_*`` variables (docs/ob
 * off when ``OTEL_SDK_DISABLED=true``, when ``OTEL_TRACES_EXPORTER=none``, or when no OTLP
   endpoint is set (``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``), so
   a developer without a collector exports nothing and pays nothing;
-* OTLP over HTTP/protobuf by default, gRPC with ``OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL=grpc``;
-  the exporters read endpoint, headers, timeout and compression themselves;
-* the sampler from ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` (TracerProvider's own
-  default: parent-based always-on), batching from ``OTEL_BSP_*``.
+* the SDK's TracerProvider and BatchSpanProcessor (``OTEL_BSP_*``) with the official OTLP
+  exporter, HTTP/protobuf by default, gRPC with ``OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL=grpc``;
+* the sampler the SDK reads from ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``, wrapped so
+  that a CLIENT span with no parent (a query or Redis command outside any request or task) starts
+  no trace of its own;
+* opentelemetry-instrumentation-django (its middleware right after tenant routing),
+  -psycopg, -redis, -celery and -requests.
+
+When a tracer provider is already installed (the process runs under ``opentelemetry-instrument``,
+which configured the SDK and instrumented the libraries itself), the set-up steps aside and only
+turns on Verdant's own tags (observability/middleware.py's RequestSpanMiddleware, the task's
+tenant).
 
 Disabled means free: nothing is instrumented, no provider is installed (the API's no-op proxy
 stays), no exporter thread starts, and every helper below returns after one boolean check.
@@ -24,21 +33,24 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ImproperlyConfigured
-from django.utils.functional import SimpleLazyObject, empty
+from django.utils.functional import SimpleLazyObject
 from opentelemetry import trace
-from opentelemetry.sdk.trace import SpanProcessor
-from opentelemetry.trace import format_span_id, format_trace_id
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 
 if TYPE_CHECKING:
-    from django.http import HttpRequest, HttpResponse
-    from opentelemetry.sdk.trace import Span, TracerProvider
+    from django.http import HttpRequest
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.trace import Link, TraceState
+    from opentelemetry.util.types import Attributes
 
 # Attribute names (OpenTelemetry semantic conventions where one exists).
 TENANT_ID = "tenant.id"
@@ -49,31 +61,33 @@ TASK_TENANT_HEADER = "_schema_name"  # where tenant-schemas-celery puts the enqu
 
 DEFAULT_PROTOCOL = "http/protobuf"
 TENANT_ROUTING_MIDDLEWARE = "tenants.middleware.TenantRoutingMiddleware"
-# Probes poll every few seconds; a trace per probe would drown the real traffic.
+# Probes poll every few seconds; a trace per probe would drown the real traffic. (They are
+# answered by HealthCheckMiddleware before the instrumentation's middleware anyway; this keeps
+# them untraced if an operator moves it with OTEL_PYTHON_DJANGO_MIDDLEWARE_POSITION.)
 DEFAULT_EXCLUDED_URLS = "healthz,readyz"
-# Span attributes that may carry a full URL; their query strings can hold search terms (names,
-# phone numbers), so they are cut before any exporter sees them.
-_URL_ATTRIBUTES = ("http.url", "url.full", "http.target")
-_QUERY_ATTRIBUTES = ("url.query",)
-_SCRUBBED_ATTRIBUTES = frozenset(_URL_ATTRIBUTES + _QUERY_ATTRIBUTES)
+# Provisioning replays a whole schema as one statement; an attribute stays readable when cut.
+DEFAULT_ATTRIBUTE_LENGTH = 4096
+# URL attributes the Django and WSGI instrumentations set (old and new HTTP semantic
+# conventions); query strings can hold search terms (names, phone numbers).
+URL_ATTRIBUTES = ("http.target", "http.url", "url.full")
+QUERY_ATTRIBUTE = "url.query"
+REDACTED_QUERY = "[redacted]"
 
 _TRUE = {"1", "true", "yes", "on"}
 
 
 @dataclass
 class _TracingState:
+    enabled: bool = False
+    # The provider this module installed (None under opentelemetry-instrument: not ours to stop).
     provider: TracerProvider | None = None
-
-    @property
-    def enabled(self) -> bool:
-        return self.provider is not None
 
 
 _state = _TracingState()
 
 
 def tracing_enabled() -> bool:
-    """Whether this process exports traces (``configure_tracing`` installed a provider)."""
+    """Whether this process traces (``configure_tracing`` installed a provider or found one)."""
     return _state.enabled
 
 
@@ -91,8 +105,8 @@ def tracing_requested(environ: Mapping[str, str] | None = None) -> bool:
 
 
 def configure_tracing(*, component: str) -> bool:
-    """Install the tracer provider and instrument Django requests and queries, Celery, Redis
-    and requests.
+    """Install the SDK's tracer provider and the official instrumentations of Django, psycopg,
+    Redis, Celery and requests.
 
     ``component`` ("web" or "worker") names the default service (``verdant-web``,
     ``verdant-worker``) when ``OTEL_SERVICE_NAME`` is unset. Idempotent; returns whether tracing
@@ -100,24 +114,34 @@ def configure_tracing(*, component: str) -> bool:
     """
     if _state.enabled:
         return True
+    installed = trace.get_tracer_provider()
+    if not isinstance(installed, trace.ProxyTracerProvider):
+        # Someone configured the SDK first (opentelemetry-instrument): theirs stays, with the
+        # instrumentation they chose; only our own tagging is switched on.
+        _state.enabled = not isinstance(installed, trace.NoOpTracerProvider)
+        return _state.enabled
     if not tracing_requested():
         return False
 
+    from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    from observability.light_spans import LightTracerProvider
-
-    provider = LightTracerProvider(resource=service_resource(component=component))
-    provider.add_span_processor(QueryStringScrubber())
+    provider = SDKTracerProvider(
+        resource=service_resource(component=component),
+        sampler=NoOrphanClientSpans(environment_sampler()),
+        span_limits=span_limits(),
+    )
     provider.add_span_processor(BatchSpanProcessor(span_exporter()))
     trace.set_tracer_provider(provider)
     _instrument_libraries(provider)
     _state.provider = provider
+    _state.enabled = True
     return True
 
 
 def shutdown_tracing() -> None:
-    """Flush and stop the exporter (worker shutdown); instrumentation stays in place."""
+    """Flush and stop our exporter (worker shutdown); instrumentation stays in place. A provider
+    installed by opentelemetry-instrument shuts itself down at exit."""
     if _state.provider is not None:
         _state.provider.shutdown()
 
@@ -156,19 +180,75 @@ def _service_version() -> str:
         return "unknown"
 
 
+def environment_sampler() -> Sampler:
+    """The sampler the SDK itself builds from ``OTEL_TRACES_SAMPLER`` / ``_ARG`` (its default:
+    parent-based always-on), read from a provider that is never installed."""
+    from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
+
+    return SDKTracerProvider(shutdown_on_exit=False).sampler
+
+
+def span_limits() -> Any:
+    """The SDK's limits from ``OTEL_*_LIMIT``; attribute values (SQL statements) are cut at
+    DEFAULT_ATTRIBUTE_LENGTH characters unless a length limit is set."""
+    from opentelemetry.sdk.trace import SpanLimits
+
+    length_set = any(
+        os.environ.get(name, "").strip()
+        for name in ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT")
+    )
+    return SpanLimits(max_span_attribute_length=None if length_set else DEFAULT_ATTRIBUTE_LENGTH)
+
+
+class NoOrphanClientSpans(Sampler):
+    """Drops a CLIENT span that has no parent, and defers to ``delegate`` for everything else.
+
+    psycopg, Redis and requests spans are CLIENT spans: inside a request or task they are
+    children of its span; outside (start-up, a management command, tenant-schemas-celery's
+    tenant lookup before the task span starts, a worker polling the broker) each would be a
+    trace of its own, one per statement or command.
+    """
+
+    def __init__(self, delegate: Sampler) -> None:
+        self.delegate = delegate
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        if (
+            kind is SpanKind.CLIENT
+            and not trace.get_current_span(parent_context).get_span_context().is_valid
+        ):
+            return SamplingResult(Decision.DROP)
+        return self.delegate.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"NoOrphanClientSpans{{{self.delegate.get_description()}}}"
+
+
 def span_exporter() -> SpanExporter:
-    """The OTLP exporter for ``OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL``."""
+    """The official OTLP exporter for ``OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL``; it reads
+    endpoint, headers, timeout and compression from the environment itself."""
     protocol = (
         os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "").strip()
         or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "").strip()
         or DEFAULT_PROTOCOL
     ).lower()
     if protocol == "http/protobuf":
-        # The official exporter, with the request written directly (observability/
-        # otlp_exporter.py): the same bytes for a third of the encoding CPU.
-        from observability.otlp_exporter import DirectEncodingSpanExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter as HTTPSpanExporter,
+        )
 
-        return DirectEncodingSpanExporter()
+        return HTTPSpanExporter()
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
             OTLPSpanExporter as GRPCSpanExporter,
@@ -180,47 +260,56 @@ def span_exporter() -> SpanExporter:
     )
 
 
+def django_middleware_position() -> int:
+    """Right after tenant routing: earlier, the instrumentation's first act
+    (``request.build_absolute_uri()``) raises for hosts outside ALLOWED_HOSTS, so /healthz probed
+    by pod IP would answer 400. ``OTEL_PYTHON_DJANGO_MIDDLEWARE_POSITION`` wins over this (the
+    instrumentor reads it)."""
+    from django.conf import settings
+
+    middleware = list(settings.MIDDLEWARE)
+    if TENANT_ROUTING_MIDDLEWARE not in middleware:
+        raise ImproperlyConfigured(f"{TENANT_ROUTING_MIDDLEWARE} is missing from MIDDLEWARE.")
+    return middleware.index(TENANT_ROUTING_MIDDLEWARE) + 1
+
+
+def excluded_urls(environ: Mapping[str, str] | None = None) -> str:
+    """``OTEL_PYTHON_DJANGO_EXCLUDED_URLS`` (or ``OTEL_PYTHON_EXCLUDED_URLS``), else the probes."""
+    env = os.environ if environ is None else environ
+    for name in ("OTEL_PYTHON_DJANGO_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS"):
+        value = env.get(name, "").strip()
+        if value:
+            return value
+    return DEFAULT_EXCLUDED_URLS
+
+
 def _instrument_libraries(provider: TracerProvider) -> None:
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    from opentelemetry.instrumentation.django import DjangoInstrumentor
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
-    from observability import query_spans, redis_spans
-
-    _install_server_spans()
-    # A span per statement (query text with placeholders, never the parameters: patient data).
-    query_spans.install()
-    # A span per Redis command or pipeline (command names, never keys or values).
-    redis_spans.install()
+    # Before the WSGI handler loads the middleware: the instrumentor adds its own to
+    # settings.MIDDLEWARE (its documented behaviour).
+    DjangoInstrumentor().instrument(
+        tracer_provider=provider,
+        middleware_position=django_middleware_position(),
+        excluded_urls=excluded_urls(),
+    )
+    # Wraps psycopg.connect, keeping the cursor factory Django passes as the base of its own; the
+    # statement with its placeholders, never the parameters (capture_parameters stays off: they
+    # are patient data).
+    PsycopgInstrumentor().instrument(tracer_provider=provider)
+    # Command names with their arguments as "?" (keys and values hold ids and message bodies).
+    RedisInstrumentor().instrument(tracer_provider=provider)
     # Producer side injects the trace context into the message headers; the worker side opens
     # the task span as a child of it.
     CeleryInstrumentor().instrument(tracer_provider=provider)
     # Outgoing HTTP (the SMS gateway). The OTLP exporter's own requests are suppressed by the SDK.
-    RequestsInstrumentor().instrument(tracer_provider=provider)
-
-
-def _install_server_spans() -> None:
-    """Put the server-span middleware (observability/server_spans.py) into settings.MIDDLEWARE,
-    before the WSGI handler loads it: right after tenant routing, so it wraps auth and every view.
-    Not earlier: it reads request.get_host(), which raises for hosts outside ALLOWED_HOSTS
-    (kubelet probes by pod IP, unknown hosts), and health probes and the tenant_not_found
-    envelope must answer exactly as they do without tracing."""
-    from django.conf import settings
-
-    from observability.server_spans import SERVER_SPANS_MIDDLEWARE, set_excluded_paths
-
-    set_excluded_paths(
-        os.environ.get("OTEL_PYTHON_DJANGO_EXCLUDED_URLS", DEFAULT_EXCLUDED_URLS).split(",")
+    RequestsInstrumentor().instrument(
+        tracer_provider=provider, response_hook=outgoing_response_hook
     )
-    middleware = list(settings.MIDDLEWARE)
-    if SERVER_SPANS_MIDDLEWARE in middleware:
-        return
-    position = (
-        middleware.index(TENANT_ROUTING_MIDDLEWARE) + 1
-        if TENANT_ROUTING_MIDDLEWARE in middleware
-        else 0
-    )
-    middleware.insert(position, SERVER_SPANS_MIDDLEWARE)
-    settings.MIDDLEWARE = middleware
 
 
 # --- attributes -------------------------------------------------------------------------------------
@@ -292,21 +381,25 @@ def record_exception(error: BaseException) -> None:
         span.set_status(trace.Status(trace.StatusCode.ERROR, type(error).__name__))
 
 
-def tag_request_span(
-    span: Span,
-    request: HttpRequest,
-    response: HttpResponse,
-    *,
-    attributes: dict[str, str | int] | None = None,
-) -> None:
-    """The server span's last facts (observability/server_spans.py): who asked, in which tenant;
-    set with the caller's ``attributes`` (route, status) in one call."""
+def tag_request_span(span: trace.Span, request: HttpRequest) -> None:
+    """The request span's Verdant facts, set on the way out (RequestSpanMiddleware): who asked,
+    in which tenant, under which request id; and the URL attributes without their query
+    strings. The instrumentation's middleware sets the URL attributes again after the span
+    starts, so only code that runs after it (this, or a response hook) can cut them."""
+    context = span.get_span_context()
+    if context.is_valid:
+        # The request log line is written by an outer middleware, after this span has ended.
+        request.trace_ids = (  # type: ignore[attr-defined]
+            format_trace_id(context.trace_id),
+            format_span_id(context.span_id),
+        )
     if not span.is_recording():
         return
-    attributes = dict(attributes or {})
     tenant = getattr(request, "tenant", None)
-    attributes[TENANT_ID] = str(tenant.schema_name) if tenant is not None else "public"
-    user = resolved_user(request)
+    attributes: dict[str, str] = {
+        TENANT_ID: str(tenant.schema_name) if tenant is not None else "public"
+    }
+    user = authenticated_user(request)
     if user is not None:
         attributes[ENDUSER_ID] = str(user.pk)
         role = str(getattr(user, "role", "") or "")
@@ -315,27 +408,53 @@ def tag_request_span(
     request_id = getattr(request, "request_id", "")
     if request_id:
         attributes[REQUEST_ID] = str(request_id)
+    attributes.update(query_free_url_attributes(span))
     span.set_attributes(attributes)
-    # The request log line is written by an outer middleware, after this span has ended.
-    context = span.get_span_context()
-    request.trace_ids = (  # type: ignore[attr-defined]
-        format_trace_id(context.trace_id),
-        format_span_id(context.span_id),
-    )
 
 
-def resolved_user(request: HttpRequest) -> Any:
-    """The authenticated user already known for this request, or None. Never triggers the
-    lazy session lookup: an unresolved ``request.user`` means nobody authenticated."""
-    user = request.__dict__.get("user")
-    if isinstance(user, SimpleLazyObject):
-        wrapped = user._wrapped
-        if wrapped is empty:
-            return None
-        user = wrapped
-    if user is None or not getattr(user, "is_authenticated", False):
+def query_free_url_attributes(span: trace.Span) -> dict[str, str]:
+    """Replacements for the span's URL attributes that carry a query string (the SDK span's
+    read-only ``attributes``; an API span without them needs none)."""
+    recorded = getattr(span, "attributes", None) or {}
+    replacements: dict[str, str] = {}
+    for key in URL_ATTRIBUTES:
+        value = recorded.get(key)
+        if isinstance(value, str) and ("?" in value or "#" in value):
+            replacements[key] = without_query(value)
+    if recorded.get(QUERY_ATTRIBUTE):
+        replacements[QUERY_ATTRIBUTE] = REDACTED_QUERY
+    return replacements
+
+
+def outgoing_response_hook(span: trace.Span, request: Any, response: Any) -> None:
+    """RequestsInstrumentor's response hook: outgoing URLs (the SMS gateway's) lose their query
+    strings too; the gateway gets phone numbers in the body, but a URL is no place for them."""
+    if span.is_recording():
+        span.set_attributes(query_free_url_attributes(span))
+
+
+def authenticated_user(request: HttpRequest) -> Any:
+    """The user DRF authenticated for this request, or None; never evaluates the lazy user.
+
+    DRF's ``Request.user`` setter stores the user it authenticated on the Django request as a
+    plain object. What AuthenticationMiddleware put there is a ``SimpleLazyObject`` (checked by
+    type, which does not evaluate it): then nobody authenticated through DRF, and resolving it
+    would cost a session lookup.
+    """
+    user = vars(request).get("user")
+    if user is None or isinstance(user, SimpleLazyObject):
+        return None
+    if not getattr(user, "is_authenticated", False):
         return None
     return user
+
+
+def without_query(url: str) -> str:
+    """``url`` (absolute, or a path like ``/x?y``) without its query string and fragment."""
+    if url.startswith("/"):
+        return url.split("?", 1)[0].split("#", 1)[0]
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 def task_span_tag_tenant(task: Any) -> None:
@@ -356,30 +475,3 @@ def task_tenant(task: Any) -> str:
     if not schema:
         schema = getattr(request, TASK_TENANT_HEADER, None)
     return str(schema or "")
-
-
-# --- span processors ----------------------------------------------------------------------------------
-
-
-class QueryStringScrubber(SpanProcessor):
-    """Drops query strings from URL attributes when a span starts. Search terms travel in
-    query strings (``?search=<name or phone>``): they must not reach the tracing backend."""
-
-    def on_start(self, span: Span, parent_context: Any = None) -> None:
-        attributes = span.attributes or {}
-        if _SCRUBBED_ATTRIBUTES.isdisjoint(attributes):  # most spans: one pass over the keys
-            return
-        for key in _URL_ATTRIBUTES:
-            value = attributes.get(key)
-            if isinstance(value, str) and "?" in value:
-                span.set_attribute(key, _without_query(value))
-        for key in _QUERY_ATTRIBUTES:
-            if attributes.get(key):
-                span.set_attribute(key, "[redacted]")
-
-
-def _without_query(url: str) -> str:
-    if url.startswith("/"):
-        return url.split("?", 1)[0]
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(query="", fragment=""))

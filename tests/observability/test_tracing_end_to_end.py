@@ -15,6 +15,7 @@ from tenants.services import tenant_host
 from tests.conftest import ADMIN_EMAIL, CLINICIAN_EMAIL, PASSWORDS
 from tests.observability.conftest import TracedStack
 from tests.observability.otlp_receiver import (
+    SPAN_KIND_CLIENT,
     SPAN_KIND_CONSUMER,
     SPAN_KIND_SERVER,
     ReceivedSpan,
@@ -117,6 +118,10 @@ def test_request_and_its_task_are_one_trace_tagged_with_the_tenant(
     task_queries = [q for q in queries if q.resource["service.name"] == "verdant-worker"]
     assert task_queries
     assert all(task_span.span_id in _ancestors(q, by_id) for q in task_queries)
+    # Queries and Redis commands outside any request or task (start-up, the worker polling the
+    # broker, tenant-schemas-celery's lookup before the task span) start no trace of their own.
+    orphans = [s.name for s in spans if s.kind == SPAN_KIND_CLIENT and not s.parent_span_id]
+    assert orphans == []
 
 
 def test_each_tenant_request_is_tagged_with_its_own_tenant_only(
@@ -219,6 +224,44 @@ def test_request_log_lines_are_json_with_route_template_and_trace_context(
     )
     request_span = _server_span(spans, line["trace_id"])
     assert "5551234567" not in repr(request_span.attributes)
+
+
+def test_no_search_term_reaches_any_span_of_the_trace(traced_stack: TracedStack) -> None:
+    """Names and phone numbers travel in query strings; the instrumentation sets the URL
+    attributes with them after the span starts, and RequestSpanMiddleware cuts them on the way
+    out. Statements carry placeholders, never the parameters."""
+    host = tenant_host("alpha")
+    token = traced_stack.login(host=host, email=ADMIN_EMAIL, password=PASSWORDS["alpha"])
+    response = traced_stack.call(
+        "GET",
+        "/api/v1/users/?search=Jane+Doe&phone=%2B15557654321",
+        host=host,
+        token=token,
+        headers={"X-Request-ID": "phi-search-1"},
+    )
+    assert response.status_code == 200, response.text
+    trace_id = _trace_of_request(traced_stack, "phi-search-1")
+    spans = traced_stack.receiver.wait_for(
+        lambda got: any(s.trace_id == trace_id and s.kind == SPAN_KIND_SERVER for s in got)
+    )
+    in_trace = [s for s in spans if s.trace_id == trace_id]
+    request_span = _server_span(in_trace, trace_id)
+    assert request_span.attributes["http.target"] == "/api/v1/users/"
+    assert request_span.attributes["tenant.id"] == "t_alpha"
+    assert any(s.attributes.get("db.system") == "postgresql" for s in in_trace)
+    for span in in_trace:
+        text = repr((span.name, span.attributes, span.events))
+        for secret in ("Jane", "Doe", "5557654321", "search="):
+            assert secret not in text, (span.name, secret)
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_probes_by_pod_ip_answer_with_tracing_on(traced_stack: TracedStack, path: str) -> None:
+    """The kubelet probes by pod IP, a host outside ALLOWED_HOSTS: the instrumentation's
+    middleware (which asks for the absolute URL) sits after the health checks."""
+    response = traced_stack.call("GET", path, host="10.1.2.3:8000")
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "ok"
 
 
 def test_worker_log_lines_carry_the_task_tenant(traced_stack: TracedStack) -> None:
