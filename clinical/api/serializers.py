@@ -179,8 +179,8 @@ class PatientListOutput(serializers.Serializer[Any]):
     """One list row. Declared for the schema (the same fields as
     ``selectors.PATIENT_LIST_COLUMNS``); ``to_representation`` builds the dict directly, because
     per-field serializer machinery is most of a list request's CPU time. Ids and the birth date
-    stay ``UUID`` and ``date`` objects: the views render with ``ORJSONRenderer``, which writes
-    them in C as the same text ``str()`` and ``isoformat()`` would give."""
+    stay ``UUID`` and ``date`` objects: the API's renderer (``apikit.json``) writes them as the
+    same text ``str()`` and ``isoformat()`` would give."""
 
     id = serializers.UUIDField()
     mrn = serializers.CharField()

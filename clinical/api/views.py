@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, ClassVar, cast
 
-import orjson
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from django_tenants.utils import schema_context
@@ -24,6 +23,7 @@ from accounts.models import User
 from apikit.filters import FilterSetBackend, StrictOrderingFilter
 from apikit.ids import parse_uuid
 from apikit.inputs import validated
+from apikit.json import dumps
 from apikit.models import TenantModel
 from apikit.policy import AccessLevel, can_manage, sees_everything
 from apikit.request_context import request_context
@@ -44,7 +44,6 @@ from clinical.api.filters import (
 )
 from clinical.api.pagination import SearchAwarePagination
 from clinical.api.reminders import AppointmentDetailOutput
-from clinical.api.renderers import ORJSONRenderer
 from clinical.models import (
     Appointment,
     Facility,
@@ -91,8 +90,6 @@ def _active_clinician(value: Any, *, field: str) -> User:
 
 class ClinicalViewSet(TenantScopedViewSet):
     """Shared helpers: the manage check on the owning facility, and archive-or-hard delete."""
-
-    renderer_classes = (ORJSONRenderer,)
 
     def schema_generation(self) -> bool:
         """drf-spectacular inspects views without a real user; it gets an empty queryset."""
@@ -377,7 +374,7 @@ def _ndjson(
                 object_ids=[patient.pk for patient in chunk],
             )
         yield b"".join(
-            orjson.dumps(fhir.patient_resource(p, projection=projection)) + b"\n" for p in chunk
+            dumps(fhir.patient_resource(p, projection=projection)) + b"\n" for p in chunk
         )
         last = chunk[-1].pk
 

@@ -20,9 +20,9 @@ import uuid
 from collections.abc import Generator, Iterator
 from typing import Any
 
-import orjson
 from django.db import connection, transaction
 
+from apikit.json import dumps
 from apikit.request_context import RequestContext
 from audit.services import audit_read_record, audit_reads_required
 from sync.cursor import SCHEMA_VERSION, Cursor, cursor_encode, watermark_now
@@ -57,7 +57,7 @@ def first_sync_stream(
             yield b'{"changes":{'
             for position, table in enumerate(tables):
                 prefix = b"," if position else b""
-                yield prefix + orjson.dumps(table.name) + b':{"created":[],"updated":['
+                yield prefix + dumps(table.name) + b':{"created":[],"updated":['
                 yield from _table_rows(table=table, user=user, ids=audited.get(table.name))
                 yield b'],"deleted":[]}'
         cursor = cursor_encode(Cursor(lo=watermark, hi=None, after=None, scope=scope.digest))
@@ -68,7 +68,7 @@ def first_sync_stream(
             "experimentalStrategy": "replacement",
             "schema_version": SCHEMA_VERSION,
         }
-        yield b"}," + orjson.dumps(tail)[1:]
+        yield b"}," + dumps(tail)[1:]
     finally:
         for name, ids in audited.items():
             if ids:

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from apikit.json import dumps
 from sync.cursor import SCHEMA_VERSION
 
 
@@ -95,4 +96,4 @@ def render_page(
             ),
             "schema_version": SCHEMA_VERSION,
         }
-    return orjson.dumps(body)
+    return dumps(body)

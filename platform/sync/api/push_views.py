@@ -14,13 +14,13 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.permissions import IsAuthenticated
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from apikit import idempotency
 from apikit.errors import APIError
 from apikit.ids import parse_uuid
+from apikit.json import JSONRenderer
 from apikit.permissions import TenantMember
 from apikit.request_context import request_context
 from sync.api.views import WatermelonRenderer, WireFormatMixin

@@ -13,12 +13,12 @@ from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apikit.inputs import validated
+from apikit.json import JSONRenderer
 from apikit.pagination import CursorPagination
 from apikit.permissions import TenantMember
 from apikit.request_context import request_context
@@ -85,7 +85,8 @@ class DeviceViewSet(
 
 
 class WatermelonRenderer(JSONRenderer):
-    """Lets ``?format=wmdb`` through DRF's format negotiation (the view renders its own body)."""
+    """Lets ``?format=wmdb`` through DRF's format negotiation (the view renders its own body;
+    an error envelope is rendered by it, so it is the API's one JSON renderer)."""
 
     format = "wmdb"
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from decimal import Decimal
 from typing import Any
 
-import orjson
 from django.db import transaction
 
+from apikit.json import dumps
 from apikit.request_context import RequestContext
 from audit.models import AuditEvent
 from sync.push.engine import PushOutcome, push_apply
@@ -25,14 +24,9 @@ from sync.registry import sync_table
 _WMDB_REJECTED = frozenset({Status.REJECTED, Status.CONFLICT, Status.GONE})
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 def response_bytes(body: dict[str, Any]) -> bytes:
-    return orjson.dumps(body, default=_default, option=orjson.OPT_UTC_Z)
+    """The answer's bytes, also what the idempotency store keeps for a replay."""
+    return dumps(body)
 
 
 @transaction.atomic
