@@ -22,8 +22,9 @@ private memory (RssAnon from /proc/<pid>/status; the benchmark must run on the d
 permission to read it) and the sum of ``pg_backend_memory_contexts`` (all contexts, and
 CacheMemoryContext with its children: relcache / catcache).
 
-Every metric measured at two or more tenant counts is fitted by least squares (linear in N or K)
-and extrapolated to 10,000; those rows are named "projected" and are not measurements.
+Every metric measured at three or more tenant counts (or K) is fitted by least squares, linear in
+N (or K), and extrapolated to 10,000: rows named "projected", with the fit's r², are not
+measurements. Fits through fewer points are in the JSON only.
 
     BENCH_TENANTS=2000 python -m tests.benchmarks.bench_tenant_scale --output result.json
 
@@ -31,18 +32,20 @@ Environment: BENCH_TENANTS (default 2000); BENCH_CHECKPOINTS (comma-separated te
 default 10,100,500,1000,2000,5000,10000 up to BENCH_TENANTS, which is always one);
 BENCH_MEMORY_K (same form, for the memory points); BENCH_FIRST_TOUCH (tenants sampled per
 checkpoint, default 50) and BENCH_WARM_REPEATS (warm requests per sampled tenant, default 4);
-BENCH_BASEBACKUP=0 skips pg_basebackup. Connections live for a day (DB_CONN_MAX_AGE=86400) in the
-benchmark and its gunicorn, so nothing but the code under test closes them: the memory figures are
-those of a connection behind PgBouncer in session mode.
+BENCH_NEW_MIGRATION ("all", "0", or the checkpoints that time it: at 2,000 tenants one new
+migration is the longest step); BENCH_BASEBACKUP=0 skips pg_basebackup. Connections live for a
+day (DB_CONN_MAX_AGE=86400) in the benchmark and its gunicorn, so nothing but the code under test
+closes them: the memory figures are those of a connection behind PgBouncer in session mode.
 
 The schemas carry benchapp's one extra table (tests/benchmarks/bench_settings.py), so that a new
-migration can be applied and undone; a tenant has one table, index and sequence more than in
-production.
+migration can be applied and undone: a tenant has one table (with its key index and sequence)
+more than in production.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -83,6 +86,7 @@ TOOL_TIMEOUT_SECONDS = 3 * 3600
 # A day: longer than any run, so only the code under test (or nothing) recycles a connection.
 CONN_MAX_AGE = "86400"
 PROGRESS_SECONDS = 15.0
+REASON_WORDS = ("error", "ERROR", "FATAL", "HINT")
 
 
 def int_list(variable: str, default: tuple[int, ...], limit: int) -> list[int]:
@@ -98,7 +102,19 @@ MEMORY_POINTS = int_list("BENCH_MEMORY_K", DEFAULT_POINTS, TENANTS)
 FIRST_TOUCH = int(os.environ.get("BENCH_FIRST_TOUCH", "50"))
 WARM_REPEATS = int(os.environ.get("BENCH_WARM_REPEATS", "4"))
 BASEBACKUP = os.environ.get("BENCH_BASEBACKUP", "1") != "0"
-NEW_MIGRATION_STEP = os.environ.get("BENCH_NEW_MIGRATION", "1") != "0"
+
+
+def new_migration_points() -> list[int]:
+    """Checkpoints that also time one new migration: all (default), none ("0"), or a list."""
+    raw = os.environ.get("BENCH_NEW_MIGRATION", "all").strip()
+    if raw == "0":
+        return []
+    if raw in {"", "1", "all"}:
+        return CHECKPOINTS
+    return sorted({int(part) for part in raw.split(",") if part.strip()} & set(CHECKPOINTS))
+
+
+NEW_MIGRATION_AT = new_migration_points()
 # Fewer points than this give a line through noise: the fit is kept in the JSON, not reported.
 MIN_FIT_POINTS = 3
 
@@ -223,7 +239,7 @@ def measure_migrations(point: Checkpoint, database_url: str, logs: Path) -> None
     point.seconds["migrate_schemas no-op"] = run_manage(
         MIGRATE_ARGS, stage="1", log=logs / f"migrate-noop-{point.tenants}.log"
     )
-    if not NEW_MIGRATION_STEP:
+    if point.tenants not in NEW_MIGRATION_AT:
         return
     point.seconds["migrate_schemas one new migration"] = run_manage(
         MIGRATE_ARGS, stage="2", log=logs / f"migrate-new-{point.tenants}.log"
@@ -242,12 +258,16 @@ def measure_migrations(point: Checkpoint, database_url: str, logs: Path) -> None
 
 
 def measure_drift(point: Checkpoint) -> None:
+    """The command's work on a fresh connection, without the ~1 s of a new process's Django
+    start-up; it raises (and the benchmark stops) if a schema drifted."""
     from django.core.management import call_command
 
+    out = io.StringIO()
     fresh_connection()
     point.seconds["check_schema_drift"] = timed(
-        lambda: call_command("check_schema_drift", verbosity=0)
+        lambda: call_command("check_schema_drift", verbosity=0, stdout=out)
     )
+    point.details["check_schema_drift_output"] = out.getvalue().strip()
 
 
 def measure_tenant_backup(point: Checkpoint, workdir: Path) -> None:
@@ -291,9 +311,11 @@ def run_tool(name: str, args: list[str]) -> tuple[float, str | None]:
     seconds = time.perf_counter() - started
     if completed.returncode == 0:
         return seconds, None
-    lines = [line for line in completed.stderr.splitlines() if line.strip()]
-    # pg_dump's useful line is the "out of shared memory" one, followed by a HINT.
-    reason = " | ".join(lines[-3:]) if lines else f"exit {completed.returncode}, no output"
+    lines = [line.strip() for line in completed.stderr.splitlines() if line.strip()]
+    # pg_dump's useful lines are "error: ... out of shared memory" and the HINT naming
+    # max_locks_per_transaction; its "Query was: LOCK TABLE ..." detail is only noise.
+    wanted = [line for line in lines if any(word in line for word in REASON_WORDS)]
+    reason = " | ".join((wanted or lines)[-3:]) or f"exit {completed.returncode}, no output"
     return seconds, reason
 
 
@@ -310,10 +332,11 @@ def measure_whole_database(point: Checkpoint, workdir: Path) -> None:
         [f"--pgdata={target}", "--wal-method=stream", "--checkpoint=fast", "--no-sync"],
     )
     record_check(point, "pg_basebackup (whole cluster)", seconds, error)
-    with contextlib.suppress(OSError):
-        point.details["basebackup_bytes"] = sum(
-            path.stat().st_size for path in target.rglob("*") if path.is_file()
-        )
+    if error is None:
+        with contextlib.suppress(OSError):
+            point.details["basebackup_bytes"] = sum(
+                path.stat().st_size for path in target.rglob("*") if path.is_file()
+            )
     shutil.rmtree(target, ignore_errors=True)
 
 
@@ -658,6 +681,7 @@ def main() -> int:
             "first_touch_per_checkpoint": FIRST_TOUCH,
             "warm_repeats": WARM_REPEATS,
             "parallel": PARALLEL,
+            "new_migration_at": NEW_MIGRATION_AT,
             "projected_to": PROJECT_TO,
         },
     )
