@@ -64,7 +64,7 @@ def fingerprint(request: Request) -> str:
     digest = hashlib.sha256()
     digest.update(request.method.encode() if request.method else b"")
     digest.update(b"\0" + request.path.encode() + b"\0")
-    digest.update(request._request.body)
+    digest.update(request.body)  # the exact bytes: DRF proxies the HttpRequest's body
     return digest.hexdigest()
 
 

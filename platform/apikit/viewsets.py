@@ -4,8 +4,9 @@ may see and call services for writes."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, cast
 
 from django.core.exceptions import ValidationError
 from django.db.models import Model, QuerySet
@@ -30,6 +31,9 @@ from audit.services import (
     audit_reads_required,
 )
 
+if TYPE_CHECKING:
+    from rest_framework.decorators import ViewSetAction  # in the stubs only
+
 _READ_METHODS = frozenset({"GET", "HEAD"})
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -40,16 +44,57 @@ _LOCKED_METHODS = (
     "get_authenticators",
     "dispatch",
     "initial",
+    "as_view",
+    "finalize_response",
 )
+# Set on a POST handler wrapped by ``idempotent_post`` (so as_view() wraps each one once).
+_RUNS_IDEMPOTENTLY = "runs_idempotently"
+
+Handler = Callable[..., HttpResponse]
+
+
+def idempotent_post(handler: Handler) -> Handler:
+    """Wrap an action so that a POST carrying an Idempotency-Key runs at most once per (user,
+    key) (apikit.idempotency). It runs where DRF calls the action: after authentication,
+    permissions and throttles, so the claim knows the user. The action's response is finalized
+    (rendered, write audited) inside the idempotency transaction, so the stored response, the
+    business rows and the audit event commit together; DRF's own finalize_response then leaves
+    it as it is (see ``TenantScopedViewSet.finalize_response``)."""
+
+    @functools.wraps(handler)
+    def run(view: TenantScopedViewSet, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+        key = request.headers.get(idempotency.HEADER) if request.method == "POST" else None
+        if key is None:
+            return handler(view, request, *args, **kwargs)
+
+        def respond() -> HttpResponse:
+            try:
+                response = handler(view, request, *args, **kwargs)
+            except Exception as exc:
+                response = view.handle_exception(exc)
+            finalized: HttpResponse = view.finalize_response(request, response, *args, **kwargs)
+            return finalized
+
+        response = idempotency.run_idempotently(request, key=key, handler=respond)
+        # Finalized already (or a stored replay, sent back exactly as it was first answered).
+        view.finished_response = response
+        return response
+
+    setattr(run, _RUNS_IDEMPOTENTLY, True)
+    return run
 
 
 class TenantScopedViewSet(GenericViewSet):
     """Subclasses implement ``scoped_queryset()`` and may add ``extra_permission_classes``.
 
-    ``get_queryset``, ``get_object``, ``get_permissions``, ``get_authenticators``, ``dispatch``
-    and ``initial`` cannot be overridden (checked when the class is created), so no endpoint can
-    forget the tenant, role or scope checks. An object outside the user's scope answers 404,
-    exactly like a missing one.
+    ``get_queryset``, ``get_object``, ``get_permissions``, ``get_authenticators``, ``dispatch``,
+    ``initial``, ``as_view`` and ``finalize_response`` cannot be overridden (checked when the
+    class is created), so no endpoint can forget the tenant, role or scope checks, the audit or
+    idempotent POSTs. An object outside the user's scope answers 404, exactly like a missing one.
+
+    Idempotent POSTs use DRF's public hooks only: ``as_view()`` (which builds every route's view,
+    router or hand-written) wraps the handler the route maps POST to with ``idempotent_post``,
+    so no POST can bypass it.
     """
 
     model: ClassVar[type[Model]]
@@ -60,6 +105,8 @@ class TenantScopedViewSet(GenericViewSet):
     lookup_field = "pk"
     # Actions may name the fields they changed (names only) for the write's audit event.
     audit_changed_fields: list[str] | None = None
+    # The response the idempotent path already finalized (or replayed) for this request.
+    finished_response: HttpResponse | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -69,6 +116,31 @@ class TenantScopedViewSet(GenericViewSet):
                     f"{cls.__name__} must not override {name}(); implement scoped_queryset() "
                     "or add extra_permission_classes instead."
                 )
+
+    @classmethod
+    def as_view(
+        cls, actions: dict[str, str | ViewSetAction[Any]] | None = None, **initkwargs: Any
+    ) -> Any:
+        """DRF's view function, with the route's POST handler wrapped by ``idempotent_post``
+        (whatever its name: ``create``, an extra action, or a hand-written route), and the body
+        of an idempotent POST read before DRF parses it: the fingerprint needs the exact bytes,
+        and a parser (or the CSRF check on a form) may consume the stream first."""
+        post = (actions or {}).get("post")
+        if isinstance(post, str):
+            handler = getattr(cls, post)
+            if not getattr(handler, _RUNS_IDEMPOTENTLY, False):
+                # On this class only; wrapping twice is avoided by the marker.
+                setattr(cls, post, idempotent_post(handler))
+        view = super().as_view(actions, **initkwargs)
+
+        @functools.wraps(view)  # keeps cls, actions, initkwargs and csrf_exempt for routers
+        def read_body_first(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method == "POST" and idempotency.HEADER in request.headers:
+                request.body  # noqa: B018  (read now: the fingerprint needs the exact bytes)
+            response: HttpResponse = view(request, *args, **kwargs)
+            return response
+
+        return read_body_first
 
     # --- the hook subclasses implement ---------------------------------------------------------
 
@@ -106,51 +178,6 @@ class TenantScopedViewSet(GenericViewSet):
             raise Http404 from None
         self.check_object_permissions(self.request, obj)
         return obj
-
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        """DRF's dispatch, with POSTs carrying an Idempotency-Key run at most once."""
-        self.args = args
-        self.kwargs = kwargs
-        key = request.headers.get(idempotency.HEADER) if request.method == "POST" else None
-        if key is not None:
-            request.body  # noqa: B018  (read now: the fingerprint needs the exact bytes)
-        drf_request = self.initialize_request(request, *args, **kwargs)
-        self.request = drf_request
-        self.headers = self.default_response_headers
-        try:
-            self.initial(drf_request, *args, **kwargs)
-            handler = self._handler_for(drf_request)
-            if key is not None:
-                response = idempotency.run_idempotently(
-                    drf_request,
-                    key=key,
-                    handler=lambda: self._respond(handler, drf_request, args, kwargs),
-                )
-                self.response = response  # type: ignore[assignment]
-                return response
-            response = handler(drf_request, *args, **kwargs)
-        except Exception as exc:
-            response = self.handle_exception(exc)
-        finalized: HttpResponse = self.finalize_response(drf_request, response, *args, **kwargs)
-        self.response = finalized  # type: ignore[assignment]
-        return finalized
-
-    def _handler_for(self, request: Request) -> Callable[..., HttpResponse]:
-        method = (request.method or "").lower()
-        if method in self.http_method_names:
-            found: Callable[..., HttpResponse] = getattr(self, method, self.http_method_not_allowed)
-            return found
-        return self.http_method_not_allowed
-
-    def _respond(
-        self, handler: Callable[..., HttpResponse], request: Request, args: Any, kwargs: Any
-    ) -> HttpResponse:
-        try:
-            response = handler(request, *args, **kwargs)
-        except Exception as exc:
-            response = self.handle_exception(exc)
-        finalized: HttpResponse = self.finalize_response(request, response, *args, **kwargs)
-        return finalized
 
     # --- audit: every successful write, sensitive reads, denials --------------------------------
 
@@ -192,6 +219,10 @@ class TenantScopedViewSet(GenericViewSet):
     def finalize_response(
         self, request: Request, response: Any, *args: Any, **kwargs: Any
     ) -> Response:
+        if response is not None and response is self.finished_response:
+            return cast(
+                Response, response
+            )  # finalized inside the idempotency transaction (idempotent_post)
         finalized = super().finalize_response(request, response, *args, **kwargs)
         if request.method in _WRITE_METHODS and 200 <= finalized.status_code < 300:
             self._audit_write(request, finalized)

@@ -16,7 +16,16 @@ pytestmark = pytest.mark.urls("tests.apikit.urls")
 
 @pytest.mark.parametrize(
     "method",
-    ["get_queryset", "get_object", "get_permissions", "get_authenticators", "dispatch", "initial"],
+    [
+        "get_queryset",
+        "get_object",
+        "get_permissions",
+        "get_authenticators",
+        "dispatch",
+        "initial",
+        "as_view",
+        "finalize_response",
+    ],
 )
 def test_subclasses_cannot_override_the_locked_plumbing(method: str) -> None:
     with pytest.raises(TypeError, match=f"must not override {method}"):
@@ -31,6 +40,46 @@ def test_subclasses_may_implement_the_scoping_hook() -> None:
             return Item.objects.none()
 
     assert Fine.model is Item
+
+
+def test_the_base_viewset_uses_drfs_own_dispatch_and_initial() -> None:
+    """Issue 22 item 3: the guarantees come from public hooks, not a copy of DRF's dispatch."""
+    from rest_framework.views import APIView
+
+    assert TenantScopedViewSet.dispatch is APIView.dispatch
+    assert TenantScopedViewSet.initial is APIView.initial
+
+
+def test_every_post_route_runs_its_handler_idempotently() -> None:
+    """Whatever a POST route maps to (create, an extra action, a hand-written route), as_view()
+    wraps it once; other methods' handlers are left alone."""
+    from rest_framework.decorators import action
+
+    class Posts(TenantScopedViewSet):
+        model = Item
+
+        def create(self, request: Any) -> Any:
+            return None
+
+        @action(detail=True, methods=["post"])
+        def archive(self, request: Any, pk: str) -> Any:
+            return None
+
+        def smuggle(self, request: Any) -> Any:
+            return None
+
+        def summary(self, request: Any) -> Any:
+            return None
+
+    for name in ("create", "archive", "smuggle"):
+        Posts.as_view({"post": name})
+        wrapped = getattr(Posts, name)
+        assert wrapped.runs_idempotently
+        Posts.as_view({"post": name})
+        assert getattr(Posts, name) is wrapped  # not wrapped twice
+    assert Posts.archive.mapping == {"post": "archive"}
+    Posts.as_view({"get": "summary"})
+    assert not hasattr(Posts.summary, "runs_idempotently")
 
 
 def _ids(response: Any) -> list[str]:
