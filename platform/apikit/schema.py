@@ -79,21 +79,29 @@ class EnvelopeAutoSchema(AutoSchema):
                 statuses |= {409, 422}
         return sorted(statuses)
 
-    def _get_response_bodies(self, direction: Any = "response") -> Any:
-        responses = super()._get_response_bodies(direction)
-        if direction != "response":
-            return responses
+    def get_operation(self, *args: Any, **kwargs: Any) -> Any:
+        """drf-spectacular's operation, with the error envelope added for every status it may
+        answer (and 304 where If-None-Match is honoured). Done on the finished operation, through
+        public AutoSchema methods only (issue 22 item 3): ``resolve_serializer`` registers the
+        envelope component, ``map_renderers`` gives the media types the view answers in."""
+        operation = super().get_operation(*args, **kwargs)
+        if operation is None:
+            return None
+        responses: dict[str, Any] = operation["responses"]
+        envelope = self.resolve_serializer(ErrorEnvelopeSerializer, "response").ref
+        media_types = self.map_renderers("media_type")
         for status in self._error_statuses():
             code = str(status)
             if code not in responses:
-                response = self._get_response_for_code(ErrorEnvelopeSerializer, code)
-                response["description"] = _DESCRIPTIONS[status]
-                responses[code] = response
+                responses[code] = {
+                    "content": {media_type: {"schema": envelope} for media_type in media_types},
+                    "description": _DESCRIPTIONS[status],
+                }
         if self._answers_not_modified() and "304" not in responses:
             responses["304"] = {
                 "description": "Not modified: If-None-Match matches the current ETag (no body)."
             }
-        return responses
+        return operation
 
     def _answers_not_modified(self) -> bool:
         """The base viewset's retrieve honours If-None-Match (apikit.viewsets.RetrieveMixin)."""
