@@ -71,7 +71,7 @@ class PushView(WireFormatMixin, APIView):
         key = request.headers.get(idempotency.HEADER, "").strip()
         if not key:
             raise APIError(status=400, code="idempotency_key_required", detail=KEY_REQUIRED)
-        raw = request._request.body
+        raw = request.body  # DRF proxies the HttpRequest: the exact bytes
         try:
             body = body_decode(raw, content_encoding=request.headers.get("Content-Encoding", ""))
             batch = batch_parse(body, wmdb=request.query_params.get("format") == "wmdb")
