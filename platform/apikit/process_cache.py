@@ -1,7 +1,8 @@
 """A per-process cache that every process drops when any one of them publishes a change.
 
 Used for what nearly every request needs and rarely changes: the host -> tenant map
-(tenants.routing) and authenticated users (accounts.authentication). Entries live in this
+(tenants.routing) and sync devices' state (sync.selectors). Authenticated users no longer come
+from here: they are read per request (accounts.authentication, issue 22 item 3). Entries live in this
 process's memory, so a warm request reads them without a database or Redis round trip. A change
 bumps a generation counter in Redis (``publish_change``); each process compares its generation
 at most every ``recheck_seconds`` and drops everything when it moved, so a change reaches every
