@@ -38,6 +38,9 @@ SHARED_APPS = [
     "observability",
     # The operators' host's audit trail (audit itself is a tenant app).
     "audit.public",
+    # Which tenant owns an SMS number / messaging service (webhooks resolve it before any tenant
+    # schema is entered; docs/sms-senders.md).
+    "notify.public",
     # Last, so Django's own admin templates win over django-tenants' copies (which assume every
     # request has a tenant object; on the public host Verdant sets request.tenant = None).
     "django_tenants",
@@ -319,6 +322,10 @@ TWILIO_READ_TIMEOUT_SECONDS = env_int("TWILIO_READ_TIMEOUT_SECONDS", default=10)
 NOTIFY_STATUS_CALLBACKS = env_bool("NOTIFY_STATUS_CALLBACKS", default=False)
 NOTIFY_CALLBACK_SCHEME = env_str("NOTIFY_CALLBACK_SCHEME", "https")
 NOTIFY_RECEIPT_HANDLER = "clinical.reminders.reminder_receipt_apply"
+# Fernet keys (comma-separated, newest first) encrypting tenants' own SMS provider secrets with
+# MultiFernet. Their own setting, never derived from SECRET_KEY: rotating one must not touch the
+# other. Empty: no tenant may store an auth token (docs/sms-senders.md, "Keys and rotation").
+NOTIFY_SECRET_KEYS = env_list("NOTIFY_SECRET_KEYS", default=[])
 REMINDER_BATCH_SIZE = env_int("REMINDER_BATCH_SIZE", default=200)
 # Seconds one dispatch task keeps claiming batches before handing over to a fresh task.
 REMINDER_TIME_BUDGET = env_int("REMINDER_TIME_BUDGET", default=120)

@@ -4,6 +4,8 @@ import os
 
 os.environ.setdefault("SECRET_KEY", "dev-insecure-key-for-local-use-only-never-in-production")
 os.environ.setdefault("DEBUG", "true")
+# A fixed, public Fernet key for tenants' SMS secrets on a developer's machine only.
+os.environ.setdefault("NOTIFY_SECRET_KEYS", "tWcqHJGGTud2tZU3KX0CwDSVXvMOoK80rQbC8QTMs-g=")
 
 from .base import *  # noqa: F403
 from .base import REST_FRAMEWORK

@@ -8,6 +8,7 @@ OpenTelemetry SDK itself (observability.tracing).
 
 import os
 
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from .env import env_bool, env_int, env_list
@@ -27,6 +28,22 @@ ERR_WILDCARD_ORIGIN = (
     "same-origin check (docs/operations.md, 'Hosts, TLS and CSRF')."
 )
 ERR_PROXY_COUNT = "TRUSTED_PROXY_COUNT must be 0 or more."
+ERR_NOTIFY_KEY = (
+    "NOTIFY_SECRET_KEYS holds a value that is not a Fernet key (key {index}): each key is 32 "
+    "url-safe base64-encoded bytes, e.g. from `python -c 'from cryptography.fernet import Fernet; "
+    "print(Fernet.generate_key().decode())'` (docs/sms-senders.md)."
+)
+ERR_NOTIFY_PUBLIC_KEY = (
+    "NOTIFY_SECRET_KEYS holds the development or test key (key {index}), which is public: "
+    "generate a new one (docs/sms-senders.md)."
+)
+# settings/dev.py and settings/test.py: never valid here.
+_PUBLIC_NOTIFY_KEYS = frozenset(
+    {
+        "tWcqHJGGTud2tZU3KX0CwDSVXvMOoK80rQbC8QTMs-g=",
+        "e_DcXLWysflAcaXyBQATGQuw-fKIZWmQ25JlueleOEg=",
+    }
+)
 
 
 def _weak(key: str) -> bool:
@@ -43,6 +60,15 @@ if any(_weak(key) for key in env_list("SECRET_KEY_FALLBACKS", default=[])):
     raise ImproperlyConfigured(ERR_WEAK_FALLBACK)
 if os.environ.get("JWT_SIGNING_KEY") and _weak(os.environ["JWT_SIGNING_KEY"]):
     raise ImproperlyConfigured(ERR_WEAK_JWT)
+# Empty is allowed (every tenant on the deployment's sender); notify refuses to store or read a
+# tenant's auth token without keys, and `check --database default` reports stored ones.
+for _index, _key in enumerate(env_list("NOTIFY_SECRET_KEYS", default=[]), start=1):
+    if _key in _PUBLIC_NOTIFY_KEYS:
+        raise ImproperlyConfigured(ERR_NOTIFY_PUBLIC_KEY.format(index=_index))
+    try:
+        Fernet(_key)
+    except ValueError:
+        raise ImproperlyConfigured(ERR_NOTIFY_KEY.format(index=_index)) from None
 
 # JSON log lines for the collector even when a terminal is attached (LOG_FORMAT=text overrides).
 os.environ.setdefault("LOG_FORMAT", "json")
