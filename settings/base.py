@@ -282,6 +282,33 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 REMINDER_SWEEP_SECONDS = env_int("REMINDER_SWEEP_SECONDS", default=30)
+# --- email (accounts.emails; docs/accounts.md) ------------------------------------------------------
+# Account emails (invitations, verification, password reset) are sent by a Celery worker after
+# commit through Django's email framework. Production sends over SMTP with the EMAIL_* variables;
+# settings/dev.py prints messages to the console, settings/test.py keeps them in memory.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", default=587)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=True)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"Verdant <no-reply@{BASE_DOMAIN}>")
+SERVER_EMAIL = env_str("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
+# The queue account emails go to (its own name lets a test run use a queue nobody else reads).
+CELERY_EMAIL_QUEUE = env_str("CELERY_EMAIL_QUEUE", CELERY_TASK_DEFAULT_QUEUE)
+# Links in account emails: <scheme>://<tenant's primary domain>[:<port>]/...
+ACCOUNT_LINK_SCHEME = env_str("ACCOUNT_LINK_SCHEME", "https")
+ACCOUNT_LINK_PORT = env_str("ACCOUNT_LINK_PORT", "")
+# Verification and password-reset links (Django's token generator) expire after this many
+# seconds; invitations after ACCOUNT_INVITATION_DAYS.
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT_SECONDS", default=24 * 3600)
+ACCOUNT_INVITATION_DAYS = env_int("ACCOUNT_INVITATION_DAYS", default=7)
+# Password reset requests per (tenant, client IP, email) per 15 minutes.
+PASSWORD_RESET_REQUESTS_PER_15_MINUTES = env_int(
+    "PASSWORD_RESET_REQUESTS_PER_15_MINUTES", default=5
+)
 # --- offline sync (docs/sync.md) ---------------------------------------------------------------
 # Days tombstones stay in each tenant's change log (SyncState.retention_days overrides per
 # tenant); a cursor older than the compacted history answers 410 cursor_expired.

@@ -4,6 +4,10 @@ import os
 
 os.environ.setdefault("SECRET_KEY", "dev-insecure-key-for-local-use-only-never-in-production")
 os.environ.setdefault("DEBUG", "true")
+# Account emails are printed by the worker (`make run`), with links to http://<tenant host>:PORT.
+os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+os.environ.setdefault("ACCOUNT_LINK_SCHEME", "http")
+os.environ.setdefault("ACCOUNT_LINK_PORT", os.environ.get("PORT", "8000"))
 # A fixed, public Fernet key for tenants' SMS secrets on a developer's machine only.
 os.environ.setdefault("NOTIFY_SECRET_KEYS", "tWcqHJGGTud2tZU3KX0CwDSVXvMOoK80rQbC8QTMs-g=")
 

@@ -3,7 +3,9 @@
 Read here or in base.py: DATABASE_URL, REDIS_URL, SECRET_KEY (+ SECRET_KEY_FALLBACKS while
 rotating), JWT_SIGNING_KEY, BASE_DOMAIN, ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS, TRUSTED_PROXY_COUNT,
 SECURE_SSL_REDIRECT, SECURE_HSTS_SECONDS, STATIC_ROOT, MEDIA_ROOT; OTEL_* are read by the
-OpenTelemetry SDK itself (observability.tracing).
+OpenTelemetry SDK itself (observability.tracing). Email: EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER,
+EMAIL_HOST_PASSWORD, EMAIL_USE_TLS / EMAIL_USE_SSL, EMAIL_TIMEOUT, DEFAULT_FROM_EMAIL (base.py;
+SMTP is the default backend; docs/accounts.md).
 """
 
 import os

@@ -10,6 +10,9 @@ os.environ["BASE_DOMAIN"] = "verdant.test"
 os.environ.setdefault("CACHE_KEY_PREFIX", f"test-{uuid.uuid4().hex[:8]}")
 # JSON log lines whatever the terminal (pytest -s), for this process and the servers it starts.
 os.environ.setdefault("LOG_FORMAT", "json")
+# Account emails stay in memory (pytest-django's mailoutbox); tests/accounts/test_email_smtp.py
+# points the SMTP backend at a real local server.
+os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 # A fixed, public Fernet key for tenants' SMS secrets (tests that rotate set their own list).
 os.environ.setdefault("NOTIFY_SECRET_KEYS", "e_DcXLWysflAcaXyBQATGQuw-fKIZWmQ25JlueleOEg=")
 
