@@ -2,7 +2,9 @@
 
 ``gateway_get()`` returns the backend named by ``NOTIFY_SMS_BACKEND``: ``console`` (development:
 prints, or counts only with ``NOTIFY_CONSOLE_OUTPUT=null``) or ``twilio`` (the Messages API over
-HTTPS, or any server speaking it, via ``TWILIO_API_BASE``).
+HTTPS, or any server speaking it, via ``TWILIO_API_BASE``), sending with the active tenant's own
+sender (number or messaging service, and account) when it has one, else the deployment's
+(``notify.selectors.sender_config_get``; docs/sms-senders.md).
 
 Every failure is a ``GatewayError`` with a ``kind`` the caller acts on:
 
@@ -26,6 +28,8 @@ from typing import Any, Literal, Protocol
 
 import requests
 from django.conf import settings
+
+from notify.selectors import sender_config_get
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +73,7 @@ class ConsoleGateway:
     """Development backend: writes each message to stdout (or nowhere, ``output="null"``)."""
 
     output: str = "stdout"
+    sender: str = ""
     name: str = "console"
     can_lookup: bool = False
     sent: int = 0
@@ -79,7 +84,8 @@ class ConsoleGateway:
             self.sent += 1
         sid = "CO" + uuid.uuid4().hex
         if self.output != "null":
-            sys.stdout.write(f"[sms] {sid} to {to}: {body}\n")
+            origin = f" from {self.sender}" if self.sender else ""
+            sys.stdout.write(f"[sms] {sid}{origin} to {to}: {body}\n")
         return SendResult(provider_sid=sid, status="sent")
 
     def lookup(self, *, to: str, body: str, since: datetime) -> str | None:
@@ -202,29 +208,42 @@ def _classify(status: int, payload: Any, retry_after: str | None) -> GatewayErro
 
 
 _cache: dict[tuple[Any, ...], Gateway] = {}
+# One entry per tenant sender in use (and per change of it): emptied when it reaches this, so
+# replaced tokens and numbers do not pile up in a long-lived worker.
+_CACHE_MAX = 512
 _cache_lock = threading.Lock()
 
 
 def gateway_get() -> Gateway:
-    """The configured backend, one instance per process (and per configuration)."""
+    """The configured backend with the active tenant's sender (or the deployment's), one
+    instance per process and configuration. Raises ``notify.secrets.SecretUnreadableError`` /
+    ``SecretKeysError`` when a tenant's stored token cannot be opened: nothing is sent with the
+    wrong account."""
     backend = getattr(settings, "NOTIFY_SMS_BACKEND", "console")
+    if backend not in ("twilio", "console"):
+        raise ValueError(f"Unknown NOTIFY_SMS_BACKEND {backend!r}; use console or twilio.")
+    sender = sender_config_get()
     if backend == "twilio":
         key: tuple[Any, ...] = (
             "twilio",
             settings.TWILIO_API_BASE,
-            settings.TWILIO_ACCOUNT_SID,
-            settings.TWILIO_AUTH_TOKEN,
-            settings.TWILIO_FROM_NUMBER,
-            settings.TWILIO_MESSAGING_SERVICE_SID,
+            sender.account_sid,
+            sender.auth_token,
+            sender.from_number,
+            sender.messaging_service_sid,
             settings.TWILIO_READ_TIMEOUT_SECONDS,
         )
-    elif backend == "console":
-        key = ("console", getattr(settings, "NOTIFY_CONSOLE_OUTPUT", "stdout"))
     else:
-        raise ValueError(f"Unknown NOTIFY_SMS_BACKEND {backend!r}; use console or twilio.")
+        key = (
+            "console",
+            getattr(settings, "NOTIFY_CONSOLE_OUTPUT", "stdout"),
+            sender.messaging_service_sid or sender.from_number,
+        )
     with _cache_lock:
         gateway = _cache.get(key)
         if gateway is None:
+            if len(_cache) >= _CACHE_MAX:
+                _cache.clear()
             gateway = _build(key)
             _cache[key] = gateway
         return gateway
@@ -240,4 +259,4 @@ def _build(key: tuple[Any, ...]) -> Gateway:
             messaging_service_sid=key[5],
             read_timeout=float(key[6]),
         )
-    return ConsoleGateway(output=key[1])
+    return ConsoleGateway(output=key[1], sender=key[2])

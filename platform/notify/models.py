@@ -1,11 +1,46 @@
-"""SMS plumbing shared by every domain, per tenant schema: the opt-out ledger (STOP / START),
-delivery receipts from the provider, and the daily send counter the quota is checked against."""
+"""SMS plumbing shared by every domain, per tenant schema: the tenant's own sender (if any), the
+opt-out ledger (STOP / START), delivery receipts from the provider, and the daily send counter
+the quota is checked against."""
 
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import Q
 
 from apikit.ids import new_id
+from apikit.models import TenantModel
+
+
+class SmsSender(TenantModel):
+    """The tenant's own SMS sender; without a row the deployment's (settings ``TWILIO_*``) is
+    used. At most one row (``slot``). The auth token is stored encrypted (``notify.secrets``,
+    MultiFernet under ``NOTIFY_SECRET_KEYS``) and never leaves the server: the API says only
+    whether one is set. ``notify.public.SenderRoute`` mirrors the public parts for webhooks."""
+
+    slot = models.PositiveSmallIntegerField(default=1, unique=True, editable=False)
+    # E.164; or a messaging service, which picks the number itself (one of the two).
+    from_number = models.CharField(max_length=20, blank=True)
+    messaging_service_sid = models.CharField(max_length=34, blank=True)
+    # The tenant's own provider account and its auth token; both empty: the deployment's account.
+    account_sid = models.CharField(max_length=34, blank=True)
+    auth_token_encrypted = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(slot=1), name="notify_sender_single_row"),
+            models.CheckConstraint(
+                condition=~Q(from_number="") | ~Q(messaging_service_sid=""),
+                name="notify_sender_has_sender",
+            ),
+            models.CheckConstraint(
+                condition=(Q(account_sid="") & Q(auth_token_encrypted=""))
+                | (~Q(account_sid="") & ~Q(auth_token_encrypted="")),
+                name="notify_sender_account_with_token",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.from_number or self.messaging_service_sid
 
 
 class OptOut(models.Model):

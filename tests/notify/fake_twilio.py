@@ -8,6 +8,9 @@ filters (what reconciliation relies on), fetch one, and JSON errors ``{"code", "
     server.create_requests   # POSTs received (the lead's duplicate counter)
     server.stop()
 
+``accounts={"AC2": "token2"}`` adds more accounts on the same server (tenants with their own
+provider account); each message remembers the account it was sent with (``account``).
+
 ``python -m tests.notify.fake_twilio --port 8999`` runs one in the foreground; ``GET /_fake/stats`` reports
 the counters and ``POST /_fake/script`` (JSON list) / ``POST /_fake/reset`` drive it over HTTP.
 """
@@ -42,6 +45,7 @@ class FakeMessage:
     status_callback: str
     date_created: datetime
     status: str = "queued"
+    account: str = ""
 
     def as_json(self, account_sid: str) -> dict[str, Any]:
         return {
@@ -65,6 +69,8 @@ class FakeTwilio:
     auth_token: str = "fake-token"
     host: str = "127.0.0.1"
     port: int = 0
+    # More accounts (sid -> auth token) served besides ``account_sid``.
+    accounts: dict[str, str] = field(default_factory=dict)
     messages: list[FakeMessage] = field(default_factory=list)
     create_requests: int = 0
     list_requests: int = 0
@@ -137,7 +143,12 @@ class FakeTwilio:
 
     # --- behaviour ------------------------------------------------------------------------
 
-    def _create(self, form: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def tokens(self) -> dict[str, str]:
+        return {self.account_sid: self.auth_token, **self.accounts}
+
+    def _create(
+        self, form: dict[str, str], account: str = ""
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
         with self._lock:
             self.create_requests += 1
             step = self._script.popleft() if self._script else {}
@@ -155,6 +166,7 @@ class FakeTwilio:
             body=form["Body"],
             status_callback=form.get("StatusCallback", ""),
             date_created=datetime.now(UTC).replace(microsecond=0),
+            account=account or self.account_sid,
         )
         if record:
             with self._lock:
@@ -165,12 +177,13 @@ class FakeTwilio:
             headers = {"Retry-After": str(step["retry_after"])} if "retry_after" in step else {}
             code = int(step.get("code", {429: 20429, 500: 20500, 503: 20503}.get(status, 21211)))
             return status, _error(code, str(step.get("message", f"HTTP {status}")), status), headers
-        return status, message.as_json(self.account_sid), {}
+        return status, message.as_json(message.account), {}
 
-    def _list(self, query: dict[str, list[str]]) -> dict[str, Any]:
+    def _list(self, query: dict[str, list[str]], account: str = "") -> dict[str, Any]:
+        account = account or self.account_sid
         with self._lock:
             self.list_requests += 1
-            found = list(self.messages)
+            found = [m for m in self.messages if m.account == account]
         to = (query.get("To") or [""])[0]
         if to:
             found = [m for m in found if m.to == to]
@@ -180,12 +193,16 @@ class FakeTwilio:
             found = [m for m in found if m.date_created.date() >= day]
         found.sort(key=lambda m: m.date_created, reverse=True)
         return {
-            "messages": [m.as_json(self.account_sid) for m in found],
+            "messages": [m.as_json(m.account) for m in found],
             "next_page_uri": None,
         }
 
-    def _authorised(self, header: str) -> bool:
-        expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
+    def _authorised(self, header: str, account: str = "") -> bool:
+        account = account or self.account_sid
+        token = self.tokens().get(account)
+        if token is None:
+            return False
+        expected = base64.b64encode(f"{account}:{token}".encode()).decode()
         return header == f"Basic {expected}"
 
 
@@ -219,12 +236,13 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _messages_path(self, path: str) -> str | None:
-        fake = self.server_fake
-        base = f"{_PREFIX}{fake.account_sid}/Messages"
-        if not path.startswith(base):
-            return None
-        return path[len(base) :]
+    def _messages_path(self, path: str) -> tuple[str, str] | None:
+        """(account, the rest after .../Messages) for a known account's messages path."""
+        for account in self.server_fake.tokens():
+            base = f"{_PREFIX}{account}/Messages"
+            if path.startswith(base):
+                return account, path[len(base) :]
+        return None
 
     def do_POST(self) -> None:
         fake = self.server_fake
@@ -236,13 +254,14 @@ class _Handler(BaseHTTPRequestHandler):
         if parsed.path == "/_fake/reset":
             fake.reset()
             return self._reply(200, fake.stats())
-        rest = self._messages_path(parsed.path)
-        if rest != ".json":
+        found = self._messages_path(parsed.path)
+        if found is None or found[1] != ".json":
             return self._reply(404, _error(20404, "The requested resource was not found", 404))
-        if not fake._authorised(self.headers.get("Authorization", "")):
+        account = found[0]
+        if not fake._authorised(self.headers.get("Authorization", ""), account):
             return self._reply(401, _error(20003, "Authenticate", 401))
         form = {k: v[0] for k, v in parse_qs(raw.decode(), keep_blank_values=True).items()}
-        status, payload, headers = fake._create(form)
+        status, payload, headers = fake._create(form, account)
         # The client may have given up (read timeout) or died: the message stays accepted.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self._reply(status, payload, headers)
@@ -253,19 +272,22 @@ class _Handler(BaseHTTPRequestHandler):
         parsed = urlparse(self.path)
         if parsed.path == "/_fake/stats":
             return self._reply(200, fake.stats())
-        rest = self._messages_path(parsed.path)
-        if rest is None:
+        found = self._messages_path(parsed.path)
+        if found is None:
             return self._reply(404, _error(20404, "The requested resource was not found", 404))
-        if not fake._authorised(self.headers.get("Authorization", "")):
+        account, rest = found
+        if not fake._authorised(self.headers.get("Authorization", ""), account):
             return self._reply(401, _error(20003, "Authenticate", 401))
         if rest == ".json":
-            return self._reply(200, fake._list(parse_qs(parsed.query)))
+            return self._reply(200, fake._list(parse_qs(parsed.query), account))
         sid = rest.strip("/").removesuffix(".json")
         with fake._lock:
-            match = next((m for m in fake.messages if m.sid == sid), None)
+            match = next(
+                (m for m in fake.messages if m.sid == sid and m.account == account), None
+            )
         if match is None:
             return self._reply(404, _error(20404, "The requested resource was not found", 404))
-        return self._reply(200, match.as_json(fake.account_sid))
+        return self._reply(200, match.as_json(account))
 
 
 def main() -> None:
