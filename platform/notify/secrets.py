@@ -83,7 +83,8 @@ def secret_rotate(stored: str) -> str:
 
 def secret_is_current(stored: str) -> bool:
     """Whether ``stored`` already decrypts under the newest key alone (rotation skips it)."""
-    newest = getattr(settings, "NOTIFY_SECRET_KEYS", ())[0]
+    _fernet()  # the keys are there and valid
+    newest: str = settings.NOTIFY_SECRET_KEYS[0]
     try:
         Fernet(newest).decrypt(stored.encode())
     except InvalidToken:

@@ -282,9 +282,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(200, fake._list(parse_qs(parsed.query), account))
         sid = rest.strip("/").removesuffix(".json")
         with fake._lock:
-            match = next(
-                (m for m in fake.messages if m.sid == sid and m.account == account), None
-            )
+            match = next((m for m in fake.messages if m.sid == sid and m.account == account), None)
         if match is None:
             return self._reply(404, _error(20404, "The requested resource was not found", 404))
         return self._reply(200, match.as_json(account))

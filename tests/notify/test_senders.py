@@ -15,9 +15,9 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.checks import run_checks
 from django.core.management import CommandError, call_command
-from django.db import connection
 from django_tenants.utils import tenant_context
 
+from apikit.tenancy import activate_public
 from audit.models import AuditEvent
 from clinical.models import ReminderSettings
 from clinical.reminders.services import reminders_dispatch
@@ -121,7 +121,7 @@ def test_each_tenants_messages_go_out_from_its_own_number_and_account(
             gateway_get().send(
                 to=PATIENT, body=f"hello from {world.tenant.slug}", status_callback=None
             )
-    connection.set_schema_to_public()
+    activate_public()
     sent = {(m.body, m.account, m.from_) for m in fake.messages}
     assert sent == {
         ("hello from alpha", ACCOUNT["alpha"], NUMBER["alpha"]),
@@ -252,7 +252,7 @@ def test_tenant_admin_sets_reads_and_deletes_its_sender_token_never_returned(
     client = login(alpha)
     first = client.get(SENDER_URL)
     assert first.status_code == 200
-    assert first.json()["source"] == "deployment"
+    assert first.json()["sender"] == "deployment"
     assert "ETag" not in first
 
     created = put(
@@ -265,7 +265,7 @@ def test_tenant_admin_sets_reads_and_deletes_its_sender_token_never_returned(
     )
     assert created.status_code == 201, created.content
     body = created.json()
-    assert body["source"] == "tenant"
+    assert body["sender"] == "own"
     assert (body["from_number"], body["account_sid"], body["auth_token_set"]) == (
         NUMBER["alpha"],
         ACCOUNT["alpha"],
@@ -308,11 +308,11 @@ def test_tenant_admin_sets_reads_and_deletes_its_sender_token_never_returned(
         assert (latest.action, latest.changed_fields) == ("update", ["from_number"])
 
     # Beta's view is untouched.
-    assert login(beta).get(SENDER_URL).json()["source"] == "deployment"
+    assert login(beta).get(SENDER_URL).json()["sender"] == "deployment"
 
     gone = client.delete(SENDER_URL)
     assert gone.status_code == 204
-    assert client.get(SENDER_URL).json()["source"] == "deployment"
+    assert client.get(SENDER_URL).json()["sender"] == "deployment"
     assert not SenderRoute.objects.filter(tenant=alpha.tenant).exists()
     missing = client.delete(SENDER_URL)
     assert missing.status_code == 404

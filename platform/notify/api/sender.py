@@ -36,7 +36,7 @@ class TenantAdminOnly(BasePermission):
 def _representation(sender: SmsSender | None) -> dict[str, Any]:
     if sender is None:
         return {
-            "source": "deployment",
+            "sender": "deployment",
             "id": None,
             "from_number": "",
             "messaging_service_sid": "",
@@ -46,7 +46,7 @@ def _representation(sender: SmsSender | None) -> dict[str, Any]:
             "updated_at": None,
         }
     return {
-        "source": "tenant",
+        "sender": "own",
         "id": sender.pk,
         "from_number": sender.from_number,
         "messaging_service_sid": sender.messaging_service_sid,

@@ -27,9 +27,9 @@ class SenderInputSerializer(serializers.Serializer):
 
 
 class SenderOutputSerializer(serializers.Serializer):
-    source = serializers.ChoiceField(
-        choices=["tenant", "deployment"],
-        help_text="tenant: this organisation's own sender; deployment: the shared default "
+    sender = serializers.ChoiceField(
+        choices=["own", "deployment"],
+        help_text="own: this organisation's own sender; deployment: the shared default "
         "(its details are the operators' and not shown).",
     )
     id = serializers.UUIDField(allow_null=True)
