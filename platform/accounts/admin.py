@@ -46,13 +46,21 @@ class TenantUserAdmin(AuditedModelAdmin, DjangoUserAdmin):
     add_form = SeatCheckedUserCreationForm
     form = SeatCheckedUserChangeForm
     ordering = ["email"]
-    list_display = ["email", "full_name", "role", "is_active", "date_joined"]
+    list_display = ["email", "full_name", "role", "is_active", "email_verified_at", "date_joined"]
     list_filter = ["role", "is_active"]
     search_fields = ["email", "full_name"]
-    readonly_fields = ["date_joined", "updated_at", "last_login"]
+    # Verified and deactivated are told apart (accounts.models.User): "active" unticked here is a
+    # deactivation, which no emailed link undoes; verification happens only through the link.
+    readonly_fields = [
+        "date_joined",
+        "updated_at",
+        "last_login",
+        "email_verified_at",
+        "deactivated_at",
+    ]
     fieldsets = (
         (None, {"fields": ("email", "password", "full_name")}),
-        ("Access", {"fields": ("role", "is_active")}),
+        ("Access", {"fields": ("role", "is_active", "email_verified_at", "deactivated_at")}),
         ("Dates", {"fields": ("last_login", "date_joined", "updated_at")}),
     )
     add_fieldsets = (

@@ -43,14 +43,24 @@ class User(AbstractBaseUser, PermissionsMixin):
     full_name = models.CharField(max_length=200, blank=True)
     # Blank for platform operators in the public schema; one of Role in a tenant schema.
     role = models.CharField(max_length=20, choices=Role.choices, blank=True)
-    # Inactive until the address is verified; admin-created staff may start active.
+    # Whether the account may sign in. False for two different reasons, told apart by the two
+    # dates below: not verified yet (``email_verified_at`` unset, no ``deactivated_at``), or
+    # switched off by an admin (``deactivated_at`` set). Only an admin clears a deactivation: no
+    # emailed link (verification, invitation, password reset) ever activates such an account.
     is_active = models.BooleanField(default=False)
+    # When the user proved they read mail at ``email`` (a verification link, an accepted
+    # invitation or a password reset). Part of the verification token's key, so a link works once.
+    email_verified_at = models.DateTimeField(null=True, blank=True, editable=False)
+    deactivated_at = models.DateTimeField(null=True, blank=True, editable=False)
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     # Bumped by every stored password change: tokens carry it (claim ``cv``) and stop working
     # once it moves on (accounts.authentication, accounts.tokens).
     credentials_version = models.PositiveIntegerField(default=0, db_default=0, editable=False)
+    # Optimistic locking for the user detail (ETag, If-Match, body ``version``), as on TenantModel:
+    # every service write bumps it with F("version") + 1.
+    version = models.PositiveIntegerField(default=1, db_default=1, editable=False)
 
     objects: ClassVar[UserManager] = UserManager()
 
@@ -120,3 +130,44 @@ class User(AbstractBaseUser, PermissionsMixin):
             self.credentials_version = previous
             raise
         self._credentials_changed = False
+
+
+class Invitation(models.Model):
+    """An invitation to join this tenant as ``role``, sent to ``email``.
+
+    Only a hash of the emailed token is kept (accounts.links.invitation_token_hash, keyed by the
+    tenant), so a database read does not yield a working link. Resending replaces the token (the
+    old link stops working); an invitation is open until it is accepted, revoked or expires.
+    """
+
+    id = models.UUIDField(primary_key=True, default=new_id, editable=False)
+    email = models.EmailField()
+    role = models.CharField(max_length=20, choices=Role.choices)
+    full_name = models.CharField(max_length=200, blank=True)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    expires_at = models.DateTimeField()
+    sent_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    invited_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The account the invitation became (set when accepted).
+    user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # One open invitation per address: a second one is a resend, not a new row.
+            models.UniqueConstraint(
+                fields=["email"],
+                condition=models.Q(accepted_at__isnull=True, revoked_at__isnull=True),
+                name="accounts_invitation_one_open_per_email",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.role})"

@@ -50,6 +50,8 @@ def test_admin_creates_an_active_user_who_can_log_in(alpha: TenantWorld, beta: T
             "role": "nurse",
             "password": "nurse-Password-7",
             "full_name": "N",
+            # The admin says active: no verification needed (the default is inactive).
+            "is_active": True,
         },
         format="json",
     )

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from accounts.models import User
+from accounts.models import Invitation, User
 from accounts.roles import Role
 
 
@@ -60,7 +60,18 @@ class MeOutputSerializer(serializers.Serializer):
 class UserOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = User
-        fields = ["id", "email", "full_name", "role", "is_active", "date_joined", "updated_at"]
+        fields = [
+            "id",
+            "email",
+            "full_name",
+            "role",
+            "is_active",
+            "email_verified_at",
+            "deactivated_at",
+            "version",
+            "date_joined",
+            "updated_at",
+        ]
         read_only_fields = fields
 
 
@@ -70,7 +81,12 @@ class UserCreateInputSerializer(serializers.Serializer):
     password = serializers.CharField(
         max_length=256, trim_whitespace=False, required=False, allow_null=True, default=None
     )
-    is_active = serializers.BooleanField(default=True)
+    is_active = serializers.BooleanField(
+        default=False,
+        help_text="False (the default): the account waits for its owner to follow the "
+        "verification link emailed now (which also asks for a password when none is given). "
+        "True: active at once, no email.",
+    )
     full_name = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
 
 
@@ -81,4 +97,96 @@ class UserPasswordSetInputSerializer(serializers.Serializer):
 class UserUpdateInputSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.choices, required=False)
     full_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    is_active = serializers.BooleanField(required=False)
+    is_active = serializers.BooleanField(
+        required=False,
+        help_text="false deactivates (no emailed link can undo it); true activates.",
+    )
+    version = serializers.IntegerField(
+        required=False,
+        help_text="The version the change applies to (409 version_conflict when stale); or "
+        "send If-Match with the ETag (412 precondition_failed when stale).",
+    )
+
+
+# --- the account lifecycle by email ------------------------------------------------------------
+
+
+class InvitationOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Invitation
+        fields = [
+            "id",
+            "email",
+            "role",
+            "full_name",
+            "sent_at",
+            "expires_at",
+            "accepted_at",
+            "revoked_at",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class InvitationCreateInputSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    role = serializers.ChoiceField(choices=Role.choices)
+    full_name = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
+
+
+class InvitationTokenInputSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=128)
+
+
+class InvitationAcceptInputSerializer(InvitationTokenInputSerializer):
+    password = serializers.CharField(max_length=256, trim_whitespace=False)
+    full_name = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, default=None, allow_null=True
+    )
+
+
+class InvitationLinkOutputSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+    role = serializers.CharField()
+    full_name = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+    tenant = serializers.CharField(help_text="The organisation's name.")
+
+
+class UserLinkInputSerializer(serializers.Serializer):
+    uid = serializers.CharField(max_length=64)
+    token = serializers.CharField(max_length=128)
+
+
+class VerifyInputSerializer(UserLinkInputSerializer):
+    password = serializers.CharField(
+        max_length=256,
+        trim_whitespace=False,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Required when the account has no password yet (password_required).",
+    )
+
+
+class UserLinkOutputSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+    password_required = serializers.BooleanField()
+    tenant = serializers.CharField(help_text="The organisation's name.")
+
+
+class PasswordResetInputSerializer(serializers.Serializer):
+    email = serializers.CharField(max_length=254)
+
+
+class PasswordResetConfirmInputSerializer(UserLinkInputSerializer):
+    password = serializers.CharField(max_length=256, trim_whitespace=False)
+
+
+class PasswordChangeInputSerializer(serializers.Serializer):
+    old_password = serializers.CharField(max_length=256, trim_whitespace=False)
+    new_password = serializers.CharField(max_length=256, trim_whitespace=False)
+
+
+class DetailOutputSerializer(serializers.Serializer):
+    detail = serializers.CharField()
