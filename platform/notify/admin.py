@@ -1,11 +1,31 @@
-"""The opt-out ledger and delivery receipts in each tenant's admin (read-mostly)."""
+"""The tenant's own sender, the opt-out ledger and delivery receipts in each tenant's admin
+(read-mostly)."""
 
 from typing import Any
 
 from django.contrib import admin
 
 from audit.admin_audit import AuditedModelAdmin
-from notify.models import ConsentEvent, DailyUsage, DeliveryReceipt, OptOut
+from notify.models import ConsentEvent, DailyUsage, DeliveryReceipt, OptOut, SmsSender
+
+
+@admin.register(SmsSender)
+class SmsSenderAdmin(AuditedModelAdmin):
+    """Read-only: changes go through ``notify.services.sms_sender_save`` (the API), which also
+    keeps the public route table in step; the encrypted token is never shown."""
+
+    list_display = ("from_number", "messaging_service_sid", "account_sid", "version", "updated_at")
+    fields = ("from_number", "messaging_service_sid", "account_sid", "version", "updated_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(OptOut)

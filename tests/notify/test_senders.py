@@ -15,6 +15,7 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.checks import run_checks
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django_tenants.utils import tenant_context
 
 from apikit.tenancy import activate_public
@@ -481,3 +482,19 @@ def test_reminder_dispatch_sends_each_clinics_reminders_with_its_own_sender(
         (ACCOUNT["alpha"], NUMBER["alpha"]),
         (ACCOUNT["beta"], NUMBER["beta"]),
     ]
+
+
+def test_the_route_table_is_public_only_and_the_sender_per_tenant(alpha: TenantWorld) -> None:
+    def tables(schema: str) -> set[str]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                [schema],
+            )
+            return {row[0] for row in cursor.fetchall()}
+
+    public, tenant = tables("public"), tables(alpha.tenant.schema_name)
+    assert "notify_public_senderroute" in public
+    assert "notify_public_senderroute" not in tenant
+    assert "notify_smssender" in tenant
+    assert "notify_smssender" not in public
