@@ -243,6 +243,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=10 
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", default=1024 * 1024)
 # Deprecated API versions: {"v0": {"deprecated": "YYYY-MM-DD", "sunset": "YYYY-MM-DD", "link": url}}.
 API_VERSION_LIFECYCLE: dict[str, dict[str, str]] = {}
+# ?paginate=page (issue 19, item 7): rows counted exactly per list request (a bounded
+# ``count(*)`` over ``LIMIT n+1``); above it the count is reported as inexact and pages beyond it
+# are refused in favour of cursors.
+API_PAGE_COUNT_LIMIT = env_int("API_PAGE_COUNT_LIMIT", default=10_000)
 # How many reverse proxies (the ingress) append to X-Forwarded-For in front of the app.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", default=0)
 # Anonymous requests per IP per minute, per tenant host (throttles for authenticated users and
