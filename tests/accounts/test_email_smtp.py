@@ -1,0 +1,174 @@
+"""Issue 19, item 1: account emails over real SMTP. A local aiosmtpd server on a free port
+receives what Django's SMTP backend sends: once from this process, and once from a real Celery
+worker process that took the task from Redis after the invitation's transaction committed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+from django_tenants.utils import tenant_context
+
+from accounts.emails import EmailKind, account_email_send
+from accounts.models import Invitation
+from accounts.services import invitation_create
+from tests.accounts.conftest import SMTPServer, link_of
+from tests.conftest import TenantWorld
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_smtp_backend_delivers_text_and_html_naming_the_tenant(
+    alpha: TenantWorld, smtp_settings: SMTPServer
+) -> None:
+    with tenant_context(alpha.tenant):
+        account_email_send(
+            kind=EmailKind.PASSWORD_CHANGED, to="someone@example.com",
+            context={"email": "someone@example.com"},
+        )  # fmt: skip
+    [received] = smtp_settings.inbox.wait_for(1)
+    assert received.rcpt_tos == ["someone@example.com"]
+    assert received.mail_from == "no-reply@verdant.test"
+    assert received.message["Subject"] == "[Alpha Org] Your password was changed"
+    assert received.message["X-Verdant-Tenant"] == alpha.host
+    assert "Alpha Org" in received.text()
+    assert "<strong>Alpha Org</strong>" in received.html()
+
+
+def test_a_refused_connection_raises_for_the_task_to_retry(
+    alpha: TenantWorld, settings: Any
+) -> None:
+    from tests.accounts.conftest import free_port
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS = (
+        "127.0.0.1",
+        free_port(),
+        False,
+    )
+    with tenant_context(alpha.tenant), pytest.raises(ConnectionRefusedError):
+        account_email_send(
+            kind=EmailKind.PASSWORD_CHANGED, to="x@example.com", context={"email": "x@example.com"}
+        )
+
+
+# --- the real worker ------------------------------------------------------------------------------
+
+
+def committed(work: Callable[[], Any]) -> Any:
+    """Run ``work`` on its own connection in a thread, so it commits and its on_commit callbacks
+    (the real enqueue) fire."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            assert connection.settings_dict["NAME"].startswith("test_")
+            outcome["value"] = work()
+        except BaseException as exc:
+            outcome["error"] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(timeout=120)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+@pytest.fixture
+def worker(
+    settings: Any, smtp_server: SMTPServer, tmp_path: Path, django_db_blocker: Any
+) -> Iterator[Path]:
+    """A Celery worker (solo pool) on a queue of this test's own, sending over SMTP to the local
+    server; this process queues account emails to that queue."""
+    queue = f"test-email-{uuid.uuid4().hex[:8]}"
+    settings.CELERY_EMAIL_QUEUE = queue
+    db = connection.settings_dict
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTEST_"))},
+        "DJANGO_SETTINGS_MODULE": "settings.test",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "REDIS_URL": str(django_settings.REDIS_URL),
+        "CELERY_EMAIL_QUEUE": queue,
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": smtp_server.host,
+        "EMAIL_PORT": str(smtp_server.port),
+        "EMAIL_USE_TLS": "false",
+        "DEFAULT_FROM_EMAIL": "Verdant <accounts@verdant.test>",
+        "LOG_FORMAT": "plain",
+    }
+    log = tmp_path / "worker.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "settings.celery_app", "worker",
+             "--pool", "solo", "-Q", queue, "-n", f"{queue}@%h",
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 45
+        while " ready." not in log.read_text(errors="replace"):
+            assert process.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.1)
+        yield log
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.mark.worker
+@pytest.mark.django_db
+def test_an_invitation_is_sent_by_the_worker_after_commit(
+    alpha: TenantWorld, beta: TenantWorld, worker: Path, smtp_server: SMTPServer,
+    django_db_blocker: Any,
+) -> None:  # fmt: skip
+    """Each tenant's invitation goes out from the worker, rendered in its own tenant: the
+    colliding address gets two messages, each naming its tenant and linking to its host."""
+    email = f"invitee-{uuid.uuid4().hex[:8]}@example.com"
+
+    def invite(world: TenantWorld) -> Callable[[], None]:
+        def work() -> None:
+            with tenant_context(world.tenant):
+                invitation_create(email=email, role="nurse", full_name="", invited_by=None)
+
+        return work
+
+    def cleanup() -> None:
+        for world in (alpha, beta):
+            with tenant_context(world.tenant):
+                Invitation.objects.filter(email=email).delete()
+
+    with django_db_blocker.unblock():
+        try:
+            committed(invite(alpha))
+            committed(invite(beta))
+            received = smtp_server.inbox.wait_for(2)
+        finally:
+            committed(cleanup)
+    by_host = {message.message["X-Verdant-Tenant"]: message for message in received}
+    assert set(by_host) == {alpha.host, beta.host}, worker.read_text(errors="replace")[-3000:]
+    for world, name in ((alpha, "Alpha Org"), (beta, "Beta Org")):
+        message = by_host[world.host]
+        assert message.rcpt_tos == [email]
+        assert message.mail_from == "accounts@verdant.test"
+        assert name in str(message.message["Subject"])
+        assert link_of(message.text())[0] == world.host
+        assert name in message.html()
