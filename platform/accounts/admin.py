@@ -77,7 +77,12 @@ class TenantUserAdmin(AuditedModelAdmin, DjangoUserAdmin):
         if change:
             try:
                 services.user_update(
-                    user=obj, role=obj.role, full_name=obj.full_name, is_active=obj.is_active
+                    user=obj,
+                    role=obj.role,
+                    full_name=obj.full_name,
+                    # Only a changed box: saving an unverified account's name must not turn
+                    # "not verified yet" into "deactivated".
+                    is_active=obj.is_active if "is_active" in form.changed_data else None,
                 )
             except APIError as exc:
                 self.message_user(request, str(exc.detail), messages.ERROR)

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
@@ -512,3 +513,40 @@ def test_change_guesses_are_limited_like_logins(alpha: TenantWorld, settings: An
 def test_link_endpoints_refuse_malformed_input(alpha: TenantWorld, path: str) -> None:
     _error(alpha.client().post(path, {}, format="json"), 400, "validation_error")
     _error(alpha.client().get(path), 400, "validation_error")
+
+
+# --- the Django admin -------------------------------------------------------------------------------
+
+
+def _admin_change(world: TenantWorld, user_id: uuid.UUID, **changes: Any) -> None:
+    client = Client(HTTP_HOST=world.host)
+    assert client.post(
+        "/admin/login/?next=/admin/", {"username": ADMIN_EMAIL, "password": world.password}
+    ).status_code == 302  # fmt: skip
+    with tenant_context(world.tenant):
+        user = User.objects.get(pk=user_id)
+    form = {"email": user.email, "full_name": user.full_name, "role": user.role, **changes}
+    if user.is_active and "is_active" not in changes:
+        form["is_active"] = "on"
+    response = client.post(f"/admin/accounts/user/{user_id}/change/", form)
+    assert response.status_code == 302, response.content[:2000]
+
+
+def test_the_admin_tells_an_unverified_account_from_a_deactivated_one(
+    alpha: TenantWorld, beta: TenantWorld
+) -> None:
+    _pending_user(alpha, password=GOOD_PASSWORD)
+    _pending_user(beta, password=GOOD_PASSWORD)
+    # Renaming an unverified account leaves it waiting for verification, not deactivated.
+    _admin_change(alpha, PENDING_ID, full_name="Renamed")
+    with tenant_context(alpha.tenant):
+        renamed = User.objects.get(pk=PENDING_ID)
+        assert renamed.full_name == "Renamed"
+        assert renamed.deactivated_at is None
+    # Unticking "active" on an active account is a deactivation.
+    _admin_change(alpha, CLINICIAN_ID, is_active="")
+    with tenant_context(alpha.tenant):
+        assert User.objects.get(pk=CLINICIAN_ID).deactivated_at is not None
+    with tenant_context(beta.tenant):
+        assert User.objects.get(pk=CLINICIAN_ID).deactivated_at is None
+        assert User.objects.get(pk=PENDING_ID).full_name == ""
