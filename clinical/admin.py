@@ -15,7 +15,7 @@ from django.contrib import admin
 from django.db.models import F, Model, QuerySet
 from django.http import HttpRequest
 
-from apikit.policy import AccessLevel
+from apikit.policy import AccessLevel, sees_everything
 from apikit.request_context import request_context
 from apikit.rules import RuleError
 from audit.admin_audit import AuditedGuardedModelAdmin, AuditedModelAdmin
@@ -30,7 +30,9 @@ from clinical.models import (
     ReminderMessage,
     ReminderSettings,
 )
-from clinical.reminders.rules import kinds_parse, template_check
+from clinical.reminders.rules import settings_problems
+from clinical.reminders.selectors import SETTINGS_NEVER_SAVED
+from clinical.reminders.services import reminder_settings_update
 from clinical.rules import phone_normalise
 
 AUDIT_FIELDS = (
@@ -176,21 +178,35 @@ class PatientDocumentAdmin(StampedAdmin):
 
 
 class ReminderSettingsForm(forms.ModelForm):
-    def clean_kinds(self) -> Any:
-        kinds = self.cleaned_data["kinds"]
-        try:
-            kinds_parse(kinds)
-        except ValueError as error:
-            raise forms.ValidationError(str(error)) from None
-        return kinds
+    """Validated by ``clinical.reminders.rules.settings_problems``, the one rule set the API's
+    serializer calls too. ``kinds`` and ``template`` are not "required" here: an empty list is
+    valid (no reminders) and a blank template gets the rule's own message, as in the API."""
 
-    def clean_template(self) -> str:
-        template = str(self.cleaned_data["template"])
-        try:
-            template_check(template)
-        except ValueError as error:
-            raise forms.ValidationError(str(error)) from None
-        return template
+    kinds = forms.JSONField(required=False)
+    template = forms.CharField(required=False, widget=forms.Textarea)
+
+    class Meta:
+        model = ReminderSettings
+        fields = ("enabled", "kinds", "template", "quiet_start", "quiet_end")
+
+    def _rule(self, name: str) -> Any:
+        value = self.cleaned_data.get(name)
+        problems = settings_problems({name: value})
+        if problems:
+            raise forms.ValidationError(problems[name])
+        return value
+
+    def clean_kinds(self) -> Any:
+        return self._rule("kinds")
+
+    def clean_template(self) -> Any:
+        return self._rule("template")
+
+    def clean_quiet_start(self) -> Any:
+        return self._rule("quiet_start")
+
+    def clean_quiet_end(self) -> Any:
+        return self._rule("quiet_end")
 
 
 @admin.register(ReminderMessage)
@@ -212,5 +228,38 @@ class ReminderMessageAdmin(AuditedModelAdmin):
 
 @admin.register(ReminderSettings)
 class ReminderSettingsAdmin(AuditedModelAdmin):
-    list_display = ("enabled", "quiet_start", "quiet_end", "updated_at")
+    """One row per tenant, saved through the API's service (``reminder_settings_update``): the
+    same rules, the same ``version`` bump (API ETags see admin edits), the same re-planning of
+    pending reminders when kinds or ``enabled`` change."""
+
+    list_display = ("enabled", "quiet_start", "quiet_end", "version", "updated_at")
     form = ReminderSettingsForm
+    readonly_fields = ("version", "updated_at", "updated_by")
+
+    # An organisation setting outside the role matrix: tenant_admin only, the API's own check
+    # (clinical.api.reminders.SettingsAdminOnly).
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return sees_everything(request.user)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return sees_everything(request.user)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return sees_everything(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return sees_everything(request.user) and not ReminderSettings.objects.exists()
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        saved = reminder_settings_update(
+            enabled=obj.enabled,
+            kinds=obj.kinds,
+            template=obj.template,
+            quiet_start=obj.quiet_start,
+            quiet_end=obj.quiet_end,
+            # The version of the row as it is now: the admin has no If-Match of its own.
+            expected_version=obj.version if change else SETTINGS_NEVER_SAVED,
+            actor=request.user,
+        )
+        obj.pk = saved.settings.pk
+        obj.refresh_from_db()

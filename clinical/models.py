@@ -259,11 +259,13 @@ DEFAULT_REMINDER_TEMPLATE = (
 )
 
 
-class ReminderSettings(models.Model):
-    """The tenant's reminder rules: one row per tenant schema (``singleton`` is always 1).
-    Missing row = the defaults below."""
+class ReminderSettings(TenantModel):
+    """The tenant's reminder rules: at most one row per tenant schema (``singleton`` is always
+    1). Missing row = the defaults below, shown by the API as version 0 (never saved). A
+    ``TenantModel`` so that it carries ``version`` (ETag, If-Match) and who changed it last, like
+    every other mutable resource; ``clinical.reminders.rules`` validates it (admin and API)."""
 
-    singleton = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    singleton = models.PositiveSmallIntegerField(default=1, unique=True, editable=False)
     enabled = models.BooleanField(default=True)
     # [{"kind": "day_before", "minutes_before": 1440}, ...]; validated by clinical.reminders.
     kinds = models.JSONField(default=_default_reminder_kinds)
@@ -273,7 +275,6 @@ class ReminderSettings(models.Model):
     # Local (facility) wall-clock window in which nothing is sent; may cross midnight.
     quiet_start = models.TimeField(default=time(21, 0))
     quiet_end = models.TimeField(default=time(7, 0))
-    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name = "reminder settings"

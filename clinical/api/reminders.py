@@ -1,5 +1,6 @@
-"""clinical/reminders/: the SMS reminder outbox, read-only, for tenant_admin; and the reminders
-shown in an appointment's detail."""
+"""clinical/reminders/: the SMS reminder outbox, read-only, for tenant_admin; the reminders
+shown in an appointment's detail; the tenant's reminder settings (GET/PUT, tenant_admin) and a
+preview of a template rendered with made-up data."""
 
 from __future__ import annotations
 
@@ -7,18 +8,30 @@ from typing import Any, ClassVar
 
 import django_filters
 from django.db.models import QuerySet
+from django.http import HttpResponse, HttpResponseNotModified
+from django.utils import timezone
+from django.utils.formats import get_format
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apikit import conditional
 from apikit.filters import FilterSetBackend
 from apikit.pagination import CursorPagination
+from apikit.permissions import TenantMember
 from apikit.policy import sees_everything
 from apikit.viewsets import ListMixin, RetrieveMixin, TenantScopedViewSet
 from clinical.api.serializers import AppointmentOutput, utc
-from clinical.models import Appointment, ReminderMessage, ReminderState
-from clinical.reminders import selectors
+from clinical.models import Appointment, ReminderMessage, ReminderSettings, ReminderState
+from clinical.reminders import selectors, services
+from clinical.reminders.rules import (
+    SAMPLE_KIND,
+    preview_render,
+    settings_problems,
+)
 
 
 class TenantAdminOnly(BasePermission):
@@ -140,3 +153,179 @@ class ReminderViewSet(ListMixin, RetrieveMixin, TenantScopedViewSet):
 
     def scoped_queryset(self) -> QuerySet[ReminderMessage]:
         return selectors.reminder_list()
+
+
+# --- settings ----------------------------------------------------------------------------------
+
+
+class SettingsAdminOnly(BasePermission):
+    message = "Only the organisation's administrators can see or change the reminder settings."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return sees_everything(request.user)
+
+
+def _rule(name: str, value: Any) -> Any:
+    """One field through ``rules.settings_problems``, the rule set the admin form calls too."""
+    problems = settings_problems({name: value})
+    if problems:
+        raise serializers.ValidationError(problems[name])
+    return value
+
+
+# The admin's time formats (HH:MM[:SS[.ffffff]]): DRF's ISO 8601 parsing would silently drop a
+# UTC offset, and quiet hours are wall-clock times of each facility's own zone.
+_TIME_FORMATS = list(get_format("TIME_INPUT_FORMATS"))
+
+
+class ReminderSettingsInput(serializers.Serializer[Any]):
+    """The whole settings (PUT). Null or empty values reach the rules, which name the problem
+    exactly as the admin form does."""
+
+    enabled = serializers.BooleanField()
+    kinds = serializers.JSONField(
+        allow_null=True,
+        help_text='[{"kind": "<name, 1..32 chars>", "minutes_before": <1..43200>}, ...], names '
+        "and offsets unique; [] sends none.",
+    )
+    template = serializers.CharField(
+        allow_blank=True,
+        allow_null=True,
+        help_text="str.format placeholders: patient_given_name, patient_family_name, "
+        "facility_name, local_date, local_time, kind; at most 1600 characters.",
+    )
+    quiet_start = serializers.TimeField(input_formats=_TIME_FORMATS, format="%H:%M")
+    quiet_end = serializers.TimeField(input_formats=_TIME_FORMATS, format="%H:%M")
+    version = serializers.IntegerField(
+        required=False, min_value=0, help_text="The version you read (or send If-Match)."
+    )
+
+    def validate_kinds(self, value: Any) -> Any:
+        return _rule("kinds", value)
+
+    def validate_template(self, value: Any) -> Any:
+        return _rule("template", value)
+
+    def validate_quiet_start(self, value: Any) -> Any:
+        return _rule("quiet_start", value)
+
+    def validate_quiet_end(self, value: Any) -> Any:
+        return _rule("quiet_end", value)
+
+
+class ReminderKindOutput(serializers.Serializer[Any]):
+    kind = serializers.CharField()
+    minutes_before = serializers.IntegerField()
+
+
+class ReminderSettingsOutput(serializers.Serializer[Any]):
+    """``id`` and ``updated_at`` are null and ``version`` 0 while the defaults were never saved."""
+
+    id = serializers.UUIDField(allow_null=True)
+    enabled = serializers.BooleanField()
+    kinds = ReminderKindOutput(many=True)
+    template = serializers.CharField()
+    quiet_start = serializers.TimeField(format="%H:%M")
+    quiet_end = serializers.TimeField(format="%H:%M")
+    version = serializers.IntegerField()
+    updated_at = serializers.DateTimeField(allow_null=True)
+
+    def to_representation(self, instance: ReminderSettings) -> dict[str, Any]:
+        saved = instance.version != selectors.SETTINGS_NEVER_SAVED
+        return {
+            "id": str(instance.pk) if saved else None,
+            "enabled": instance.enabled,
+            "kinds": instance.kinds,
+            "template": instance.template,
+            "quiet_start": instance.quiet_start.strftime("%H:%M"),
+            "quiet_end": instance.quiet_end.strftime("%H:%M"),
+            "version": instance.version,
+            "updated_at": utc(instance.updated_at) if saved else None,
+        }
+
+
+class ReminderSettingsViewSet(TenantScopedViewSet):
+    """The tenant's reminder settings: one resource, no id in the path. GET answers the defaults
+    (version 0) until the first PUT; PUT replaces them all, with ``If-Match`` (412) or a body
+    ``version`` (409) against lost updates; every PUT is audited with the changed field names."""
+
+    model = ReminderSettings
+    # An organisation setting, not a model permission of the role matrix: the role decides.
+    required_permissions = {"retrieve": None, "update": None}
+    extra_permission_classes = (SettingsAdminOnly,)
+    audit_reads: ClassVar[bool | None] = False
+
+    def scoped_queryset(self) -> QuerySet[ReminderSettings]:
+        return ReminderSettings.objects.all()
+
+    @extend_schema(responses=ReminderSettingsOutput)
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+        current = selectors.reminder_settings_get()
+        if conditional.is_not_modified(request, current):
+            not_modified = HttpResponseNotModified()
+            not_modified["ETag"] = conditional.etag_for(current)
+            return not_modified
+        return self.detail_response(current, ReminderSettingsOutput)
+
+    @extend_schema(request=ReminderSettingsInput, responses=ReminderSettingsOutput)
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        body = ReminderSettingsInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        saved = services.reminder_settings_update(
+            enabled=data["enabled"],
+            kinds=data["kinds"],
+            template=data["template"],
+            quiet_start=data["quiet_start"],
+            quiet_end=data["quiet_end"],
+            expected_version=self.expected_version(selectors.reminder_settings_get()),
+            actor=request.user,
+        )
+        self.audit_changed_fields = saved.changed_fields
+        return self.detail_response(saved.settings, ReminderSettingsOutput)
+
+
+class ReminderPreviewInput(serializers.Serializer[Any]):
+    template = serializers.CharField(allow_blank=True, allow_null=True)
+    kind = serializers.CharField(
+        required=False, max_length=32, help_text=f'Shown for {{kind}}; default "{SAMPLE_KIND}".'
+    )
+
+    def validate_template(self, value: Any) -> Any:
+        return _rule("template", value)
+
+
+class ReminderPreviewOutput(serializers.Serializer[Any]):
+    text = serializers.CharField()
+    characters = serializers.IntegerField()
+    truncated = serializers.BooleanField(help_text="Cut at 1600 characters, as a send would be.")
+
+
+class ReminderPreviewView(APIView):
+    """A template rendered for a made-up patient (never a real one's data), for tenant_admin.
+
+    An APIView, not the base viewset: a preview writes nothing, and the base would audit every
+    successful POST as a create. Authentication, throttles and the error envelope are the
+    project's defaults; the permissions are the base viewset's tenant membership and the
+    settings' admin-only role check."""
+
+    permission_classes = (IsAuthenticated, TenantMember, SettingsAdminOnly)
+
+    @extend_schema(request=ReminderPreviewInput, responses=ReminderPreviewOutput)
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        body = ReminderPreviewInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        preview = preview_render(
+            template=body.validated_data["template"],
+            kind=body.validated_data.get("kind") or SAMPLE_KIND,
+            now=timezone.now(),
+        )
+        return Response(
+            ReminderPreviewOutput(
+                {
+                    "text": preview.text,
+                    "characters": preview.characters,
+                    "truncated": preview.truncated,
+                }
+            ).data
+        )

@@ -4,7 +4,7 @@ from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
 from clinical.api import views
-from clinical.api.reminders import ReminderViewSet
+from clinical.api.reminders import ReminderPreviewView, ReminderSettingsViewSet, ReminderViewSet
 
 router = SimpleRouter()
 router.register("facilities", views.FacilityViewSet, basename="clinical-facility")
@@ -15,6 +15,17 @@ router.register("reminders", ReminderViewSet, basename="clinical-reminder")
 
 documents = views.PatientDocumentViewSet
 urlpatterns = [
+    # Before the router: its reminders/<pk>/ would take "settings" for an id.
+    path(
+        "reminders/settings/",
+        ReminderSettingsViewSet.as_view({"get": "retrieve", "put": "update"}),
+        name="clinical-reminder-settings",
+    ),
+    path(
+        "reminders/settings/preview/",
+        ReminderPreviewView.as_view(),
+        name="clinical-reminder-settings-preview",
+    ),
     path(
         "fhir/export/",
         views.FhirExportViewSet.as_view({"get": "export"}),

@@ -1,4 +1,4 @@
-"""Reads over the reminder outbox."""
+"""Reads over the reminder outbox and the tenant's reminder settings."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django_tenants.utils import quote_schema_name
 
-from clinical.models import ReminderMessage
+from clinical.models import ReminderMessage, ReminderSettings
 
 TABLE = ReminderMessage._meta.db_table
+# The version of settings that were never saved (the defaults).
+SETTINGS_NEVER_SAVED = 0
 
 
 # {table} is a schema name quoted by quote_schema_name plus a constant table name.
@@ -86,3 +88,11 @@ def reminder_filter(
 
 def reminders_for_appointment(*, appointment_id: uuid.UUID) -> list[ReminderMessage]:
     return list(ReminderMessage.objects.filter(appointment_id=appointment_id).order_by("due_at"))
+
+
+def reminder_settings_get() -> ReminderSettings:
+    """The tenant's reminder settings (one query). A tenant that never saved any gets the
+    defaults, unsaved, at ``version`` 0: the API shows them with ETag ``W/"0"``, and the first
+    save (which creates the row at version 1) may name that version."""
+    row = ReminderSettings.objects.filter(singleton=1).first()
+    return row if row is not None else ReminderSettings(version=SETTINGS_NEVER_SAVED)

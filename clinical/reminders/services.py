@@ -15,27 +15,39 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from datetime import time as time_of_day
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnavailable
+from rest_framework.exceptions import ValidationError
 
+from apikit.concurrency import version_conflict, versioned_update
 from apikit.ids import new_id, parse_uuid
 from apikit.tenancy import current_schema_name, tenant_schema_required
 from apikit.tenant_tasks import tenant_task_send
 from audit.services import audit_event_record
-from clinical.models import Appointment, AppointmentStatus, ReminderMessage, ReminderState
+from clinical.models import (
+    Appointment,
+    AppointmentStatus,
+    ReminderMessage,
+    ReminderSettings,
+    ReminderState,
+)
 from clinical.reminders.rules import (
     ReminderRules,
+    kinds_parse,
     next_utc_midnight,
     quiet_hours_end,
     reminders_planned,
     render,
     rules_load,
+    settings_problems,
 )
+from clinical.reminders.selectors import SETTINGS_NEVER_SAVED
 from notify.gateway import RECIPIENT_UNSUBSCRIBED, Gateway, GatewayError, gateway_get
 from notify.services import opt_out_record, opted_out_phones, quota_release, quota_reserve
 from tenants.models import Plan
@@ -620,3 +632,78 @@ def reminder_receipt_apply(
     else:
         changes.update(reason=f"provider_{status}"[:64], error_code=error_code[:20])
     rows.filter(state=ReminderState.SENT).update(**changes)
+
+
+# --- the tenant's settings (API and admin) -----------------------------------------------------
+
+SETTINGS_FIELDS = ("enabled", "kinds", "template", "quiet_start", "quiet_end")
+
+
+@dataclass(frozen=True)
+class SettingsSaved:
+    settings: ReminderSettings
+    created: bool
+    # Names only (never values), for the write's audit event.
+    changed_fields: list[str]
+
+
+@transaction.atomic
+def reminder_settings_update(
+    *,
+    enabled: bool,
+    kinds: Any,
+    template: str,
+    quiet_start: time_of_day,
+    quiet_end: time_of_day,
+    expected_version: int,
+    actor: Any,
+    now: datetime | None = None,
+) -> SettingsSaved:
+    """Replace the tenant's reminder settings if they are still at ``expected_version`` (0: never
+    saved) — else 409 ``version_conflict``. Validated by ``rules.settings_problems``, the rules the
+    admin form applies (400 with field errors). ``kinds`` is stored as parsed (two keys per kind).
+
+    A change of ``kinds`` or ``enabled`` re-plans the open reminders of every scheduled future
+    appointment in this transaction (``reminders_sync_for_appointments``: set-wise, four
+    queries), so turning reminders off cancels what is pending and new offsets apply to
+    appointments already booked. Template and quiet hours are read at send time.
+    """
+    require_tenant_schema()
+    values: dict[str, Any] = {
+        "enabled": enabled,
+        "kinds": kinds,
+        "template": template,
+        "quiet_start": quiet_start,
+        "quiet_end": quiet_end,
+    }
+    problems = settings_problems(values)
+    if problems:
+        raise ValidationError(problems)
+    values["kinds"] = [
+        {"kind": kind.kind, "minutes_before": kind.minutes_before} for kind in kinds_parse(kinds)
+    ]
+    existing = ReminderSettings.all_objects.select_for_update().filter(singleton=1).first()
+    before = existing if existing is not None else ReminderSettings()
+    changed = [name for name in SETTINGS_FIELDS if getattr(before, name) != values[name]]
+    if existing is None:
+        if expected_version != SETTINGS_NEVER_SAVED:
+            raise version_conflict(sent=expected_version, current=SETTINGS_NEVER_SAVED)
+        try:
+            # A savepoint: the concurrent first save that won leaves this transaction usable.
+            with transaction.atomic():
+                saved = ReminderSettings.objects.create(
+                    **values, created_by=actor, updated_by=actor
+                )
+        except IntegrityError:
+            raise version_conflict(sent=expected_version, current=1) from None
+    else:
+        saved = versioned_update(
+            instance=existing, expected_version=expected_version, changes=values, actor=actor
+        )
+    if "kinds" in changed or "enabled" in changed:
+        now = now or timezone.now()
+        upcoming = Appointment.objects.filter(
+            status=AppointmentStatus.SCHEDULED, starts_at__gt=now
+        ).values_list("pk", flat=True)
+        reminders_sync_for_appointments(appointment_ids=list(upcoming), now=now)
+    return SettingsSaved(settings=saved, created=existing is None, changed_fields=changed)
