@@ -43,6 +43,7 @@ BENCHMARKS = {
     "reminders": "tests.benchmarks.bench_reminders",
     "first_sync": "tests.benchmarks.bench_first_sync",
     "tenant_scale": "tests.benchmarks.bench_tenant_scale",
+    "page_metadata": "tests.benchmarks.bench_page_metadata",
 }
 
 
