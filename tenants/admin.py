@@ -1,5 +1,8 @@
 """The platform operators' admin, served on the public host only (settings/urls_public.py).
 
+Changing a tenant's kind is an operator action here (the tenant change form): refused, with what
+exists listed, while the tenant holds data of a domain the new kind would lose (tenants.kinds).
+
 Tenant-schema models are never registered here, and tenant registry models are never registered
 on the tenant hosts' admin. Every admin is an ``audit.admin_audit.AuditedModelAdmin``: writes and
 actions are on the public schema's audit trail (``audit.public``), integer ids recorded as
@@ -18,6 +21,7 @@ from django.http import HttpRequest
 from accounts.admin_site import LoginGuardedAdminSite
 from accounts.models import User
 from audit.admin_audit import AuditedModelAdmin
+from tenants.kinds import KindChangeRefusedError, kind_change_blockers, tenant_kind_change
 from tenants.models import Domain, Plan, Tenant
 from tenants.routing import routing_changed
 from tenants.services import ProvisioningError, tenant_provision, tenant_set_status
@@ -35,6 +39,28 @@ class OperatorAdminSite(LoginGuardedAdminSite):
 
 
 operator_site = OperatorAdminSite(name="operator_admin")
+
+
+class TenantChangeForm(forms.ModelForm):
+    """An existing tenant: its kind changes only while no data of a domain it would lose exists
+    (checked here for the form's message, and again under a lock by ``tenant_kind_change``)."""
+
+    class Meta:
+        model = Tenant
+        fields = ["name", "kind", "plan", "status"]
+
+    def clean_kind(self) -> str:
+        kind = str(self.cleaned_data["kind"])
+        if self.instance.pk is None or kind == self.initial.get("kind"):
+            return kind
+        stored = Tenant.objects.get(pk=self.instance.pk)
+        found = kind_change_blockers(tenant=stored, kind=kind)
+        if found:
+            raise forms.ValidationError(
+                str(KindChangeRefusedError(tenant=stored, kind=kind, found=found)),
+                code="kind_change_refused",
+            )
+        return kind
 
 
 class TenantProvisionForm(forms.ModelForm):
@@ -64,8 +90,7 @@ class TenantAdmin(AuditedModelAdmin):
     def get_form(
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
     ) -> Any:
-        if obj is None:
-            kwargs["form"] = TenantProvisionForm
+        kwargs["form"] = TenantProvisionForm if obj is None else TenantChangeForm
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
@@ -76,13 +101,15 @@ class TenantAdmin(AuditedModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
             return []
-        return ["slug", "schema_name", "kind", "ready", "created_at"]
+        return ["slug", "schema_name", "ready", "created_at"]
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
         if change:
             with transaction.atomic():
                 obj.save(update_fields=["name", "plan", "status"])
                 transaction.on_commit(routing_changed)
+            if "kind" in form.changed_data:
+                self._change_kind(request, obj)
             return
         try:
             result = tenant_provision(
@@ -99,6 +126,20 @@ class TenantAdmin(AuditedModelAdmin):
         self.message_user(
             request,
             f"Provisioned {result.domain}; admin {result.admin_email} / {result.admin_password}",
+            messages.SUCCESS,
+        )
+
+    def _change_kind(self, request: HttpRequest, obj: Tenant) -> None:
+        try:
+            tenant_kind_change(slug=obj.slug, kind=obj.kind)
+        except KindChangeRefusedError as refused:
+            # Data written since the form's check: the rest of the change is saved, the kind not.
+            self.message_user(request, str(refused), messages.ERROR)
+            return
+        self.message_user(
+            request,
+            f"{obj.slug} is now {obj.get_kind_display()}; its hosts serve the new kind "
+            "within seconds.",
             messages.SUCCESS,
         )
 

@@ -7,17 +7,26 @@ from django_tenants.middleware.main import TenantMainMiddleware
 
 from apikit.errors import error_response
 from apikit.tenancy import activate_public, activate_tenant
+from tenants.models import Tenant
 from tenants.routing import get_router
 
 TENANT_NOT_FOUND_DETAIL = "No tenant is served at this host name. Check the URL."
 TENANT_SUSPENDED_DETAIL = "This organisation's account is suspended. Contact your administrator."
+
+# The URL conf each kind is served (issue 19, item 6): built from one route list without the
+# domain the kind does not have (settings/urls.py). The mixed kind has everything: ROOT_URLCONF.
+KIND_URLCONFS: dict[str, str] = {
+    Tenant.Kind.CLINIC: "settings.urls_clinic",
+    Tenant.Kind.FARM: "settings.urls_farm",
+}
 
 
 class TenantRoutingMiddleware(TenantMainMiddleware):
     """django-tenants' host routing with a cached lookup, JSON errors and suspension.
 
     ``BASE_DOMAIN`` itself serves the public schema (platform operators); ``<slug>.BASE_DOMAIN``
-    serves that tenant; anything else answers 404 and never falls back to public data.
+    serves that tenant; anything else answers 404 and never falls back to public data. A tenant
+    host's URL conf follows the tenant's kind (``KIND_URLCONFS``).
     """
 
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
@@ -48,5 +57,8 @@ class TenantRoutingMiddleware(TenantMainMiddleware):
 
         tenant.domain_url = hostname
         request.tenant = tenant  # type: ignore[attr-defined]
+        urlconf = KIND_URLCONFS.get(tenant.kind)
+        if urlconf is not None:
+            request.urlconf = urlconf
         activate_tenant(tenant)
         return None

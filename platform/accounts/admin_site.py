@@ -1,7 +1,20 @@
-"""The Django admin's password checks, guarded like the API's login (apikit.login_guard).
+"""The Django admin sites: one per tenant kind, branded per tenant, and every one with the
+password checks guarded like the API's login (apikit.login_guard).
 
-Both admin sites — ``admin.site`` on every tenant host (accounts.admin_apps makes it this class)
-and the operators' site on the public host (tenants.admin) — are ``LoginGuardedAdminSite``s:
+Sites (issue 19, items 6 and 8):
+
+* ``admin.site`` (accounts.admin_apps makes it a ``TenantAdminSite``) is where every app's
+  admin module registers its ModelAdmins, and it is the *mixed* kind's site (settings/urls.py);
+* ``clinic_site`` and ``farm_site`` are the clinic and farm kinds' sites (settings/urls_clinic.py,
+  settings/urls_farm.py): ``kind_sites_populate`` (from the admin app's ``ready()``, after
+  autodiscovery) registers on each the ModelAdmin classes of ``admin.site`` except those of the
+  domain app the kind leaves out (tenants.kinds). Each site is its own instance, so a clinic
+  tenant's admin has no farm pages at all (404 like any unknown admin URL) and its app list no
+  farm section;
+* a ``TenantAdminSite`` reads "<tenant name> — Verdant" on its tenant's host; the operators' site
+  on the public host (tenants.admin) has its own fixed title.
+
+Every one of them is a ``LoginGuardedAdminSite``:
 
 * their login form (``AdminSite.login_form``) is ``GuardedAdminLoginForm``: its ``clean()``
   checks the login buckets before ``authenticate()`` and, after it, records the failure or the
@@ -25,6 +38,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm, AdminPasswordChangeForm
@@ -46,6 +60,8 @@ from apikit.login_guard import (
 )
 from apikit.request_context import client_ip, request_context
 from apikit.tenancy import current_schema_name
+from tenants.kinds import kind_hidden_apps
+from tenants.models import Tenant
 
 DEVICE_COOKIE_NAME = "verdant-device"
 # Over https (SESSION_COOKIE_SECURE) the name carries the __Host- prefix: browsers then accept it
@@ -201,3 +217,58 @@ class LoginGuardedAdminSite(admin.AdminSite):
             defaults["template_name"] = self.password_change_template
         request.current_app = self.name
         return _refusal_status(GuardedPasswordChangeView.as_view(**defaults)(request))
+
+
+PRODUCT_NAME = "Verdant"
+
+
+def tenant_admin_title(tenant_name: str) -> str:
+    return f"{tenant_name} — {PRODUCT_NAME}"
+
+
+class TenantAdminSite(LoginGuardedAdminSite):
+    """A tenant host's admin: guarded, and titled with the tenant's name (``request.tenant``,
+    set by the routing middleware; the name is autoescaped like any template variable)."""
+
+    site_header = PRODUCT_NAME
+    site_title = PRODUCT_NAME
+    index_title = "Administration"
+
+    def each_context(self, request: HttpRequest) -> dict[str, Any]:
+        context: dict[str, Any] = super().each_context(request)
+        tenant = getattr(request, "tenant", None)
+        if tenant is not None:
+            title = tenant_admin_title(tenant.name)
+            context["site_header"] = title
+            context["site_title"] = title
+        return context
+
+
+# The same instance name as admin.site: each tenant URL conf mounts exactly one of them, and
+# "admin:..." reverses (templates, audit's autocomplete check) stay what they were.
+clinic_site = TenantAdminSite(name="admin")
+farm_site = TenantAdminSite(name="admin")
+
+
+def kind_site(kind: str) -> admin.AdminSite:
+    """The admin site a tenant of ``kind`` is served."""
+    sites: dict[str, admin.AdminSite] = {
+        Tenant.Kind.CLINIC: clinic_site,
+        Tenant.Kind.FARM: farm_site,
+        Tenant.Kind.MIXED: admin.site,
+    }
+    return sites[kind]
+
+
+def kind_sites_populate() -> None:
+    """Register on the clinic and farm sites what ``admin.site`` has, minus the domain app each
+    leaves out. Through public AdminSite methods only (``is_registered``, ``get_model_admin``,
+    ``register``): registering the ModelAdmin class again gives the site its own instance."""
+    for kind in (Tenant.Kind.CLINIC, Tenant.Kind.FARM):
+        site = kind_site(kind)
+        hidden = kind_hidden_apps(kind)
+        for model in apps.get_models():
+            if model._meta.app_label in hidden or not admin.site.is_registered(model):
+                continue
+            if not site.is_registered(model):
+                site.register(model, type(admin.site.get_model_admin(model)))

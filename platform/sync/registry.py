@@ -29,9 +29,13 @@ Contract (keep it stable; the pull and the push both read it):
     columns, ``ref_info`` / ``ref_sql`` (what other rows need to know about a row of this table),
     ``recorded_by``, ``preload``, ``check_batch`` (set-wise rules over the table's rows),
     ``constraints`` (how a row tripping a database constraint is reported) and ``after_write``.
-- ``sync_tables()`` -> ``{name: SyncTable}`` in dependency order; ``sync_table(name)`` -> one
-  (``KeyError`` for an unknown name). ``register_reference()`` adds a table pushed rows point at
-  without being synced (facilities, users).
+- ``sync_tables()`` -> ``{name: SyncTable}`` in dependency order, the tables the active tenant's
+  kind serves (``tenants.kinds``: a farm tenant's devices never get clinical tables, a clinic
+  tenant's never farm ones; issue 19 item 6); ``sync_table(name)`` -> one, whatever the kind
+  (``KeyError`` for an unknown name). ``tables_not_served_check(names)`` -> the 400 envelope for
+  registered tables outside the kind (the pull's ``?tables=`` and the push's tables with rows).
+  ``register_reference()`` adds a table pushed rows point at without being synced (facilities,
+  users).
 
 Registrations live in ``clinical/sync.py`` and ``farms/sync.py``, imported by each domain app's
 own ``AppConfig.ready()``: this package imports no domain module (an import-linter contract).
@@ -43,15 +47,18 @@ checks both lists match.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from django.db import connection
 from django.db.models import Model, QuerySet
 
+from apikit.errors import APIError
 from apikit.policy import AccessLevel
+from tenants.kinds import kind_hidden_apps
 
 if TYPE_CHECKING:
     from sync.columns import Column
@@ -249,9 +256,54 @@ def _ordered() -> dict[str, SyncTable]:
     return ordered
 
 
+def _hidden_apps() -> frozenset[str]:
+    """The domain apps the active tenant's kind does not serve. django-tenants' ``connection.tenant``
+    is the routed ``Tenant`` in a request; a schema entered by name only (public, a task in
+    ``schema_context``) has no kind and hides nothing."""
+    kind = getattr(getattr(connection, "tenant", None), "kind", None)
+    return kind_hidden_apps(kind) if kind is not None else frozenset()
+
+
 def sync_tables() -> dict[str, SyncTable]:
-    """Every registered table, in dependency order (a table after those it references)."""
-    return _ordered()
+    """The tables the active tenant's kind serves, in dependency order (a table after those it
+    references)."""
+    hidden = _hidden_apps()
+    return {
+        name: table
+        for name, table in _ordered().items()
+        if table.model._meta.app_label not in hidden
+    }
+
+
+TABLES_NOT_SERVED = (
+    "This organisation does not sync {tables}: its kind ({kind}) has no {apps} data. "
+    "Choose from: {served}."
+)
+
+
+def tables_not_served_check(names: Iterable[str]) -> None:
+    """400 ``table_not_served`` naming the registered tables in ``names`` that the active
+    tenant's kind does not serve (unknown names are left to the caller's own check)."""
+    hidden = _hidden_apps()
+    outside = sorted(
+        {
+            name
+            for name in names
+            if name in _TABLES and _TABLES[name].model._meta.app_label in hidden
+        }
+    )
+    if outside:
+        tenant = getattr(connection, "tenant", None)
+        raise APIError(
+            status=400,
+            code="table_not_served",
+            detail=TABLES_NOT_SERVED.format(
+                tables=", ".join(outside),
+                kind=getattr(tenant, "kind", ""),
+                apps=", ".join(sorted(hidden)),
+                served=", ".join(sync_tables()),
+            ),
+        )
 
 
 def sync_table(name: str) -> SyncTable:

@@ -23,7 +23,7 @@ from apikit.policy import sees_everything, visible_containers
 from apikit.process_cache import ProcessCache
 from apikit.tenancy import current_schema_name
 from sync.models import Device
-from sync.registry import SyncTable, sync_tables
+from sync.registry import SyncTable, sync_tables, tables_not_served_check
 
 DEVICE_CLAIM = "did"
 NIL_SCOPE = uuid.UUID(int=0)
@@ -116,9 +116,10 @@ def device_list(*, user: Any) -> QuerySet[Device]:
 
 def tables_for_user(*, user: Any, requested: Sequence[str] | None) -> list[SyncTable]:
     """The tables a pull covers: ``requested`` (validated) or every table the role may view."""
-    registry = sync_tables()
+    registry = sync_tables()  # the tenant kind's tables
     if requested is None:
         return [table for table in registry.values() if table.may_sync(user)]
+    tables_not_served_check(requested)
     unknown = sorted(set(requested) - set(registry))
     if unknown:
         raise APIError(

@@ -27,6 +27,7 @@ from sync.api.views import WatermelonRenderer, WireFormatMixin
 from sync.cursor import cursor_decode
 from sync.push.parsing import LIMITS, MAX_BYTES, PushTooLargeError, batch_parse, body_decode
 from sync.push.service import response_bytes, sync_push
+from sync.registry import tables_not_served_check
 
 KEY_REQUIRED = (
     "A push needs an Idempotency-Key header (a UUID per batch, reused when the same batch is "
@@ -77,6 +78,9 @@ class PushView(WireFormatMixin, APIView):
             batch = batch_parse(body, wmdb=request.query_params.get("format") == "wmdb")
         except PushTooLargeError as exc:
             return _too_large(exc)
+        # Rows for a table outside the tenant's kind: 400 before any write. WatermelonDB sends
+        # every table of the app's local schema, so an empty one is no error.
+        tables_not_served_check(name for name, rows in batch.tables.items() if rows)
         if batch.since is not None:
             cursor_decode(batch.since)  # a tampered or foreign cursor: 400 before any write
         device = parse_uuid(_device_claim(request))
