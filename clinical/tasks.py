@@ -14,6 +14,7 @@ from apikit.tenant_tasks import TenantOnlyTask
 from clinical.reminders import reminders_dispatch
 from clinical.reminders.selectors import schemas_with_due_reminders
 from clinical.reminders.services import DISPATCH_TASK, reminders_enqueue_dispatch
+from tenants.kinds import CLINICAL, kinds_serving
 from tenants.selectors import tenant_list_serving
 
 
@@ -40,10 +41,14 @@ def reminders_dispatch_task() -> dict[str, Any]:
 
 @shared_task(name="clinical.reminders_sweep", ignore_result=True)
 def reminders_sweep() -> list[str]:
-    """Beat: one indexed query per serving tenant for due or stuck reminders no worker holds;
-    a dispatch run is queued for each tenant that has some. This is what recovers messages
-    Redis lost or a killed worker left behind."""
-    schemas = [tenant.schema_name for tenant in tenant_list_serving()]
+    """Beat: one indexed query per serving tenant with the clinical domain (a farm tenant has no
+    reminders) for due or stuck reminders no worker holds; a dispatch run is queued for each
+    tenant that has some. This is what recovers messages Redis lost or a killed worker left
+    behind."""
+    schemas = [
+        tenant.schema_name
+        for tenant in tenant_list_serving().filter(kind__in=kinds_serving(CLINICAL))
+    ]
     due = schemas_with_due_reminders(schemas=schemas)
     for schema in due:
         reminders_enqueue_dispatch(schema_name=schema)
