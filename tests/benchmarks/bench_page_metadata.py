@@ -230,6 +230,34 @@ def count_sql_ms(schema: str, database_url: str) -> dict[str, float]:
     return {"admin_count_ms_p50": statistics.median(samples[1:]) * 1000}
 
 
+def count_plans(host: str) -> dict[str, dict[str, Any]]:
+    """Each user's count query exactly as the endpoint issues it (captured in-process), with
+    its ``EXPLAIN (ANALYZE, BUFFERS)``, for the report: which index the bound walks."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from rest_framework.test import APIClient
+
+    plans: dict[str, dict[str, Any]] = {}
+    for user, email in USERS.items():
+        client = APIClient(HTTP_HOST=host)
+        token = client.post(
+            "/api/v1/auth/token/", {"email": email, "password": PASSWORD}, format="json"
+        ).json()["access"]
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        client.get(VARIANTS["numbered"])
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(VARIANTS["numbered"])
+        assert response.status_code == 200, response.content
+        queries = [q["sql"] for q in captured.captured_queries]
+        count_sql = next(sql for sql in queries if sql.upper().startswith("SELECT COUNT("))
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {count_sql}")
+            plan = [row[0] for row in cursor.fetchall()]
+        plans[user] = {"queries_per_request": len(queries), "count_sql": count_sql, "plan": plan}
+        say(f"{user}: {len(queries)} queries; count plan: {plan[-1]}")
+    return plans
+
+
 def warm_up(port: int, host: str, tokens: dict[str, str]) -> dict[str, Any]:
     """Every variant a few times for every user (connections, caches); each user's meta."""
     import json
@@ -291,6 +319,7 @@ def main() -> int:
         say(f"patients loaded in {seeded['load_seconds']:.1f} s")
         count_timing = count_sql_ms(seeded["schema"], database_url)
         host = tenant_host(SLUG)
+        plans = count_plans(host)
         from django.db import connections
 
         connections.close_all()
@@ -325,6 +354,7 @@ def main() -> int:
         "load_seconds": seeded["load_seconds"],
         "meta": metas,
         "ratios_per_round": ratios,
+        "count_plans": plans,
     }
     result.write(output)
     return 0
