@@ -97,6 +97,8 @@ def test_every_list_endpoint_answers_numbered_pages(clinic: Clinic, url: str) ->
     assert body["meta"]["current_page"] == 1
     assert body["meta"]["count_exact"] is True
     assert body["meta"]["count"] == len(body["results"])
+    # An empty list still has its (empty) page 1.
+    assert body["meta"]["total_pages"] == max(1, -(-body["meta"]["count"] // 50))
     assert body["previous"] is None
     # Cursors stay the default, and ``paginate=cursor`` says so explicitly.
     for params in ({}, {"paginate": "cursor"}):
