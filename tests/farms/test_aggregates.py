@@ -108,7 +108,7 @@ def test_farm_summary(farm_alpha: FarmWorld) -> None:
         ("Beans", "2025 short rains", "42.000"),
         ("Maize", "2026 long rains", "5.000"),
     ]
-    # Count all but search_path: guardian's content type, the scoped farm (grants inlined as a
-    # subquery), 3 aggregates (the authenticated user comes from the per-process cache).
+    # Count all but search_path: the authenticated user (read per request, issue 22 item 3),
+    # guardian's content type, the scoped farm (grants inlined as a subquery), 3 aggregates.
     statements = [sql for sql in queries if not sql.startswith("SET search_path")]
-    assert len(statements) == 5, statements
+    assert len(statements) == 6, statements
