@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from django.conf import settings as django_settings
 from django.db import connection
 from django_tenants.utils import tenant_context
@@ -23,7 +24,9 @@ from django_tenants.utils import tenant_context
 from accounts.emails import EmailKind, account_email_send
 from accounts.models import Invitation
 from accounts.services import invitation_create
-from tests.accounts.conftest import SMTPServer, link_of
+from accounts.tasks import account_email_send_task
+from apikit.tenant_tasks import TENANT_HEADER
+from tests.accounts.conftest import Inbox, SMTPServer, free_port, link_of
 from tests.conftest import TenantWorld
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,8 +52,6 @@ def test_the_smtp_backend_delivers_text_and_html_naming_the_tenant(
 def test_a_refused_connection_raises_for_the_task_to_retry(
     alpha: TenantWorld, settings: Any
 ) -> None:
-    from tests.accounts.conftest import free_port
-
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS = (
         "127.0.0.1",
@@ -172,3 +173,35 @@ def test_an_invitation_is_sent_by_the_worker_after_commit(
         assert name in str(message.message["Subject"])
         assert link_of(message.text())[0] == world.host
         assert name in message.html()
+
+
+class RefusingOnce(Inbox):
+    """Answers the first message with a temporary failure (451), then accepts."""
+
+    refused: int = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.refused == 0:
+            self.refused += 1
+            return "451 4.3.0 Try again later"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_temporary_smtp_refusal_is_retried_by_the_task(alpha: TenantWorld, settings: Any) -> None:
+    inbox = RefusingOnce()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS = "127.0.0.1", port, False
+        kwargs = {"kind": "password_changed", "to": "r@example.com", "context": {"email": "r@x"}}
+        # Eager: Celery runs the autoretry at once instead of after the backoff.
+        account_email_send_task.apply(
+            kwargs=kwargs, headers={TENANT_HEADER: alpha.tenant.schema_name}
+        ).get()
+        [received] = inbox.wait_for(1)
+    finally:
+        controller.stop()
+    assert inbox.refused == 1
+    assert received.rcpt_tos == ["r@example.com"]

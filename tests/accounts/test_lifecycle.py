@@ -26,7 +26,7 @@ from accounts.models import Invitation, User
 from accounts.roles import Role
 from accounts.services import user_create, user_update
 from audit.models import AuditEvent
-from tenants.models import Domain
+from tenants.models import Domain, Plan, Tenant
 from tests.accounts.conftest import link_of
 from tests.conftest import ADMIN_EMAIL, CLINICIAN_EMAIL, CLINICIAN_ID, TenantWorld, login
 
@@ -550,3 +550,22 @@ def test_the_admin_tells_an_unverified_account_from_a_deactivated_one(
     with tenant_context(beta.tenant):
         assert User.objects.get(pk=CLINICIAN_ID).deactivated_at is None
         assert User.objects.get(pk=PENDING_ID).full_name == ""
+
+
+def test_accepting_needs_a_free_seat(
+    alpha: TenantWorld, deliver: Any, mailoutbox: list[Any]
+) -> None:
+    _invite(alpha, deliver)
+    _, _, query = link_of(mailoutbox[0])
+    with tenant_context(alpha.tenant):
+        full = Plan.objects.create(
+            name=f"full-{uuid.uuid4().hex[:6]}",
+            max_users=User.objects.filter(is_active=True).count(),
+        )
+    Tenant.objects.filter(pk=alpha.tenant.pk).update(plan=full)
+    refused = alpha.client().post(ACCEPT, {**query, "password": GOOD_PASSWORD}, format="json")
+    _error(refused, 409, "plan_limit_reached")
+    with tenant_context(alpha.tenant):
+        assert not User.objects.filter(email="new@example.com").exists()
+    # The link still works once a seat is free.
+    assert alpha.client().get(ACCEPT, query).status_code == 200
