@@ -8,19 +8,25 @@ from django_tenants.utils import tenant_context
 
 from accounts.models import User
 from accounts.roles import Role
-from accounts.services import user_create
+from accounts.services import user_create, user_update
 from tenants.models import Tenant
 from tenants.services import tenant_host, tenant_provision
 
 # Idempotent commands filling each demo tenant with realistic data to explore.
 DEMO_SEEDERS = {Tenant.Kind.CLINIC: "seed_clinic_demo", Tenant.Kind.FARM: "seed_farm_demo"}
+# (local part of the email, role, full name). Two clinicians: seed_clinic_demo gives each one
+# facility's diary, in email order (clinician2 in Berlin, clinician in New York).
 DEMO_USERS = {
     Tenant.Kind.CLINIC: [
-        ("clinician", Role.CLINICIAN),
-        ("nurse", Role.NURSE),
-        ("reception", Role.RECEPTIONIST),
+        ("clinician", Role.CLINICIAN, "Marcus Reed"),
+        ("clinician2", Role.CLINICIAN, "Katrin Albers"),
+        ("nurse", Role.NURSE, "Priya Nair"),
+        ("reception", Role.RECEPTIONIST, "Tom Fischer"),
     ],
-    Tenant.Kind.FARM: [("agronomist", Role.AGRONOMIST), ("agent", Role.FIELD_AGENT)],
+    Tenant.Kind.FARM: [
+        ("agronomist", Role.AGRONOMIST, "Wanjiru Kamau"),
+        ("agent", Role.FIELD_AGENT, "Brian Otieno"),
+    ],
 }
 
 
@@ -51,14 +57,25 @@ class Command(BaseCommand):
                     admin_password=password,
                 ).tenant
             with tenant_context(tenant):
-                for local_part, role in DEMO_USERS[kind]:
+                for local_part, role, full_name in DEMO_USERS[kind]:
                     email = f"{local_part}@{slug}.test"
-                    if not User.objects.filter(email=email).exists():
-                        user_create(email=email, role=role, password=password, is_active=True)
+                    user = User.objects.filter(email=email).first()
+                    if user is None:
+                        user_create(
+                            email=email,
+                            role=role,
+                            password=password,
+                            is_active=True,
+                            full_name=full_name,
+                        )
+                    elif not user.full_name:
+                        # Demo users of older runs had no name; a name someone gave is kept.
+                        user_update(user=user, full_name=full_name)
             call_command(DEMO_SEEDERS[kind], "--tenant", slug, stdout=self.stdout)
             url = f"http://{tenant_host(slug)}:{options['port']}"
             logins = [f"admin@{slug}.test (tenant_admin)"] + [
-                f"{local_part}@{slug}.test ({role})" for local_part, role in DEMO_USERS[kind]
+                f"{local_part}@{slug}.test ({role}, {full_name})"
+                for local_part, role, full_name in DEMO_USERS[kind]
             ]
             lines.append(
                 f"  {name}: {url}/api/v1/  admin: {url}/admin/\n    " + "\n    ".join(logins)
