@@ -13,10 +13,9 @@ os.environ.setdefault("LOG_FORMAT", "json")
 # Account emails stay in memory (pytest-django's mailoutbox); tests/accounts/test_email_smtp.py
 # points the SMTP backend at a real local server.
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
-# A fixed, public Fernet key for tenants' SMS secrets (tests that rotate set their own list).
-os.environ.setdefault("NOTIFY_SECRET_KEYS", "e_DcXLWysflAcaXyBQATGQuw-fKIZWmQ25JlueleOEg=")
 
 from .base import *  # noqa: F403
+from .env import env_list
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -42,3 +41,10 @@ MEDIA_ROOT = Path(tempfile.gettempdir()) / f"verdant-test-media-{os.getpid()}"
 DATABASES["default"]["TEST"] = {  # noqa: F405
     "NAME": os.environ.get("TEST_DATABASE_NAME", f"test_verdant_{os.getpid()}"),
 }
+
+# A fixed, public Fernet key for tenants' SMS secrets (tests that rotate set their own), unless the
+# environment names keys. Set here, not in os.environ: processes this one starts (gunicorn with
+# settings.production in the deploy tests) must not inherit it.
+NOTIFY_SECRET_KEYS = env_list(
+    "NOTIFY_SECRET_KEYS", default=["e_DcXLWysflAcaXyBQATGQuw-fKIZWmQ25JlueleOEg="]
+)
