@@ -1,9 +1,8 @@
-"""Answers /healthz and /readyz on any host, before tenant routing (no tenant lookup, no auth),
-and writes one log line per request.
+"""One log line per request, and the request span's Verdant tags.
 
-This is the first middleware of settings.MIDDLEWARE, ahead of the OpenTelemetry instrumentation's
-(inserted right after tenant routing), so probes by pod IP never reach code that needs a known
-host, and the request line sees everything: the tenant routing chose, the request id
+RequestLogMiddleware comes right after the probes (apikit.health) in settings.MIDDLEWARE, ahead of
+the OpenTelemetry instrumentation's (inserted right after tenant routing), so the request line
+sees everything: the tenant routing chose, the request id
 RequestGuardMiddleware assigned, the route the URL resolver matched, the final status and the
 trace ids RequestSpanMiddleware left on the request.
 
@@ -14,12 +13,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from opentelemetry import trace
 
-from apikit.errors import error_body
-from apikit.tenancy import activate_public
-from observability.health import run_readiness_checks
 from observability.logs import REQUEST_LOGGER, bind_request
 from observability.tracing import authenticated_user, tag_request_span, tracing_enabled
 
@@ -28,26 +24,11 @@ request_logger = logging.getLogger(REQUEST_LOGGER)
 UNMATCHED_ROUTE = "<unmatched>"
 
 
-class HealthCheckMiddleware:
+class RequestLogMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path == "/healthz":
-            return JsonResponse({"status": "ok"})
-        if request.path == "/readyz":
-            activate_public()
-            checks = run_readiness_checks()
-            failing = [name for name, result in checks.items() if result != "ok"]
-            if failing:
-                body = error_body(
-                    status=503,
-                    code="not_ready",
-                    detail=f"Not ready: {', '.join(failing)} check failed.",
-                )
-                body["checks"] = checks
-                return JsonResponse(body, status=503)
-            return JsonResponse({"status": "ok", "checks": checks})
         started = time.perf_counter()
         with bind_request(request):
             response = self.get_response(request)

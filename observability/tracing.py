@@ -62,7 +62,7 @@ TASK_TENANT_HEADER = "_schema_name"  # where tenant-schemas-celery puts the enqu
 DEFAULT_PROTOCOL = "http/protobuf"
 TENANT_ROUTING_MIDDLEWARE = "tenants.middleware.TenantRoutingMiddleware"
 # Probes poll every few seconds; a trace per probe would drown the real traffic. (They are
-# answered by HealthCheckMiddleware before the instrumentation's middleware anyway; this keeps
+# answered by apikit.health.HealthCheckMiddleware before the instrumentation's middleware anyway; this keeps
 # them untraced if an operator moves it with OTEL_PYTHON_DJANGO_MIDDLEWARE_POSITION.)
 DEFAULT_EXCLUDED_URLS = "healthz,readyz"
 # Provisioning replays a whole schema as one statement; an attribute stays readable when cut.

@@ -80,7 +80,9 @@ DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 GET_EXECUTOR_FUNCTION = "tenants.migration_executor.get_executor"
 
 MIDDLEWARE = [
-    "observability.middleware.HealthCheckMiddleware",
+    # /healthz and /readyz on any host, before everything else (no log line, no span).
+    "apikit.health.HealthCheckMiddleware",
+    "observability.middleware.RequestLogMiddleware",
     "apikit.middleware.RequestGuardMiddleware",
     "tenants.middleware.TenantRoutingMiddleware",
     # Tags the request's span (opentelemetry-instrumentation-django's, inserted just before this

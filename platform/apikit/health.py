@@ -1,7 +1,14 @@
-"""Liveness and readiness checks.
+"""/healthz and /readyz on any host, answered before tenant routing (no tenant lookup, no auth).
 
 /healthz does no I/O: the process is up and serving. /readyz checks what a request needs:
-PostgreSQL, Redis, and that the public schema and the tenant template have every migration.
+PostgreSQL, Redis, and that the public schema and the tenant template have every migration; a
+failing check answers 503 in the error envelope, naming it.
+
+``HealthCheckMiddleware`` is the first entry of settings.MIDDLEWARE, ahead of the request log and
+of the OpenTelemetry instrumentation (inserted after tenant routing), so kubelet probes by pod IP
+never reach code that needs a known host, and probes leave no log line or span. It lives in
+apikit, not observability, because it answers in the platform's error envelope and reads the
+migration state: observability imports no platform app (pyproject.toml, import-linter).
 """
 
 from __future__ import annotations
@@ -13,6 +20,10 @@ from collections.abc import Callable
 import redis
 from django.conf import settings
 from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from apikit.errors import error_body
+from apikit.tenancy import activate_public
 
 logger = logging.getLogger(__name__)
 
@@ -64,3 +75,30 @@ def run_readiness_checks() -> dict[str, str]:
         else:
             results[name] = "ok"
     return results
+
+
+class HealthCheckMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path == "/healthz":
+            return JsonResponse({"status": "ok"})
+        if request.path == "/readyz":
+            return readiness_response()
+        return self.get_response(request)
+
+
+def readiness_response() -> JsonResponse:
+    activate_public()
+    checks = run_readiness_checks()
+    failing = [name for name, result in checks.items() if result != "ok"]
+    if failing:
+        body = error_body(
+            status=503,
+            code="not_ready",
+            detail=f"Not ready: {', '.join(failing)} check failed.",
+        )
+        body["checks"] = checks
+        return JsonResponse(body, status=503)
+    return JsonResponse({"status": "ok", "checks": checks})

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from observability import health
+from apikit import health
 
 
 @pytest.fixture(autouse=True)
