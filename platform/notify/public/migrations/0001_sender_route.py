@@ -9,7 +9,9 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('tenants', '0004_template_script'),
+        # Only the Tenant model (0001); not the app's latest, so tenants' own later migrations stay
+        # independent of this one (tests/tenants/test_provisioning.py re-applies its latest).
+        ('tenants', '0001_initial'),
     ]
 
     operations = [
