@@ -10,14 +10,15 @@ os.environ["BASE_DOMAIN"] = "verdant.test"
 os.environ.setdefault("CACHE_KEY_PREFIX", f"test-{uuid.uuid4().hex[:8]}")
 # JSON log lines whatever the terminal (pytest -s), for this process and the servers it starts.
 os.environ.setdefault("LOG_FORMAT", "json")
-# Account emails stay in memory (pytest-django's mailoutbox); tests/accounts/test_email_smtp.py
-# points the SMTP backend at a real local server.
-os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 
 from .base import *  # noqa: F403
 from .env import env_list
 
 DEBUG = False
+# Account emails stay in memory (pytest-django's mailoutbox) unless the environment names a
+# backend (the Celery worker tests/accounts/test_email_smtp.py starts sends over real SMTP). Read,
+# not set, so the production-settings processes some tests start do not inherit it.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = ["verdant.test", ".verdant.test"]
 
