@@ -111,7 +111,7 @@ def test_api_refuses_a_user_past_max_users(sw: SecurityWorld) -> None:
     # Retried with an Idempotency-Key: the same refusal, nothing stored or created.
     retried = sw.client(sw.a, "tenant_admin").post(
         USERS,
-        {"email": "second@example.com", "role": "nurse", "password": PASSWORD},
+        {"email": "second@example.com", "role": "nurse", "password": PASSWORD, "is_active": True},
         format="json",
         HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4()),
     )
@@ -305,7 +305,12 @@ def test_parallel_creates_cannot_pass_the_limit(
             barrier.wait(timeout=30)
             results[index] = client.post(
                 USERS,
-                {"email": f"racer-{index}@example.com", "role": "nurse", "password": PASSWORD},
+                {
+                    "email": f"racer-{index}@example.com",
+                    "role": "nurse",
+                    "password": PASSWORD,
+                    "is_active": True,
+                },
                 format="json",
             )
         finally:

@@ -24,7 +24,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django_tenants.utils import quote_schema_name, tenant_context
 
-from accounts.models import User
+from accounts.models import Invitation, User
 from accounts.roles import Role
 from apikit.policy import AccessLevel, container_access_grant
 from apikit.tenancy import activate_public
@@ -78,6 +78,7 @@ SHARED: dict[str, uuid.UUID] = {
     "farms.observation": _uid(0x305, 1),
     "farms.harvest": _uid(0x306, 1),
     "accounts.user": USER_IDS[Role.CLINICIAN],
+    "accounts.invitation": _uid(0x102, 1),
 }
 # Objects only B has (ids never used in A).
 B_ONLY: dict[str, uuid.UUID] = {
@@ -93,6 +94,7 @@ B_ONLY: dict[str, uuid.UUID] = {
     "farms.observation": _uid(0x3B5, 1),
     "farms.harvest": _uid(0x3B6, 1),
     "accounts.user": _uid(0x1B1, 1),
+    "accounts.invitation": _uid(0x1B2, 1),
 }
 
 # A fixed future Monday, far from DST switches.
@@ -323,6 +325,15 @@ def _farms(marker: str, key: str, users: dict[str, User]) -> None:
         farm_tree(" only", only)
 
 
+def _invitation(pk: uuid.UUID, *, email: str) -> None:
+    """An open invitation (its token is never known: only the hash is stored)."""
+    now = dt.datetime.now(dt.UTC)
+    Invitation.objects.create(
+        id=pk, email=email, role=Role.NURSE, token_hash=hashlib.sha256(pk.bytes).hexdigest(),
+        sent_at=now, expires_at=now + dt.timedelta(days=7),
+    )  # fmt: skip
+
+
 def _seed_side(key: str, prefix: str) -> Side:
     slug = f"{prefix}-{key}"
     marker, password = MARKERS[key], PASSWORDS[key]
@@ -351,6 +362,9 @@ def _seed_side(key: str, prefix: str) -> Side:
                 password=password,
                 email="only-b@example.com",
             )
+        _invitation(SHARED["accounts.invitation"], email=f"invitee-{marker.lower()}@example.com")
+        if key == "b":
+            _invitation(B_ONLY["accounts.invitation"], email="only-b-invitee@example.com")
         document_path = _clinical(marker, key, users)
         _farms(marker, key, users)
     activate_public()
