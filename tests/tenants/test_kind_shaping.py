@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 import clinical.tasks
 from accounts.models import User
+from audit.public.models import PublicAuditEvent
 from clinical.services import facility_create
 from clinical.tasks import reminders_sweep
 from farms.services import farm_create
@@ -303,6 +304,7 @@ def test_the_operator_is_refused_a_kind_that_would_lose_data_and_told_what_exist
     alpha.tenant.refresh_from_db()
     assert alpha.tenant.kind == Tenant.Kind.MIXED
     assert login(alpha).get(FARM_ROUTES[0]).status_code == 200
+    assert not PublicAuditEvent.objects.filter(object_type="tenants.tenant").exists()
 
 
 def test_the_operator_changes_the_kind_when_no_data_would_be_lost(
@@ -320,6 +322,9 @@ def test_the_operator_changes_the_kind_when_no_data_would_be_lost(
     assert response.status_code == 302, response.content[:3000]
     empty.refresh_from_db()
     assert empty.kind == Tenant.Kind.FARM
+    event = PublicAuditEvent.objects.get(object_type="tenants.tenant")
+    assert (event.action, event.actor_email) == ("update", OPERATOR_EMAIL)
+    assert "kind" in event.changed_fields
     # The change republished routing (on commit): the host serves the new kind at once.
     gone = world.client().get(CLINIC_ROUTES[0])
     assert gone.status_code == 404
