@@ -15,7 +15,7 @@ from django.contrib import admin
 from django.db.models import F, Model, QuerySet
 from django.http import HttpRequest
 
-from apikit.policy import AccessLevel, sees_everything
+from apikit.policy import AccessLevel
 from apikit.request_context import request_context
 from apikit.rules import RuleError
 from audit.admin_audit import AuditedGuardedModelAdmin, AuditedModelAdmin
@@ -236,19 +236,10 @@ class ReminderSettingsAdmin(AuditedModelAdmin):
     form = ReminderSettingsForm
     readonly_fields = ("version", "updated_at", "updated_by")
 
-    # An organisation setting outside the role matrix: tenant_admin only, the API's own check
-    # (clinical.api.reminders.SettingsAdminOnly).
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return sees_everything(request.user)
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return sees_everything(request.user)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return sees_everything(request.user)
-
+    # View and change come from the role matrix (apikit.policy: tenant_admin only), as for the
+    # API. The first save creates the row; the matrix grants no delete.
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return sees_everything(request.user) and not ReminderSettings.objects.exists()
+        return self.has_change_permission(request) and not ReminderSettings.objects.exists()
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         saved = reminder_settings_update(

@@ -159,10 +159,13 @@ class ReminderViewSet(ListMixin, RetrieveMixin, TenantScopedViewSet):
 
 
 class SettingsAdminOnly(BasePermission):
+    """For the preview, which is no action of the settings viewset: the role matrix's right to
+    change the settings (apikit.policy, tenant_admin only)."""
+
     message = "Only the organisation's administrators can see or change the reminder settings."
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        return sees_everything(request.user)
+        return bool(request.user.has_perm("clinical.change_remindersettings"))
 
 
 def _rule(name: str, value: Any) -> Any:
@@ -250,9 +253,12 @@ class ReminderSettingsViewSet(TenantScopedViewSet):
     ``version`` (409) against lost updates; every PUT is audited with the changed field names."""
 
     model = ReminderSettings
-    # An organisation setting, not a model permission of the role matrix: the role decides.
-    required_permissions = {"retrieve": None, "update": None}
-    extra_permission_classes = (SettingsAdminOnly,)
+    # The role matrix (apikit.policy) gives these to tenant_admin only; the Django admin checks
+    # the same two permissions.
+    required_permissions = {
+        "retrieve": "clinical.view_remindersettings",
+        "update": "clinical.change_remindersettings",
+    }
     audit_reads: ClassVar[bool | None] = False
 
     def scoped_queryset(self) -> QuerySet[ReminderSettings]:

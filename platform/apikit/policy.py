@@ -53,6 +53,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _everything("farms", _FARM_MODELS)
         | _perms("audit", "auditevent", "view")
         | _perms("sync", "device", *_ALL)
+        # The organisation's reminder rules: one row, changed (never added or deleted) by the
+        # tenant's admins only, through the API and the Django admin alike.
+        | _perms("clinical", "remindersettings", "view", "change")
     ),
     Role.CLINICIAN: (
         _view_all("clinical", _CLINICAL_MODELS)
