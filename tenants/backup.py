@@ -22,9 +22,11 @@ from typing import Any
 from django.core.management import call_command
 from django.db import connection, transaction
 from django.utils import timezone
-from django_tenants.utils import quote_schema_name, schema_exists
+from django_tenants.utils import quote_schema_name, schema_exists, tenant_context
 
+from apikit.errors import APIError
 from apikit.tenancy import activate_public
+from notify.services import sender_route_resync
 from tenants.migration_state import schemas_behind
 from tenants.models import Domain, Plan, Tenant
 from tenants.pg_tools import find_pg_tool, libpq_env
@@ -76,6 +78,8 @@ class RestoreResult:
     replaced: bool
     migrated: bool
     seconds: float
+    # Why the restored SMS sender could not take its number back ("" when it did, or has none).
+    sender_route_problem: str = ""
 
 
 def _require_tool(name: str) -> Path:
@@ -330,4 +334,19 @@ def tenant_restore(*, slug: str, path: Path, replace: bool = False) -> RestoreRe
         replaced=existing is not None,
         migrated=migrated,
         seconds=time.perf_counter() - started,
+        sender_route_problem=sender_route_restore(tenant),
     )
+
+
+def sender_route_restore(tenant: Tenant) -> str:
+    """The public table that routes SMS webhooks to a tenant is not in the tenant's backup: it
+    is rebuilt from the restored sender. A number another tenant claimed meanwhile stays theirs;
+    the restore still succeeds and says so."""
+    try:
+        with tenant_context(tenant):
+            sender_route_resync(tenant_id=tenant.pk)
+    except APIError as error:
+        return str(error.detail)
+    finally:
+        activate_public()
+    return ""

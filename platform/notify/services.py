@@ -288,6 +288,18 @@ def sms_sender_delete(*, tenant_id: int, expected_version: int | None) -> bool:
     return True
 
 
+def sender_route_resync(*, tenant_id: int) -> None:
+    """After the active tenant's schema was restored from a backup: the public routing table
+    mirrors the restored sender again, or forgets the tenant's route when the backup holds none,
+    so delivery receipts and STOP messages reach the restored tenant. Raises APIError 409
+    ``sender_taken`` when another tenant claimed the number since the backup was taken."""
+    sender = SmsSender.objects.filter(slot=1).first()
+    if sender is None:
+        SenderRoute.objects.filter(tenant_id=tenant_id).delete()
+        return
+    _route_save(tenant_id=tenant_id, sender=sender)
+
+
 @dataclass
 class RotationCount:
     rotated: int = 0

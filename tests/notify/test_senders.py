@@ -29,6 +29,7 @@ from notify.secrets import SecretUnreadableError
 from notify.selectors import sender_config_get
 from notify.services import sms_sender_save
 from notify.signature import twilio_signature
+from tenants.backup import sender_route_restore
 from tests.clinical.conftest import Clinic
 from tests.conftest import CLINICIAN_EMAIL, TenantWorld, login
 from tests.notify.fake_twilio import FakeTwilio
@@ -498,3 +499,54 @@ def test_the_route_table_is_public_only_and_the_sender_per_tenant(alpha: TenantW
     assert "notify_public_senderroute" not in tenant
     assert "notify_smssender" in tenant
     assert "notify_smssender" not in public
+
+
+# --- restore of a tenant: the public route is rebuilt from the restored sender -----------------
+
+
+def test_a_restored_tenant_takes_its_number_back_and_a_backup_without_sender_frees_it(
+    alpha: TenantWorld, beta: TenantWorld, fake: FakeTwilio
+) -> None:
+    """The route table lives in the public schema, outside a tenant's backup: tenant_restore
+    rebuilds alpha's route from the restored sender, and beta's route is never touched."""
+    own_sender(alpha)
+    own_sender(beta)
+    SenderRoute.objects.filter(tenant_id=alpha.tenant.pk).delete()  # as after drop + restore
+
+    assert sender_route_restore(alpha.tenant) == ""
+    route = SenderRoute.objects.get(tenant_id=alpha.tenant.pk)
+    assert (route.from_number, route.account_sid) == (NUMBER["alpha"], ACCOUNT["alpha"])
+    assert SenderRoute.objects.get(tenant_id=beta.tenant.pk).from_number == NUMBER["beta"]
+    response = webhook(
+        alpha, "/api/v1/notify/twilio/inbound/", stop_to("alpha"), token=TOKEN["alpha"]
+    )
+    assert response.status_code == 200
+
+    with tenant_context(alpha.tenant):
+        SmsSender.objects.all().delete()  # a backup taken before alpha had a sender
+    assert sender_route_restore(alpha.tenant) == ""
+    assert not SenderRoute.objects.filter(tenant_id=alpha.tenant.pk).exists()
+    assert SenderRoute.objects.filter(tenant_id=beta.tenant.pk).exists()
+
+
+def test_a_number_claimed_meanwhile_stays_with_the_other_tenant_and_the_restore_says_so(
+    alpha: TenantWorld, beta: TenantWorld
+) -> None:
+    own_sender(alpha, account=False)
+    SenderRoute.objects.filter(tenant_id=alpha.tenant.pk).delete()
+    with tenant_context(beta.tenant):  # beta took alpha's number while alpha was away
+        sms_sender_save(
+            tenant_id=beta.tenant.pk,
+            from_number=NUMBER["alpha"],
+            messaging_service_sid="",
+            account_sid="",
+            auth_token=None,
+            expected_version=None,
+            actor=None,
+        )
+
+    problem = sender_route_restore(alpha.tenant)
+
+    assert problem
+    assert not SenderRoute.objects.filter(tenant_id=alpha.tenant.pk).exists()
+    assert SenderRoute.objects.get(tenant_id=beta.tenant.pk).from_number == NUMBER["alpha"]

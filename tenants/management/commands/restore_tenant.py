@@ -34,3 +34,9 @@ class Command(BaseCommand):
             f"{action} tenant {result.tenant.slug!r} (schema {result.tenant.schema_name}) "
             f"in {result.seconds:.2f}s{migrated}."
         )
+        if result.sender_route_problem:
+            self.stderr.write(
+                "Its own SMS sender no longer receives delivery receipts and STOP messages: "
+                f"{result.sender_route_problem} Change the sender in the API "
+                "(notify/sender/) or free the number, then save the sender again."
+            )
