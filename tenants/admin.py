@@ -21,10 +21,15 @@ from django.http import HttpRequest
 from accounts.admin_site import LoginGuardedAdminSite
 from accounts.models import User
 from audit.admin_audit import AuditedModelAdmin
-from tenants.kinds import KindChangeRefusedError, kind_change_blockers, tenant_kind_change
+from tenants.kinds import KindChangeRefusedError, kind_change_blockers
 from tenants.models import Domain, Plan, Tenant
 from tenants.routing import routing_changed
-from tenants.services import ProvisioningError, tenant_provision, tenant_set_status
+from tenants.services import (
+    ProvisioningError,
+    tenant_kind_change,
+    tenant_provision,
+    tenant_set_status,
+)
 
 
 class OperatorAdminSite(LoginGuardedAdminSite):

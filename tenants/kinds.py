@@ -1,6 +1,6 @@
 """What a tenant's kind serves: the one place that maps ``Tenant.kind`` to the domain apps its
-hosts route, its admin lists and its devices sync (issue 19, item 6), and the operator's change
-of a kind (``tenant_kind_change``, from the public admin).
+hosts route, its admin lists and its devices sync (issue 19, item 6), and what blocks an
+operator's change of a kind (the change itself: tenants.services.tenant_kind_change).
 
 Every schema keeps every table whatever the kind (no django-tenants multi-type mode: one template,
 one set of migrations), so a kind only decides what is *served*. A domain is named by its Django
@@ -14,11 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.apps import apps
-from django.db import transaction
 from django_tenants.utils import tenant_context
 
 from tenants.models import Tenant
-from tenants.routing import routing_changed
 
 CLINICAL = "clinical"
 FARMS = "farms"
@@ -101,23 +99,3 @@ class KindChangeRefusedError(Exception):
                 found=", ".join(str(item) for item in found),
             )
         )
-
-
-def tenant_kind_change(*, slug: str, kind: str) -> Tenant:
-    """Change a tenant's kind (an operator action, tenants.admin): refused with
-    ``KindChangeRefusedError`` listing what exists while any row of a domain the tenant would
-    lose exists. The tenant row is locked while its schema is checked, so two changes cannot
-    cross; hosts serve the new kind within TENANT_ROUTING_RECHECK_SECONDS."""
-    if kind not in _KIND_DOMAINS:
-        raise ValueError(f"unknown tenant kind {kind!r}")
-    with transaction.atomic():
-        tenant = Tenant.objects.select_for_update().get(slug=slug, is_template=False)
-        if tenant.kind == kind:
-            return tenant
-        found = kind_change_blockers(tenant=tenant, kind=kind)
-        if found:
-            raise KindChangeRefusedError(tenant=tenant, kind=kind, found=found)
-        tenant.kind = kind
-        tenant.save(update_fields=["kind"])
-        transaction.on_commit(routing_changed)
-    return tenant

@@ -19,6 +19,7 @@ from django_tenants.utils import quote_schema_name, schema_exists, tenant_contex
 
 from accounts.roles import Role
 from accounts.services import normalize_email, user_create
+from tenants.kinds import KindChangeRefusedError, kind_change_blockers
 from tenants.migration_state import schemas_behind
 from tenants.models import Domain, Plan, Tenant
 from tenants.routing import routing_changed
@@ -194,3 +195,23 @@ def tenant_drop(*, slug: str) -> None:
         with connection.cursor() as cursor:
             cursor.execute(f"DROP SCHEMA IF EXISTS {quote_schema_name(schema)} CASCADE")
         transaction.on_commit(routing_changed)
+
+
+def tenant_kind_change(*, slug: str, kind: str) -> Tenant:
+    """Change a tenant's kind (an operator action, tenants.admin): refused with
+    ``KindChangeRefusedError`` listing what exists while any row of a domain the tenant would
+    lose exists. The tenant row is locked while its schema is checked, so two changes cannot
+    cross; hosts serve the new kind within TENANT_ROUTING_RECHECK_SECONDS."""
+    if kind not in Tenant.Kind.values:
+        raise ValueError(f"unknown tenant kind {kind!r}")
+    with transaction.atomic():
+        tenant = Tenant.objects.select_for_update().get(slug=slug, is_template=False)
+        if tenant.kind == kind:
+            return tenant
+        found = kind_change_blockers(tenant=tenant, kind=kind)
+        if found:
+            raise KindChangeRefusedError(tenant=tenant, kind=kind, found=found)
+        tenant.kind = kind
+        tenant.save(update_fields=["kind"])
+        transaction.on_commit(routing_changed)
+    return tenant

@@ -24,11 +24,10 @@ from tenants.kinds import (
     KindChangeRefusedError,
     kind_change_blockers,
     kinds_serving,
-    tenant_kind_change,
 )
 from tenants.models import Tenant
 from tenants.routing import get_router
-from tenants.services import tenant_provision
+from tenants.services import tenant_kind_change, tenant_provision
 from tests.conftest import ADMIN_EMAIL, TenantWorld, login
 
 CLINIC_ROUTES = ["/api/v1/clinical/facilities/", "/api/v1/clinical/patients/"]
