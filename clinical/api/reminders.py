@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpResponse, HttpResponseNotModified
 from django.utils import timezone
 from django.utils.formats import get_format
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -181,6 +181,15 @@ def _rule(name: str, value: Any) -> Any:
 _TIME_FORMATS = list(get_format("TIME_INPUT_FORMATS"))
 
 
+@extend_schema_field(
+    {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9](:00)?$", "example": "21:00"}
+)
+class WallClockTimeField(serializers.TimeField):
+    """A facility's local wall-clock time as ``HH:MM`` (quiet hours are minutes, never seconds):
+    the document says so with a pattern, since OpenAPI's ``format: time`` means RFC 3339's
+    ``HH:MM:SS`` with an offset."""
+
+
 class ReminderSettingsInput(serializers.Serializer[Any]):
     """The whole settings (PUT). Null or empty values reach the rules, which name the problem
     exactly as the admin form does."""
@@ -197,8 +206,8 @@ class ReminderSettingsInput(serializers.Serializer[Any]):
         help_text="str.format placeholders: patient_given_name, patient_family_name, "
         "facility_name, local_date, local_time, kind; at most 1600 characters.",
     )
-    quiet_start = serializers.TimeField(input_formats=_TIME_FORMATS, format="%H:%M")
-    quiet_end = serializers.TimeField(input_formats=_TIME_FORMATS, format="%H:%M")
+    quiet_start = WallClockTimeField(input_formats=_TIME_FORMATS, format="%H:%M")
+    quiet_end = WallClockTimeField(input_formats=_TIME_FORMATS, format="%H:%M")
     version = serializers.IntegerField(
         required=False, min_value=0, help_text="The version you read (or send If-Match)."
     )
@@ -228,8 +237,8 @@ class ReminderSettingsOutput(serializers.Serializer[Any]):
     enabled = serializers.BooleanField()
     kinds = ReminderKindOutput(many=True)
     template = serializers.CharField()
-    quiet_start = serializers.TimeField(format="%H:%M")
-    quiet_end = serializers.TimeField(format="%H:%M")
+    quiet_start = WallClockTimeField(format="%H:%M")
+    quiet_end = WallClockTimeField(format="%H:%M")
     version = serializers.IntegerField()
     updated_at = serializers.DateTimeField(allow_null=True)
 

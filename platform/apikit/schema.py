@@ -68,7 +68,7 @@ class EnvelopeAutoSchema(AutoSchema):
         # routes too; a value the database refuses), 401 (a bad Authorization header, wrong
         # credentials), 403 (a suspended tenant, a bad webhook signature), 429, 500 and 503.
         statuses = {400, 401, 403, 429, 500, 503}
-        if "{" in self.path:
+        if "{" in self.path or self.method == "DELETE":  # a singleton may have nothing to delete
             statuses.add(404)
         if self.method in {"POST", "PUT", "PATCH"}:
             statuses |= {413, 415}
