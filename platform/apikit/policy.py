@@ -56,6 +56,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         # The organisation's reminder rules: one row, changed (never added or deleted) by the
         # tenant's admins only, through the API and the Django admin alike.
         | _perms("clinical", "remindersettings", "view", "change")
+        # The organisation's own SMS sender (notify.SmsSender): the same, plus going back to the
+        # deployment's sender.
+        | _perms("notify", "smssender", "view", "change", "delete")
     ),
     Role.CLINICIAN: (
         _view_all("clinical", _CLINICAL_MODELS)
