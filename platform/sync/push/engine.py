@@ -24,7 +24,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from django.db import IntegrityError, transaction
+import psycopg
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
 from sync.push import deciders, sql
@@ -271,8 +272,7 @@ def _write_all(
         if not pending:
             continue
         try:
-            with transaction.atomic():
-                _write_table(table, pending, ctx)
+            _write_table_in_savepoint(table, pending, ctx)
         except IntegrityError as exc:
             if strict:
                 for draft in pending:
@@ -296,10 +296,32 @@ def _write_one_by_one(table: SyncTable, pending: list[Draft], ctx: PushContext) 
     fails."""
     for draft in pending:
         try:
-            with transaction.atomic():
-                _write_table(table, [draft], ctx)
+            _write_table_in_savepoint(table, [draft], ctx)
         except IntegrityError as exc:
             _constraint_failure(table, draft, exc)
+
+
+# Two devices inserting rows that collide on an exclusion constraint (the same clinician's slot)
+# can each wait for the other's speculative insertion; PostgreSQL then cancels one statement
+# with "deadlock detected". Nothing was decided yet (the drafts change only after every
+# statement succeeded), so the table's writes are retried in a fresh savepoint, where they wait
+# for the surviving writer and see its row: a conflict, reported as such, never a 503.
+DEADLOCK_ATTEMPTS = 3
+
+
+def _write_table_in_savepoint(table: SyncTable, drafts: list[Draft], ctx: PushContext) -> None:
+    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+        try:
+            with transaction.atomic():
+                _write_table(table, drafts, ctx)
+            return
+        except OperationalError as exc:
+            deadlock = isinstance(exc.__cause__, psycopg.errors.DeadlockDetected)
+            if not deadlock or attempt == DEADLOCK_ATTEMPTS:
+                raise
+            logger.warning(
+                "sync push: deadlock writing %s, attempt %d; retrying", table.name, attempt
+            )
 
 
 def _write_table(table: SyncTable, drafts: list[Draft], ctx: PushContext) -> None:
