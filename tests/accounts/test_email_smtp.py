@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from accounts.services import invitation_create
 from accounts.tasks import account_email_send_task
 from apikit.tenant_tasks import TENANT_HEADER
 from tests.accounts.conftest import Inbox, SMTPServer, free_port, link_of
+from tests.committed import committed
 from tests.conftest import TenantWorld
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,28 +65,6 @@ def test_a_refused_connection_raises_for_the_task_to_retry(
 
 
 # --- the real worker ------------------------------------------------------------------------------
-
-
-def committed(work: Callable[[], Any]) -> Any:
-    """Run ``work`` on its own connection in a thread, so it commits and its on_commit callbacks
-    (the real enqueue) fire."""
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            assert connection.settings_dict["NAME"].startswith("test_")
-            outcome["value"] = work()
-        except BaseException as exc:
-            outcome["error"] = exc
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join(timeout=120)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
 
 
 @pytest.fixture

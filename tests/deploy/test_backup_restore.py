@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import io
 import tarfile
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -29,6 +27,7 @@ from tenants.models import Domain, Tenant
 from tenants.pg_tools import find_pg_tool
 from tenants.services import schema_name_for, tenant_drop, tenant_host, tenant_provision
 from tests.apikit.toy.models import Item, Site
+from tests.committed import committed
 
 SLUG_A = "bkup-a"
 SLUG_B = "bkup-b"
@@ -40,29 +39,6 @@ USER_ID = uuid.UUID("01900000-0000-7000-8000-00000000e001")
 
 
 pytestmark = pytest.mark.django_db
-
-
-def committed(work: Callable[[], Any]) -> Any:
-    """Run ``work`` on a fresh connection in another thread, so its writes commit."""
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            # Never let a mis-set-up session touch a developer's database.
-            assert connection.settings_dict["NAME"].startswith("test_")
-            outcome["value"] = work()
-        except BaseException as exc:
-            outcome["error"] = exc
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join(timeout=300)
-    assert not thread.is_alive(), "committed work did not finish in 300 s"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
 
 
 def _seed(slug: str) -> None:

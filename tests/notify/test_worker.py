@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -35,6 +34,7 @@ from clinical.models import Facility, Patient, ReminderMessage, ReminderSettings
 from clinical.tasks import reminders_sweep
 from tenants.models import Tenant
 from tenants.services import tenant_drop, tenant_provision
+from tests.committed import committed
 from tests.notify.fake_twilio import FakeTwilio
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db]
@@ -43,28 +43,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SLUGS = ("rem-a", "rem-b")
 ACCOUNT, TOKEN = "ACworker", "worker-token"
 _slots = {slug: itertools.count() for slug in SLUGS}
-
-
-def committed(work: Callable[[], Any]) -> Any:
-    """Run ``work`` on its own connection in a thread, so its writes commit (and its on_commit
-    callbacks, the real enqueue path, fire)."""
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            assert connection.settings_dict["NAME"].startswith("test_")
-            outcome["value"] = work()
-        except BaseException as exc:
-            outcome["error"] = exc
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join(timeout=120)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
 
 
 def _drop() -> None:

@@ -29,6 +29,7 @@ from tenants.models import Tenant
 from tenants.routing import get_router
 from tenants.services import tenant_kind_change, tenant_provision
 from tests.conftest import ADMIN_EMAIL, TenantWorld, login
+from tests.tenants.operators import operator_client
 
 CLINIC_ROUTES = ["/api/v1/clinical/facilities/", "/api/v1/clinical/patients/"]
 FARM_ROUTES = ["/api/v1/farms/", "/api/v1/farms/crops/"]
@@ -258,16 +259,7 @@ OPERATOR_PASSWORD = "kinds-ops-Password-77"
 
 @pytest.fixture
 def operator(db: None) -> Client:
-    from django_tenants.utils import schema_context
-
-    with schema_context("public"):
-        User.objects.create_superuser(OPERATOR_EMAIL, OPERATOR_PASSWORD)
-    client = Client(HTTP_HOST="verdant.test")
-    response = client.post(
-        "/admin/login/?next=/admin/", {"username": OPERATOR_EMAIL, "password": OPERATOR_PASSWORD}
-    )
-    assert response.status_code == 302
-    return client
+    return operator_client(email=OPERATOR_EMAIL, password=OPERATOR_PASSWORD)
 
 
 @pytest.fixture

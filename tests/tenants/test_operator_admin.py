@@ -2,11 +2,11 @@
 
 import pytest
 from django.test import Client
-from django_tenants.utils import schema_context, schema_exists
+from django_tenants.utils import schema_exists
 
-from accounts.models import User
 from tenants.models import Plan, Tenant
 from tests.conftest import ADMIN_EMAIL, TenantWorld
+from tests.tenants.operators import operator_client
 
 OPERATOR_EMAIL = "ops@verdant.example"
 OPERATOR_PASSWORD = "ops-Password-77"
@@ -14,14 +14,7 @@ OPERATOR_PASSWORD = "ops-Password-77"
 
 @pytest.fixture
 def operator(db: None) -> Client:
-    with schema_context("public"):
-        User.objects.create_superuser(OPERATOR_EMAIL, OPERATOR_PASSWORD)
-    client = Client(HTTP_HOST="verdant.test")
-    response = client.post(
-        "/admin/login/?next=/admin/", {"username": OPERATOR_EMAIL, "password": OPERATOR_PASSWORD}
-    )
-    assert response.status_code == 302
-    return client
+    return operator_client(email=OPERATOR_EMAIL, password=OPERATOR_PASSWORD)
 
 
 def test_operator_sees_tenants_but_not_the_template(operator: Client, alpha: TenantWorld) -> None:
