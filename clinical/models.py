@@ -356,3 +356,7 @@ class ReminderMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} reminder for {self.appointment_id} ({self.state})"
+
+
+# The Bulk Data export job lives in its own module; importing it here registers it with the app.
+from clinical.bulkdata.models import BulkExport  # noqa: E402, F401

@@ -36,6 +36,11 @@ _CLINICAL_MODELS = (
     "remindermessage",
 )
 _FARM_MODELS = ("farm", "field", "crop", "planting", "observation", "harvest")
+# FHIR Bulk Data export jobs (clinical.bulkdata): a Patient-level export by the roles that read
+# every clinical model, within their facilities and their patient projection; the system-level
+# export of everything (``export_system``) by tenant admins only. Receptionists export nothing.
+_BULK_EXPORT = _perms("clinical", "bulkexport", "view", "add", "delete")
+BULK_EXPORT_SYSTEM = "clinical.export_system"
 
 
 def _view_all(app_label: str, models_: tuple[str, ...]) -> frozenset[str]:
@@ -59,6 +64,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         # The organisation's own SMS sender (notify.SmsSender): the same, plus going back to the
         # deployment's sender.
         | _perms("notify", "smssender", "view", "change", "delete")
+        | _BULK_EXPORT
+        | {BULK_EXPORT_SYSTEM}
     ),
     Role.CLINICIAN: (
         _view_all("clinical", _CLINICAL_MODELS)
@@ -69,12 +76,14 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("clinical", "prescription", "add", "change", "delete")
         | _perms("clinical", "prescriptionitem", "add", "change", "delete")
         | _perms("clinical", "patientdocument", "add", "delete")
+        | _BULK_EXPORT
     ),
     Role.NURSE: (
         _view_all("clinical", _CLINICAL_MODELS)
         | _perms("clinical", "patient", "add", "change")
         | _perms("clinical", "appointment", "add", "change")
         | _perms("clinical", "patientdocument", "add")
+        | _BULK_EXPORT
     ),
     Role.RECEPTIONIST: (
         _perms("clinical", "facility", "view")
@@ -88,7 +97,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("farms", "harvest", "add")
         | _perms("sync", "device", "add", "view")
     ),
-    Role.VIEWER: _view_all("clinical", _CLINICAL_MODELS) | _view_all("farms", _FARM_MODELS),
+    Role.VIEWER: (
+        _view_all("clinical", _CLINICAL_MODELS) | _view_all("farms", _FARM_MODELS) | _BULK_EXPORT
+    ),
 }
 
 
