@@ -22,7 +22,7 @@ from accounts.admin_site import LoginGuardedAdminSite
 from accounts.models import User
 from audit.admin_audit import AuditedModelAdmin
 from tenants.kinds import KindChangeRefusedError, kind_change_blockers
-from tenants.models import Domain, Plan, Tenant
+from tenants.models import Domain, MigrationFailure, MigrationRun, Plan, Tenant
 from tenants.routing import routing_changed
 from tenants.services import (
     ProvisioningError,
@@ -211,3 +211,57 @@ class OperatorUserAdmin(AuditedModelAdmin, DjangoUserAdmin):
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
     filter_horizontal = ()
+
+
+class MigrationFailureInline(admin.TabularInline):
+    model = MigrationFailure
+    fields = ("schema_name", "error", "failed_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(MigrationRun, site=operator_site)
+class MigrationRunAdmin(AuditedModelAdmin):
+    """Read-only: the migration Job (tenants.migration_progress) writes these rows; operators
+    follow a run here (done / left / failed) and read which schemas failed."""
+
+    list_display = (
+        "id",
+        "status",
+        "started_at",
+        "updated_at",
+        "finished_at",
+        "tenant_schemas",
+        "already_current",
+        "to_migrate",
+        "done",
+        "left",
+        "failed",
+        "parallel",
+        "continue_on_error",
+        "host",
+    )
+    list_filter = ("status",)
+    readonly_fields = (*list_display[1:], "executor")
+    fields = readonly_fields
+    inlines = [MigrationFailureInline]
+
+    @admin.display(description="left")
+    def left(self, obj: MigrationRun) -> int:
+        return obj.left
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -91,3 +91,62 @@ class TemplateScript(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class MigrationRun(models.Model):
+    """One ``migrate_schemas`` pass over the tenant schemas (tenants.migration_progress keeps it
+    current), so operators can follow a long migration Job in the public admin. Public schema only:
+    it must be writable while tenant schemas are mid-migration."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed (see failures)"
+        # Superseded by a later run while still "running": the process was killed (a Job deadline,
+        # a node loss); the later run resumes with the schemas still behind.
+        INTERRUPTED = "interrupted", "interrupted"
+
+    started_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    executor = models.CharField(max_length=32)
+    parallel = models.PositiveIntegerField(default=1)
+    continue_on_error = models.BooleanField(default=False)
+    host = models.CharField(max_length=255, blank=True)
+    tenant_schemas = models.PositiveIntegerField(help_text="Tenant schemas the run considered.")
+    already_current = models.PositiveIntegerField(
+        default=0, help_text="Skipped: at the latest migration when the run started."
+    )
+    to_migrate = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"migration run {self.pk} ({self.status})"
+
+    @property
+    def left(self) -> int:
+        return max(self.to_migrate - self.done - self.failed, 0)
+
+
+class MigrationFailure(models.Model):
+    """A tenant schema whose migration failed in a run (its traceback is in the Job's log under the
+    schema's prefix)."""
+
+    run = models.ForeignKey(MigrationRun, on_delete=models.CASCADE, related_name="failures")
+    schema_name = models.CharField(max_length=63)
+    error = models.TextField()
+    failed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["schema_name"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "schema_name"], name="migration_failure_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.schema_name}: {self.error[:60]}"
