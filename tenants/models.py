@@ -47,6 +47,13 @@ class Tenant(TenantMixin):
     # Set last, in the provisioning transaction: routing and fan-out only ever see complete tenants.
     ready = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Changes with the name or status (the FHIR Organization's meta.lastUpdated).
+    updated_at = models.DateTimeField(auto_now=True)
+    # The FHIR identifier system of the tenant's MRNs, fixed at provisioning (tenants.services
+    # .mrn_system_default, or the clinic's own urn:oid: / URL) and never derived from a request's
+    # host: an exported identifier must mean the same thing forever. Not editable: changing it
+    # would silently re-key every patient identifier integrators already hold.
+    mrn_system = models.CharField(max_length=255, editable=False, default="")
 
     # Provisioning (tenants/provisioning.py) creates and drops schemas itself, inside one transaction.
     auto_create_schema = False

@@ -56,6 +56,19 @@ def tenant_host(slug: str) -> str:
     return f"{slug}.{settings.BASE_DOMAIN}"
 
 
+# A clinic's own MRN system: an OID (urn:oid:1.2.840...) or an absolute http(s) URL.
+_MRN_SYSTEM_PATTERN = re.compile(r"^(urn:oid:[0-2](\.(0|[1-9][0-9]*))+|https?://[^\s]+)$")
+MRN_SYSTEM_INVALID = (
+    "invalid MRN system {value!r}: give the clinic's own urn:oid:<oid> or an http(s) URL"
+)
+
+
+def mrn_system_default(slug: str) -> str:
+    """The MRN identifier system of a tenant without its own: on the deployment's base domain
+    (settings, never a request's Host), so it names this tenant alone and never changes."""
+    return f"https://{settings.BASE_DOMAIN}/fhir/sid/{slug}/mrn"
+
+
 def _validate_request(*, slug: str, kind: str, admin_email: str, plan_name: str) -> Plan:
     if not SLUG_PATTERN.fullmatch(slug):
         raise ProvisioningError(
@@ -122,10 +135,15 @@ def tenant_provision(
     admin_email: str,
     admin_password: str | None = None,
     plan_name: str = DEFAULT_PLAN,
+    mrn_system: str | None = None,
 ) -> ProvisionedTenant:
-    """Create a tenant: schema cloned from the template, primary domain, first tenant_admin."""
+    """Create a tenant: schema cloned from the template, primary domain, first tenant_admin.
+    ``mrn_system``: the clinic's own FHIR identifier system for its MRNs (fixed from then on);
+    None: ``mrn_system_default(slug)``."""
     admin_email = normalize_email(admin_email)
     plan = _validate_request(slug=slug, kind=kind, admin_email=admin_email, plan_name=plan_name)
+    if mrn_system is not None and not _MRN_SYSTEM_PATTERN.fullmatch(mrn_system):
+        raise ProvisioningError(MRN_SYSTEM_INVALID.format(value=mrn_system))
     template_schema_ensure()
     password_generated = admin_password is None
     password = admin_password if admin_password is not None else secrets.token_urlsafe(12)
@@ -137,6 +155,7 @@ def tenant_provision(
             name=name,
             kind=kind,
             plan=plan,
+            mrn_system=mrn_system or mrn_system_default(slug),
         )
         # The template's tables, indexes, triggers and bookkeeping rows (django_migrations,
         # auth_permission): the new schema is at the latest migration without running any.

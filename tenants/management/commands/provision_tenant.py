@@ -17,6 +17,11 @@ class Command(BaseCommand):
         parser.add_argument("--admin-email", required=True)
         parser.add_argument("--admin-password", help="default: a generated one, printed once")
         parser.add_argument("--plan", default=DEFAULT_PLAN)
+        parser.add_argument(
+            "--mrn-system",
+            help="the clinic's own FHIR identifier system for MRNs (urn:oid:… or an http(s) URL); "
+            "default: https://<BASE_DOMAIN>/fhir/sid/<slug>/mrn. Fixed once provisioned.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         started = time.perf_counter()
@@ -28,6 +33,7 @@ class Command(BaseCommand):
                 admin_email=options["admin_email"],
                 admin_password=options["admin_password"],
                 plan_name=options["plan"],
+                mrn_system=options["mrn_system"],
             )
         except ProvisioningError as exc:
             raise CommandError(f"provision_tenant: {exc}") from None
