@@ -8,6 +8,7 @@ from pathlib import Path
 import dj_database_url
 
 from .env import env_bool, env_int, env_list, env_str, log_formatter
+from .process import current_application_name
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -41,6 +42,9 @@ SHARED_APPS = [
     # Which tenant owns an SMS number / messaging service (webhooks resolve it before any tenant
     # schema is entered; docs/sms-senders.md).
     "notify.public",
+    # The tenant -> cell directory (docs/scaling.md, "Cells"); its tables stay empty unless cells
+    # are on without a separate directory database.
+    "tenants.cells",
     # Last, so Django's own admin templates win over django-tenants' copies (which assume every
     # request has a tenant object; on the public host Verdant sets request.tenant = None).
     "django_tenants",
@@ -84,6 +88,8 @@ MIDDLEWARE = [
     "apikit.health.HealthCheckMiddleware",
     "observability.middleware.RequestLogMiddleware",
     "apikit.middleware.RequestGuardMiddleware",
+    # 421 for a host another cell serves; not in the chain at all while CELL_NAME is empty.
+    "tenants.cells.middleware.CellRoutingMiddleware",
     "tenants.middleware.TenantRoutingMiddleware",
     # Tags the request's span (opentelemetry-instrumentation-django's, inserted just before this
     # entry) with tenant, user and request id, and cuts query strings from its URL attributes;
@@ -125,8 +131,9 @@ DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/verda
 DATABASES = {
     "default": dj_database_url.parse(
         DATABASE_URL,
-        # django-tenants' backend as shipped (issue 22 item 3: no overrides of its internals).
-        engine="django_tenants.postgresql_backend",
+        # django-tenants' backend plus a bound on the distinct schemas a connection serves
+        # (issue 20 item 2); it overrides public methods only (issue 22 item 3).
+        engine="tenants.postgresql_backend",
         conn_max_age=env_int("DB_CONN_MAX_AGE", default=60),
         conn_health_checks=True,
     ),
@@ -135,6 +142,32 @@ DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
     "DB_CONNECT_TIMEOUT", default=5
 )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Cells (docs/scaling.md, "Cells"): independent stacks, each serving a slice of the tenants, behind
+# one tenant -> cell directory. CELL_NAME empty = one stack, today's behaviour. The directory is a
+# verdant-web / -worker / -beat / -migrate ... in pg_stat_activity (settings/process.py).
+DATABASES["default"]["OPTIONS"]["application_name"] = current_application_name()
+# Close a connection once it has served more distinct schemas than this (0: never). A backend
+# keeps ~0.17 MiB of catalog cache per tenant schema it has touched; 250 keeps one under 64 MiB
+# of private memory (docs/scaling.md, "Backend memory"). Enforced by the backend above and, for
+# loops over every tenant in one task, by tenants.fanout.schema_walk.
+DB_MAX_SCHEMAS_PER_CONNECTION = env_int("DB_MAX_SCHEMAS_PER_CONNECTION", default=250)
+# separate database shared by every cell (CELLS_DIRECTORY_DATABASE_URL); unset, it is this
+# database's public schema (one cell, or tests).
+CELL_NAME = env_str("CELL_NAME", "")
+CELL_URL = env_str("CELL_URL", "")
+CELLS_DIRECTORY_DATABASE_URL = env_str("CELLS_DIRECTORY_DATABASE_URL", "")
+# How long a cell trusts a directory answer for a host it does not serve (tenants/cells/lookup.py).
+CELLS_DIRECTORY_CACHE_SECONDS = env_int("CELLS_DIRECTORY_CACHE_SECONDS", default=10)
+if CELLS_DIRECTORY_DATABASE_URL:
+    DATABASES["cells_directory"] = dj_database_url.parse(
+        CELLS_DIRECTORY_DATABASE_URL,
+        engine="django.db.backends.postgresql",
+        conn_max_age=env_int("DB_CONN_MAX_AGE", default=60),
+        conn_health_checks=True,
+    )
+    DATABASES["cells_directory"]["OPTIONS"] = dict(DATABASES["default"]["OPTIONS"])
+    DATABASE_ROUTERS = ["tenants.cells.routers.DirectoryRouter", *DATABASE_ROUTERS]
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CACHES = {

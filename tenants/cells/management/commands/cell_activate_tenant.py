@@ -1,0 +1,25 @@
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from tenants.cells.services import CellsError, placement_activate
+
+
+class Command(BaseCommand):
+    help = (
+        "Route a tenant that is ready in this cell here: the last step of moving it from another "
+        "cell (after restore_tenant here; docs/scaling.md, 'Moving a tenant between cells')."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("slug")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            placement = placement_activate(slug=options["slug"])
+        except CellsError as exc:
+            raise CommandError(f"cell_activate_tenant: {exc}") from None
+        hosts = ", ".join(placement.hosts.values_list("host", flat=True))
+        self.stdout.write(
+            f"Tenant {placement.slug!r} now routes to cell {placement.cell_id!r}: {hosts}"
+        )

@@ -1,0 +1,304 @@
+"""Two cells for real: two gunicorns, each with its own database on the local PostgreSQL and its
+own cache namespace, sharing one directory database. Tenants with colliding data (the same admin
+email and password, the same user id, the same tenant primary key) live in different cells; every
+host is served only by its own cell, the other answers 421 naming it, and nothing crosses.
+
+Slow (~1-2 min: one migrate, then a database clone for the second cell); it starts what it needs
+and drops its databases afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dj_database_url
+import psycopg
+import pytest
+import requests
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[3]
+PASSWORD = "Shared-Password-1"  # the same in both tenants, on purpose
+ADMIN_EMAIL = "admin@example.com"
+CLINICIAN_ID = "01900000-0000-7000-8000-0000000ce111"
+CLINICIAN_EMAIL = "clinician@example.com"
+HOME = {"north": "a", "south": "b"}  # tenant slug -> cell
+SEED_CLINICIAN = (
+    "from django_tenants.utils import tenant_context; from tenants.models import Tenant; "
+    "from accounts.models import User; from accounts.roles import Role; "
+    "t = Tenant.objects.get(slug='{slug}'); "
+    "ctx = tenant_context(t); ctx.__enter__(); "
+    "u = User(id='{id}', email='{email}', role=Role.CLINICIAN, is_active=True, "
+    "full_name='{slug} clinician'); u.set_password('{password}'); u.save(); "
+    "print(t.pk)"
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    url: str
+    env: dict[str, str]
+
+    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        if check:
+            assert result.returncode == 0, f"{args}: {result.stdout}\n{result.stderr}"
+        return result
+
+    def get(self, host: str, path: str, token: str | None = None) -> requests.Response:
+        headers = {"Host": host}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return requests.get(f"{self.url}{path}", headers=headers, timeout=10)
+
+    def login(self, host: str) -> requests.Response:
+        return requests.post(
+            f"{self.url}/api/v1/auth/token/",
+            json={"email": ADMIN_EMAIL, "password": PASSWORD},
+            headers={"Host": host},
+            timeout=10,
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _server_url(database: str) -> str:
+    config = dj_database_url.parse(os.environ["DATABASE_URL"])
+    auth = config["USER"] + (f":{config['PASSWORD']}" if config.get("PASSWORD") else "")
+    host = config.get("HOST") or "127.0.0.1"
+    return f"postgres://{auth}@{host}:{config.get('PORT') or 5432}/{database}"
+
+
+def _admin(statement: sql.Composable) -> None:
+    with psycopg.connect(_server_url("postgres"), autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def _query(database: str, query: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(_server_url(database)) as conn:
+        return conn.execute(query.encode()).fetchall()
+
+
+def _wait_until_up(cell: Cell, server: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            requests.get(f"{cell.url}/healthz", timeout=2)
+            return
+        except (requests.ConnectionError, requests.Timeout):
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Cell]]:
+    run = f"test_cells_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    databases = {"dir": f"{run}_dir", "a": f"{run}_a", "b": f"{run}_b"}
+    ports = {"a": _free_port(), "b": _free_port()}
+    logs = tmp_path_factory.mktemp("cells")
+    base_env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "settings.test",
+        "CELLS_DIRECTORY_DATABASE_URL": _server_url(databases["dir"]),
+        "CELLS_DIRECTORY_CACHE_SECONDS": "0",
+    }
+    base_env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    cells = {
+        name: Cell(
+            name=name,
+            url=f"http://127.0.0.1:{ports[name]}",
+            env={
+                **base_env,
+                "CELL_NAME": name,
+                "CELL_URL": f"http://127.0.0.1:{ports[name]}",
+                "DATABASE_URL": _server_url(databases[name]),
+                # Each cell's own routing generation, throttles and cache (its own Redis, in effect).
+                "CACHE_KEY_PREFIX": f"{run}-{name}",
+            },
+        )
+        for name in ("a", "b")
+    }
+    servers: list[subprocess.Popen[bytes]] = []
+    try:
+        for database in (databases["dir"], databases["a"]):
+            _admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        cells["a"].manage("migrate_schemas", "--shared", "--noinput", "-v", "0")
+        cells["a"].manage("ensure_template_schema")
+        # Cell b starts as a copy of a freshly migrated cell: the same code version, no tenants.
+        _admin(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(databases["b"]), sql.Identifier(databases["a"])
+            )
+        )
+        cells["a"].manage("cells_directory_migrate", "-v", "0")
+        for cell in cells.values():
+            cell.manage("cell_register")
+        for slug, home in HOME.items():
+            cells[home].manage(
+                "cell_provision_tenant",
+                slug,
+                "--name",
+                f"{slug} org",
+                "--kind",
+                "mixed",
+                "--admin-email",
+                ADMIN_EMAIL,
+                "--admin-password",
+                PASSWORD,
+            )
+            seeded = cells[home].manage(
+                "shell",
+                "-c",
+                SEED_CLINICIAN.format(
+                    slug=slug, id=CLINICIAN_ID, email=CLINICIAN_EMAIL, password=PASSWORD
+                ),
+            )
+            # The same tenant primary key in both cells: nothing may key on it across cells.
+            assert seeded.stdout.strip().splitlines()[-1] == "2"
+        for cell in cells.values():
+            log = logs / f"{cell.name}.log"
+            with log.open("w") as out:
+                server = subprocess.Popen(
+                    [
+                        str(Path(sys.executable).parent / "gunicorn"),
+                        "settings.wsgi:application",
+                        "--bind",
+                        cell.url.removeprefix("http://"),
+                        "--workers",
+                        "1",
+                        "--threads",
+                        "2",
+                    ],
+                    cwd=ROOT,
+                    env=cell.env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            servers.append(server)
+            _wait_until_up(cell, server, log)
+        yield cells
+    finally:
+        for server in servers:
+            server.send_signal(signal.SIGTERM)
+        for server in servers:
+            server.wait(timeout=30)
+        for database in databases.values():
+            _admin(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+            )
+
+
+def _host(slug: str) -> str:
+    return f"{slug}.verdant.test"
+
+
+def test_each_host_is_served_by_its_own_cell_and_redirected_by_the_other(
+    cells: dict[str, Cell],
+) -> None:
+    for slug, home in HOME.items():
+        for cell in cells.values():
+            response = cell.get(_host(slug), "/api/v1/auth/me/")
+            if cell.name == home:
+                assert response.status_code == 401, response.text  # served: wants a token
+            else:
+                assert response.status_code == 421, response.text
+                error = response.json()["error"]
+                assert (error["code"], error["cell"], error["cell_url"]) == (
+                    "tenant_in_other_cell",
+                    home,
+                    cells[home].url,
+                )
+                assert response.headers["Verdant-Cell-URL"] == cells[home].url
+        for cell in cells.values():
+            assert cell.get("nobody.verdant.test", "/api/v1/auth/me/").status_code == 404
+
+
+def test_colliding_credentials_and_ids_never_cross_cells(cells: dict[str, Cell]) -> None:
+    """The same email, password and user id exist in north (cell a) and south (cell b)."""
+    # The wrong cell refuses to authenticate north's host against its own data, although the
+    # credentials are valid there for south.
+    misdirected = cells["b"].login(_host("north"))
+    assert misdirected.status_code == 421
+    assert "access" not in misdirected.text
+
+    tokens = {}
+    for slug, home in HOME.items():
+        # What a front proxy does with the 421: the same request at the cell it names.
+        first = cells["b" if home == "a" else "a"].login(_host(slug))
+        retried = requests.post(
+            f"{first.json()['error']['cell_url']}/api/v1/auth/token/",
+            json={"email": ADMIN_EMAIL, "password": PASSWORD},
+            headers={"Host": _host(slug)},
+            timeout=10,
+        )
+        assert retried.status_code == 200, retried.text
+        tokens[slug] = retried.json()["access"]
+
+    for slug, home in HOME.items():
+        clinician = cells[home].get(_host(slug), f"/api/v1/users/{CLINICIAN_ID}/", tokens[slug])
+        assert clinician.status_code == 200, clinician.text
+        assert clinician.json()["full_name"] == f"{slug} clinician"
+
+    # North's token: rejected on south's host in south's cell, and never served by cell b.
+    assert cells["b"].get(_host("south"), "/api/v1/auth/me/", tokens["north"]).status_code == 401
+    wrong_cell = cells["b"].get(_host("north"), f"/api/v1/users/{CLINICIAN_ID}/", tokens["north"])
+    assert wrong_cell.status_code == 421
+    assert "clinician" not in wrong_cell.text
+
+
+def test_a_slug_taken_in_one_cell_cannot_be_provisioned_in_another(cells: dict[str, Cell]) -> None:
+    refused = cells["b"].manage(
+        "cell_provision_tenant",
+        "north",
+        "--name",
+        "Impostor",
+        "--kind",
+        "farm",
+        "--admin-email",
+        ADMIN_EMAIL,
+        "--admin-password",
+        PASSWORD,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "tenant 'north' already lives in cell 'a'" in refused.stderr
+    database_b = cells["b"].env["DATABASE_URL"].rsplit("/", 1)[1]
+    assert _query(database_b, "SELECT count(*) FROM tenants_tenant WHERE slug = 'north'") == [(0,)]
+    assert _query(database_b, "SELECT count(*) FROM pg_namespace WHERE nspname = 't_north'") == [
+        (0,)
+    ]
+    directory = cells["b"].env["CELLS_DIRECTORY_DATABASE_URL"].rsplit("/", 1)[1]
+    assert _query(
+        directory,
+        "SELECT p.slug, p.cell_id, p.state, h.host FROM cells_placement p "
+        "JOIN cells_placementhost h ON h.placement_id = p.id ORDER BY p.slug",
+    ) == [
+        ("north", "a", "active", "north.verdant.test"),
+        ("south", "b", "active", "south.verdant.test"),
+    ]
+    # No stray copy of the directory in a cell's own database.
+    assert _query(database_b, "SELECT to_regclass('public.cells_placement') IS NULL") == [(True,)]
