@@ -6,5 +6,5 @@ class ClinicalConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the clinical tables with the sync registry (sync.registry), once every
-        # model is loaded.
-        from clinical import sync  # noqa: F401
+        # model is loaded, and the ``appointments`` subscription with realtime.registry.
+        from clinical import realtime, sync  # noqa: F401

@@ -62,6 +62,8 @@ TENANT_APPS = [
     "clinical",
     "farms",
     "sync",
+    # WebSockets (issue 18): the change-log NOTIFY trigger lives in each tenant schema.
+    "realtime",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -125,6 +127,8 @@ TEMPLATES = [
 ]
 
 WSGI_APPLICATION = "settings.wsgi.application"
+# The WebSocket process (uvicorn settings.asgi:application; platform/realtime).
+ASGI_APPLICATION = "settings.asgi.application"
 
 # --- data stores ----------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/verdant")

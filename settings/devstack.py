@@ -427,8 +427,11 @@ def command_run(stack: Stack) -> int:
     _manage(stack, "ensure_template_schema", "--verbosity", "0")
     say("[2/3] provisioning the demo tenants")
     _manage(stack, "provision_demo", "--port", port)
+    # The WebSocket process (settings/asgi.py, docs/realtime.md) beside the API.
+    ws_port = os.environ.get("WS_PORT", str(int(port) + 1))
     say(
-        f"[3/3] serving on http://127.0.0.1:{port} with a Celery worker and beat (Ctrl-C stops all)"
+        f"[3/3] serving on http://127.0.0.1:{port}, WebSockets on ws://127.0.0.1:{ws_port}/ws/v1/, "
+        "with a Celery worker and beat (Ctrl-C stops all)"
     )
     env = {**stack.env, "DJANGO_SETTINGS_MODULE": "settings.dev"}
     bin_dir = Path(sys.executable).parent
@@ -444,6 +447,18 @@ def command_run(stack: Stack) -> int:
             "-",
             "--graceful-timeout",
             "10",
+        ],
+        "realtime": [
+            str(bin_dir / "uvicorn"),
+            "settings.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            ws_port,
+            "--ws-per-message-deflate",
+            "false",
+            "--lifespan",
+            "off",
         ],
         "worker": [
             str(bin_dir / "celery"),
@@ -483,7 +498,7 @@ def command_run(stack: Stack) -> int:
                     say(f"{name} exited with status {process.returncode}; stopping everything")
                     stopping = True
             time.sleep(0.2)
-        say("stopping web, worker and beat")
+        say("stopping web, realtime, worker and beat")
     return 0
 
 

@@ -1,0 +1,177 @@
+"""The ``appointments`` subscription (issue 18, item 4): a facility's board for a range of days
+in the facility's time zone, registered with ``realtime.registry`` (platform code imports no
+domain app). docs/realtime.md describes the events.
+
+A subscription remembers the appointments on its board (id -> start, status; loaded once when it
+opens), so an event can tell "created", "rescheduled" (into or within the range) and "moved out"
+(to another day or facility) apart without the change log carrying previous values, and a row
+moved to a facility the subscriber may not see is announced by id only. The appointment is the
+REST API's own representation (``AppointmentOutput``: no patient phone number for any role).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.utils.dateparse import parse_date
+
+from apikit.policy import permissions_for
+from clinical.api.serializers import AppointmentOutput
+from clinical.models import Appointment, AppointmentStatus
+from clinical.selectors import facility_list
+from realtime.handshake import CLOSE_NOT_FOUND, RefusedError
+from realtime.registry import Entry, SubscriptionError, SubscriptionKind, register_kind
+
+# The widest range one subscription may cover (a month's board).
+MAX_SPAN_DAYS = 31
+# A batch changing more of a board's appointments than this becomes one "reload" event.
+RELOAD_THRESHOLD = 200
+
+STATUS_EVENTS = {
+    AppointmentStatus.CHECKED_IN: "appointment.checked_in",
+    AppointmentStatus.COMPLETED: "appointment.completed",
+    AppointmentStatus.CANCELLED: "appointment.cancelled",
+    AppointmentStatus.NO_SHOW: "appointment.no_show",
+}
+
+
+@dataclass
+class Board:
+    facility_id: str
+    starts: dt.datetime
+    ends: dt.datetime
+    # Appointment id -> (starts_at, status) of what the board holds.
+    known: dict[str, tuple[dt.datetime, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Row:
+    facility_id: str
+    starts_at: dt.datetime
+    status: str
+    version: int
+    archived: bool
+    shown: dict[str, dict[str, Any]]
+
+
+def _params(params: dict[str, Any]) -> tuple[uuid.UUID, dt.date, dt.date]:
+    try:
+        facility = uuid.UUID(str(params.get("facility")))
+    except ValueError:
+        raise SubscriptionError("invalid", "'facility' must be a facility id.") from None
+    first = parse_date(str(params.get("from"))) if params.get("from") else None
+    last = parse_date(str(params.get("to"))) if params.get("to") else first
+    if first is None or last is None:
+        raise SubscriptionError("invalid", "'from' (and optional 'to') must be YYYY-MM-DD dates.")
+    if last < first or (last - first).days >= MAX_SPAN_DAYS:
+        raise SubscriptionError(
+            "invalid", f"'to' must be on or after 'from', at most {MAX_SPAN_DAYS} days in all."
+        )
+    return facility, first, last
+
+
+def board_open(*, user: Any, identity: Any, params: dict[str, Any]) -> Board:
+    facility_id, first, last = _params(params)
+    if "clinical.view_appointment" not in permissions_for(str(user.role)):
+        raise RefusedError(CLOSE_NOT_FOUND, "no such facility")
+    facility = facility_list(user=user).filter(pk=facility_id, archived_at__isnull=True).first()
+    if facility is None:
+        raise RefusedError(CLOSE_NOT_FOUND, "no such facility")
+    zone = zoneinfo.ZoneInfo(facility.timezone)
+    starts = dt.datetime.combine(first, dt.time(), tzinfo=zone)
+    ends = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=zone)
+    board = Board(facility_id=str(facility.pk), starts=starts, ends=ends)
+    rows = Appointment.objects.filter(
+        facility=facility, starts_at__gte=starts, starts_at__lt=ends, archived_at__isnull=True
+    ).values_list("pk", "starts_at", "status")
+    board.known = {str(pk): (starts_at, status) for pk, starts_at, status in rows}
+    return board
+
+
+def board_load(*, entries: list[Entry], roles: frozenset[str]) -> dict[str, Row]:
+    """One query for the batch's appointments, rendered once per subscribed role."""
+    ids = {entry.row_id for entry in entries}
+    appointments = Appointment.objects.select_related("facility", "clinician", "patient").filter(
+        pk__in=ids
+    )
+    rows: dict[str, Row] = {}
+    for appointment in appointments:
+        shown = AppointmentOutput(appointment).data
+        rows[str(appointment.pk)] = Row(
+            facility_id=str(appointment.facility_id),
+            starts_at=appointment.starts_at,
+            status=appointment.status,
+            version=appointment.version,
+            archived=appointment.archived_at is not None,
+            # The same representation for every role today (it carries no restricted field);
+            # keyed by role so a projection added to AppointmentOutput reaches events too.
+            shown={role: dict(shown) for role in roles},
+        )
+    return rows
+
+
+def _event(board: Board, row: Row | None, previous: tuple[dt.datetime, str] | None) -> str:
+    if row is None or row.archived:
+        return "appointment.removed"
+    if previous is None:
+        if row.status in STATUS_EVENTS:
+            return STATUS_EVENTS[AppointmentStatus(row.status)]
+        return "appointment.created" if row.version == 1 else "appointment.rescheduled"
+    if row.status != previous[1] and row.status in STATUS_EVENTS:
+        return STATUS_EVENTS[AppointmentStatus(row.status)]
+    if row.starts_at != previous[0]:
+        return "appointment.rescheduled"
+    return "appointment.updated"
+
+
+def board_match(
+    board: Board, batch: dict[str, Row], entries: list[Entry], *, role: str, resumed: bool
+) -> list[tuple[str, dict[str, Any]]]:
+    last_entry: dict[str, Entry] = {}
+    for entry in entries:
+        if board.facility_id in entry.scope_ids:
+            last_entry.pop(entry.row_id, None)
+            last_entry[entry.row_id] = entry
+    events: list[tuple[str, dict[str, Any]]] = []
+    for row_id, entry in last_entry.items():
+        row = batch.get(row_id)
+        on_board = (
+            row is not None
+            and not row.archived
+            and row.facility_id == board.facility_id
+            and board.starts <= row.starts_at < board.ends
+        )
+        # A resume cannot know what the client's board held: every changed row counts as new.
+        previous = None if resumed else board.known.get(row_id)
+        if on_board and row is not None:
+            events.append(
+                (
+                    entry.event_id,
+                    {"event": _event(board, row, previous), "appointment": row.shown[role]},
+                )
+            )
+            board.known[row_id] = (row.starts_at, row.status)
+        elif previous is not None or resumed:
+            removed = row is None or row.archived
+            name = "appointment.removed" if removed else "appointment.moved_out"
+            # By id only: it may now be at a facility this subscriber may not see.
+            events.append((entry.event_id, {"event": name, "appointment": {"id": row_id}}))
+            board.known.pop(row_id, None)
+    if len(events) > RELOAD_THRESHOLD:
+        return [(events[-1][0], {"event": "appointments.reload"})]
+    return events
+
+
+register_kind(
+    SubscriptionKind(
+        name="appointments",
+        tables=frozenset({"appointments"}),
+        open=board_open,
+        load=board_load,
+        match=board_match,
+    )
+)

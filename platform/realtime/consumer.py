@@ -1,0 +1,246 @@
+"""The WebSocket endpoint ``/ws/v1/`` (docs/realtime.md).
+
+Handshake: the tenant from the Host header (the HTTP routing cache; unknown host 4404, suspended
+4403), ``Origin`` (when sent) equal to that host, the subprotocols ``verdant.v1`` +
+``bearer.<access token>`` (the server answers ``verdant.v1`` only), the token checked as the REST
+API checks it (``handshake.identify``). Every refusal a client must act on is sent after the
+accept, as a close code; a client that cannot offer subprotocols may send ``{"type": "auth"}``
+first, within ``AUTH_DEADLINE_SECONDS`` (4408). At the token's ``exp`` the socket closes 4401.
+
+All database work goes through ``realtime.db`` (the tenant entered inside the sync call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import orjson
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from realtime import limits
+from realtime.db import expected_schema, public_call, tenant_call
+from realtime.handshake import (
+    CLOSE_AUTH_DEADLINE,
+    CLOSE_EXPIRED,
+    CLOSE_FORBIDDEN,
+    CLOSE_NOT_FOUND,
+    CLOSE_POLICY,
+    CLOSE_RESUME,
+    PROTOCOL,
+    Identity,
+    RefusedError,
+    host_of,
+    identify,
+    offered_token,
+    origin_allowed,
+    tenant_for_host,
+)
+from realtime.registry import SubscriptionError, subscription_kind
+from realtime.relay import Subscription, format_position, get_relay, parse_event_id
+
+CLOSE_TOO_BIG = 1009
+
+
+class RealtimeConsumer(AsyncWebsocketConsumer):
+    tenant: Any = None
+    identity: Identity | None = None
+
+    async def connect(self) -> None:
+        self.subscriptions: dict[str, Subscription] = {}
+        self.outbound: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(
+            maxsize=limits.MAX_OUTBOUND_QUEUE
+        )
+        self.timers: list[asyncio.TimerHandle] = []
+        self.writer: asyncio.Task[None] | None = None
+        self.closing = False
+        self.tokens = float(limits.RATE_BURST)
+        self.refilled = time.monotonic()
+        # Accept first: a refusal before the accept reaches a browser only as 1006.
+        offered = list(self.scope.get("subprotocols") or [])
+        await self.accept(subprotocol=PROTOCOL if PROTOCOL in offered else None)
+        try:
+            raw_token = offered_token(self.scope)
+            if not origin_allowed(self.scope):
+                raise RefusedError(CLOSE_FORBIDDEN, "origin not allowed")
+            self.tenant = await public_call(tenant_for_host, hostname=host_of(self.scope))
+            expected_schema.set(self.tenant.schema_name)
+            if raw_token is None:
+                self._later(limits.AUTH_DEADLINE_SECONDS, CLOSE_AUTH_DEADLINE, "authenticate")
+                return
+            await self._authenticate(raw_token)
+        except RefusedError as refused:
+            await self._close(refused.code, refused.reason)
+
+    async def _authenticate(self, raw_token: str) -> None:
+        self.identity = await tenant_call(self.tenant, identify, raw_token=raw_token)
+        for timer in self.timers:
+            timer.cancel()
+        self.timers = []
+        self._later(self.identity.expires_at - time.time(), CLOSE_EXPIRED, "token expired")
+        self.writer = asyncio.get_running_loop().create_task(self._write())
+        self.deliver({"type": "ready", "protocol": PROTOCOL, "role": self.identity.role})
+
+    def _later(self, delay: float, code: int, reason: str) -> None:
+        loop = asyncio.get_running_loop()
+        self.timers.append(
+            loop.call_later(max(delay, 0), lambda: loop.create_task(self._close(code, reason)))
+        )
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        self._release()
+        with contextlib.suppress(Exception):
+            await self.send(
+                text_data=orjson.dumps({"type": "closing", "code": code, "reason": reason}).decode()
+            )
+        await self.close(code=code, reason=reason[:120])
+
+    def _release(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        relay_subscriptions = list(self.subscriptions.values())
+        self.subscriptions = {}
+        if relay_subscriptions:
+            relay = get_relay()
+            for subscription in relay_subscriptions:
+                relay.unsubscribe(subscription)
+        if self.writer is not None:
+            self.writer.cancel()
+
+    async def disconnect(self, code: int) -> None:
+        self.closing = True
+        self._release()
+
+    # --- outbound ---------------------------------------------------------------------------------
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        """Queue a frame; a client too slow to drain its queue is closed with 4409 (resume)."""
+        if self.closing:
+            return
+        try:
+            self.outbound.put_nowait(message)
+        except asyncio.QueueFull:
+            asyncio.get_running_loop().create_task(self._close(CLOSE_RESUME, "too slow: resume"))
+
+    async def _write(self) -> None:
+        while True:
+            message = await self.outbound.get()
+            if message is None:
+                return
+            await self.send(text_data=orjson.dumps(message).decode())
+
+    # --- inbound ----------------------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            return
+        raw = text_data if text_data is not None else bytes_data or b""
+        if len(raw) > limits.MAX_MESSAGE_BYTES:
+            await self._close(CLOSE_TOO_BIG, "message too big")
+            return
+        if not self._take_token():
+            await self._close(CLOSE_POLICY, "too many messages")
+            return
+        try:
+            message = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            message = None
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            await self._close(CLOSE_POLICY, "send JSON objects with a type")
+            return
+        try:
+            await self._handle(message)
+        except RefusedError as refused:
+            await self._close(refused.code, refused.reason)
+
+    def _take_token(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(
+            float(limits.RATE_BURST), self.tokens + (now - self.refilled) * limits.RATE_PER_SECOND
+        )
+        self.refilled = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if self.identity is None:
+            token = message.get("token")
+            if kind != "auth" or not isinstance(token, str) or self.tenant is None:
+                raise RefusedError(CLOSE_AUTH_DEADLINE, "authenticate first")
+            await self._authenticate(token)
+            return
+        if kind == "ping":
+            self.deliver({"type": "pong"})
+        elif kind == "subscribe":
+            await self._subscribe(message)
+        elif kind == "unsubscribe":
+            subscription = self.subscriptions.pop(str(message.get("sub")), None)
+            if subscription is not None:
+                get_relay().unsubscribe(subscription)
+            self.deliver({"type": "unsubscribed", "sub": message.get("sub")})
+        else:
+            self._error(message, code="unknown_type", detail="Unknown message type.")
+
+    def _error(self, message: dict[str, Any], *, code: str, detail: str) -> None:
+        self.deliver({"type": "error", "sub": message.get("sub"), "code": code, "detail": detail})
+
+    async def _subscribe(self, message: dict[str, Any]) -> None:
+        if self.identity is None:  # _handle authenticates first
+            return
+        sub_id = message.get("sub")
+        kind = subscription_kind(str(message.get("kind")))
+        since_raw = message.get("since")
+        since = parse_event_id(since_raw) if since_raw is not None else None
+        if not isinstance(sub_id, str) or not 0 < len(sub_id) <= 64:
+            self._error(message, code="invalid", detail="'sub' must be a string id (1-64 chars).")
+            return
+        if sub_id in self.subscriptions:
+            self._error(message, code="duplicate", detail="This subscription id is in use.")
+            return
+        if kind is None:
+            raise RefusedError(CLOSE_NOT_FOUND, "unknown subscription kind")
+        if since_raw is not None and since is None:
+            self._error(message, code="invalid", detail="'since' must be an event id 'txid:seq'.")
+            return
+        if len(self.subscriptions) >= limits.MAX_SUBSCRIPTIONS:
+            self._error(message, code="too_many_subscriptions", detail="Unsubscribe first.")
+            return
+        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        try:
+            state = await tenant_call(
+                self.tenant,
+                kind.open,
+                user=self.identity.user,
+                identity=self.identity,
+                params=params,
+            )
+        except SubscriptionError as error:
+            self._error(message, code=error.code, detail=error.detail)
+            return
+        subscription = Subscription(
+            sub_id=sub_id,
+            schema=self.tenant.schema_name,
+            kind=kind,
+            state=state,
+            role=self.identity.role,
+            sink=self,
+        )
+        self.subscriptions[sub_id] = subscription
+        position = await get_relay().subscribe(subscription, tenant=self.tenant, since=since)
+        self.deliver({"type": "subscribed", "sub": sub_id, "position": format_position(position)})
+
+
+class NotFoundConsumer(AsyncWebsocketConsumer):
+    """Any other WebSocket path: accepted, then closed 4404 (a browser sees the code)."""
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.close(code=CLOSE_NOT_FOUND, reason="no such endpoint")

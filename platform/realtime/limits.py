@@ -1,0 +1,13 @@
+"""Per-connection limits (issue 18, item 4). Connections per user are not limited yet."""
+
+# Subscriptions one socket may hold at once; one more is refused with an error message.
+MAX_SUBSCRIPTIONS = 20
+# An inbound frame larger than this closes the socket with 1009 (message too big).
+MAX_MESSAGE_BYTES = 4096
+# Inbound messages: a burst of RATE_BURST, refilled at RATE_PER_SECOND; beyond it 1008.
+RATE_BURST = 20
+RATE_PER_SECOND = 5.0
+# Outbound frames queued for a socket that reads too slowly; one more closes it with 4409.
+MAX_OUTBOUND_QUEUE = 1000
+# Seconds a socket opened without a bearer subprotocol has to send its ``auth`` message (4408).
+AUTH_DEADLINE_SECONDS = 5.0

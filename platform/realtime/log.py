@@ -1,0 +1,67 @@
+"""Reading the change log (``sync_change``) for the relay. Synchronous: called through
+``realtime.db.tenant_call``, in the tenant's schema.
+
+Entries are read in ``(txid, seq)`` order and only below the commit-safe watermark
+(``sync.cursor.watermark_now``): every transaction with a smaller id has finished, so no entry can
+appear later behind a position already delivered. An entry of a transaction still running (or
+committed while an older one still runs) waits until the watermark passes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import connection
+
+from realtime.registry import Entry
+from sync.cursor import watermark_now
+from sync.pull import min_retained_txid
+
+Position = tuple[int, int]
+
+_READ = """
+SELECT txid::text::bigint, seq, tbl, row_id::text, op, scope_ids::text[]
+  FROM sync_change
+ WHERE (txid, seq) > (%s::text::xid8, %s)
+   AND txid < %s::text::xid8
+ ORDER BY txid, seq
+ LIMIT %s
+"""
+_PENDING = "SELECT EXISTS (SELECT 1 FROM sync_change WHERE txid >= %s::text::xid8)"
+
+
+@dataclass(frozen=True)
+class LogRead:
+    entries: list[Entry]
+    # More entries below the watermark than ``limit``: read again at once.
+    more: bool
+    # Entries at or above the watermark (their transactions, or older ones, still running).
+    pending: bool
+
+
+def log_position() -> Position:
+    """Where a feed starts: just below the watermark (everything older has been written)."""
+    return (watermark_now(), 0)
+
+
+def log_window_start() -> int:
+    """The oldest txid a resume may start from: compaction removed entries below it."""
+    return min_retained_txid()
+
+
+def log_read(*, after: Position, limit: int, upto: Position | None = None) -> LogRead:
+    watermark = watermark_now()
+    with connection.cursor() as cursor:
+        cursor.execute(_READ, [str(after[0]), after[1], str(watermark), limit + 1])
+        rows = cursor.fetchall()
+        entries = [
+            Entry(int(t), int(s), str(tbl), str(row), str(op), tuple(scopes or ()))
+            for t, s, tbl, row, op, scopes in rows
+        ]
+        if upto is not None:
+            entries = [entry for entry in entries if (entry.txid, entry.seq) <= upto]
+        more = len(entries) > limit
+        entries = entries[:limit]
+        cursor.execute(_PENDING, [str(watermark)])
+        row = cursor.fetchone()
+    return LogRead(entries=entries, more=more, pending=bool(row and row[0]))

@@ -1,0 +1,231 @@
+"""The per-process relay: one feed per tenant with sockets here, reading the change log and fanning
+events out in memory to this process's subscriptions.
+
+PostgreSQL NOTIFY (``listener.py``) only wakes a feed; the events come from the log, read by
+``(txid, seq)`` below the commit-safe watermark (``log.py``), so a lost notification only delays
+(a safety tick re-reads every ``SAFETY_TICK`` seconds) and nothing is ever sent before commit.
+Each batch is loaded ONCE per subscription kind (``SubscriptionKind.load``), whatever the number
+of sockets; matching each subscription is in memory.
+
+A feed's lock orders everything for its tenant: a batch is delivered to every subscription
+registered before it, and a subscription that resumes from an event id is caught up from the log
+to the feed's position, then registered, under the same lock — no gap, no event twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from realtime.db import expected_schema, tenant_call
+from realtime.handshake import CLOSE_RESUME, RefusedError
+from realtime.log import LogRead, Position, log_position, log_read, log_window_start
+from realtime.registry import Entry, SubscriptionKind
+
+logger = logging.getLogger(__name__)
+
+BATCH = 500
+# A resume further behind than this many entries reloads instead (4409).
+MAX_RESUME_ENTRIES = 5000
+SAFETY_TICK = 5.0
+PENDING_RETRY = 0.2
+
+
+class Sink(Protocol):
+    def deliver(self, message: dict[str, Any]) -> None: ...
+
+
+@dataclass(eq=False)
+class Subscription:
+    sub_id: str
+    schema: str
+    kind: SubscriptionKind
+    state: Any
+    role: str
+    sink: Sink
+    # Entries at or below this position are never delivered (a resume from another process's
+    # position, ahead of this feed).
+    floor: Position = (0, 0)
+    closed: bool = False
+
+
+@dataclass(eq=False)
+class Feed:
+    tenant: Any
+    position: Position | None = None
+    subscriptions: set[Subscription] = field(default_factory=set)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+def parse_event_id(raw: Any) -> Position | None:
+    if not isinstance(raw, str) or raw.count(":") != 1:
+        return None
+    txid, seq = raw.split(":")
+    if not (txid.isdigit() and seq.isdigit()) or len(raw) > 40:
+        return None
+    return (int(txid), int(seq))
+
+
+def format_position(position: Position) -> str:
+    return f"{position[0]}:{position[1]}"
+
+
+class Relay:
+    def __init__(self) -> None:
+        self.feeds: dict[str, Feed] = {}
+
+    # --- subscriptions (called by consumers) ----------------------------------------------------
+
+    async def subscribe(
+        self, subscription: Subscription, *, tenant: Any, since: Position | None
+    ) -> Position:
+        """Registers ``subscription``; with ``since``, first delivers what it missed after it.
+        Returns the position from which it receives events (its resume point if nothing comes)."""
+        schema = tenant.schema_name
+        feed = self.feeds.get(schema)
+        if feed is None:
+            feed = self.feeds[schema] = Feed(tenant=tenant)
+        async with feed.lock:
+            if feed.position is None:
+                feed.position = await tenant_call(tenant, log_position)
+            position = feed.position
+            if since is not None:
+                await self._catch_up(feed, subscription, since=since, upto=position)
+                position = max(position, since)
+            feed.subscriptions.add(subscription)
+            if feed.task is None or feed.task.done():
+                feed.task = asyncio.get_running_loop().create_task(self._run(feed))
+        return position
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        subscription.closed = True
+        feed = self.feeds.get(subscription.schema)
+        if feed is not None:
+            feed.subscriptions.discard(subscription)
+
+    def wake(self, schema: str) -> None:
+        feed = self.feeds.get(schema)
+        if feed is not None:
+            feed.wakeup.set()
+
+    def wake_all(self) -> None:
+        for feed in self.feeds.values():
+            feed.wakeup.set()
+
+    # --- the feed -------------------------------------------------------------------------------
+
+    async def _catch_up(
+        self, feed: Feed, subscription: Subscription, *, since: Position, upto: Position
+    ) -> None:
+        window = await tenant_call(feed.tenant, log_window_start)
+        if since[0] < window:
+            raise RefusedError(CLOSE_RESUME, "resume point is no longer in the log: reload")
+        subscription.floor = since
+        if since >= upto:
+            return
+        entries: list[Entry] = []
+        after = since
+        while True:
+            read: LogRead = await tenant_call(
+                feed.tenant, log_read, after=after, limit=BATCH, upto=upto
+            )
+            entries.extend(read.entries)
+            if len(entries) > MAX_RESUME_ENTRIES:
+                raise RefusedError(CLOSE_RESUME, "too much missed: reload")
+            if not read.more or not read.entries:
+                break
+            after = (read.entries[-1].txid, read.entries[-1].seq)
+        if entries:
+            await self._deliver(feed, entries, [subscription], resumed=True)
+
+    async def _run(self, feed: Feed) -> None:
+        expected_schema.set(feed.tenant.schema_name)
+        delay: float | None = None
+        try:
+            while True:
+                if delay is None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(feed.wakeup.wait(), timeout=SAFETY_TICK)
+                elif delay > 0:
+                    await asyncio.sleep(delay)
+                feed.wakeup.clear()
+                async with feed.lock:
+                    if not feed.subscriptions:
+                        self.feeds.pop(feed.tenant.schema_name, None)
+                        return
+                    delay = await self._step(feed)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A database error: the feed starts again at the next subscription or wake-up; its
+            # sockets keep their position (nothing was delivered past it).
+            logger.exception("realtime feed of %s failed", feed.tenant.schema_name)
+            await asyncio.sleep(1)
+            feed.task = None
+            if feed.subscriptions:
+                feed.task = asyncio.get_running_loop().create_task(self._run(feed))
+
+    async def _step(self, feed: Feed) -> float | None:
+        if feed.position is None:
+            return None
+        read: LogRead = await tenant_call(feed.tenant, log_read, after=feed.position, limit=BATCH)
+        if read.entries:
+            await self._deliver(feed, read.entries, list(feed.subscriptions), resumed=False)
+            last = read.entries[-1]
+            feed.position = (last.txid, last.seq)
+        if read.more:
+            return 0
+        return PENDING_RETRY if read.pending else None
+
+    async def _deliver(
+        self,
+        feed: Feed,
+        entries: list[Entry],
+        subscriptions: Iterable[Subscription],
+        *,
+        resumed: bool,
+    ) -> None:
+        by_kind: dict[str, list[Subscription]] = defaultdict(list)
+        kinds: dict[str, SubscriptionKind] = {}
+        tables = {entry.tbl for entry in entries}
+        for subscription in subscriptions:
+            kind_tables = subscription.kind.tables
+            if not subscription.closed and (kind_tables is None or kind_tables & tables):
+                by_kind[subscription.kind.name].append(subscription)
+                kinds[subscription.kind.name] = subscription.kind
+        for name, members in by_kind.items():
+            kind = kinds[name]
+            relevant = [e for e in entries if kind.tables is None or e.tbl in kind.tables]
+            roles = frozenset(member.role for member in members)
+            batch = await tenant_call(feed.tenant, kind.load, entries=relevant, roles=roles)
+            for member in members:
+                fresh = [e for e in relevant if (e.txid, e.seq) > member.floor]
+                if not fresh or member.closed:
+                    continue
+                for event_id, message in kind.match(
+                    member.state, batch, fresh, role=member.role, resumed=resumed
+                ):
+                    member.sink.deliver(
+                        {"type": "event", "id": event_id, "sub": member.sub_id, **message}
+                    )
+
+
+_relay: Relay | None = None
+
+
+def get_relay() -> Relay:
+    """This process's relay (one per ASGI process, like its LISTEN connection)."""
+    global _relay
+    if _relay is None:
+        _relay = Relay()
+        from realtime.listener import start_listener
+
+        start_listener(_relay)
+    return _relay
