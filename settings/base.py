@@ -152,6 +152,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # verdant-web / -worker / -beat / -migrate ... in pg_stat_activity (settings/process.py).
 DATABASES["default"]["OPTIONS"]["application_name"] = current_application_name()
 # Close a connection once it has served more distinct schemas than this (0: never). A backend
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Cells (docs/scaling.md, "Cells"): independent stacks, each serving a slice of the tenants, behind
+# one tenant -> cell directory. CELL_NAME empty = one stack, today's behaviour. The directory is a
 # keeps ~0.17 MiB of catalog cache per tenant schema it has touched; 250 keeps one under 64 MiB
 # of private memory (docs/scaling.md, "Backend memory"). Enforced by the backend above and, for
 # loops over every tenant in one task, by tenants.fanout.schema_walk.

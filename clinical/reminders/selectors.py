@@ -13,6 +13,7 @@ from django.utils import timezone
 from django_tenants.utils import quote_schema_name
 
 from clinical.models import ReminderMessage, ReminderSettings
+from tenants.fanout import schema_walk
 
 TABLE = ReminderMessage._meta.db_table
 # The version of settings that were never saved (the defaults).
@@ -42,9 +43,11 @@ def schemas_with_due_reminders(*, schemas: Sequence[str]) -> list[str]:
     stuck = now - timedelta(seconds=settings.REMINDER_STUCK_AFTER_SECONDS)
     unknown = now - timedelta(seconds=settings.REMINDER_RECONCILE_AFTER_SECONDS)
     found: list[str] = []
-    with connection.cursor() as cursor:
-        for schema in schemas:
-            table = f"{quote_schema_name(schema)}.{TABLE}"
+    # Each schema's table stays in the backend's caches: schema_walk closes the connection every
+    # DB_MAX_SCHEMAS_PER_CONNECTION schemas (a cursor per schema, so none is open at a close).
+    for schema in schema_walk(items=schemas):
+        table = f"{quote_schema_name(schema)}.{TABLE}"
+        with connection.cursor() as cursor:
             cursor.execute(_DUE_SQL.format(table=table), [now, stuck, unknown])
             if cursor.fetchone()[0]:
                 found.append(schema)

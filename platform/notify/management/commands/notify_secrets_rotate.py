@@ -15,6 +15,7 @@ from django_tenants.utils import tenant_context
 
 from notify.secrets import SecretKeysError, secret_keys_configured
 from notify.services import RotationCount, sms_secrets_rotate
+from tenants.fanout import schema_walk
 from tenants.models import Tenant
 
 UNREADABLE = (
@@ -35,7 +36,9 @@ class Command(BaseCommand):
         schemas = 0
         # Every schema that exists, suspended tenants and the template included: their stored
         # secrets outlive a key removal just the same.
-        for tenant in Tenant.objects.filter(ready=True).order_by("schema_name"):
+        for tenant in schema_walk(
+            items=list(Tenant.objects.filter(ready=True).order_by("schema_name"))
+        ):
             with tenant_context(tenant):
                 try:
                     count = sms_secrets_rotate()
