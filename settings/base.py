@@ -8,6 +8,7 @@ from pathlib import Path
 import dj_database_url
 
 from .env import env_bool, env_int, env_list, env_str, log_formatter
+from .process import current_application_name
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -134,8 +135,9 @@ DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/verda
 DATABASES = {
     "default": dj_database_url.parse(
         DATABASE_URL,
-        # django-tenants' backend as shipped (issue 22 item 3: no overrides of its internals).
-        engine="django_tenants.postgresql_backend",
+        # django-tenants' backend plus a bound on the distinct schemas a connection serves
+        # (issue 20 item 2); it overrides public methods only (issue 22 item 3).
+        engine="tenants.postgresql_backend",
         conn_max_age=env_int("DB_CONN_MAX_AGE", default=60),
         conn_health_checks=True,
     ),
@@ -143,6 +145,13 @@ DATABASES = {
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
     "DB_CONNECT_TIMEOUT", default=5
 )
+# verdant-web / -worker / -beat / -migrate ... in pg_stat_activity (settings/process.py).
+DATABASES["default"]["OPTIONS"]["application_name"] = current_application_name()
+# Close a connection once it has served more distinct schemas than this (0: never). A backend
+# keeps ~0.17 MiB of catalog cache per tenant schema it has touched; 250 keeps one under 64 MiB
+# of private memory (docs/scaling.md, "Backend memory"). Enforced by the backend above and, for
+# loops over every tenant in one task, by tenants.fanout.schema_walk.
+DB_MAX_SCHEMAS_PER_CONNECTION = env_int("DB_MAX_SCHEMAS_PER_CONNECTION", default=250)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Cells (docs/scaling.md, "Cells"): independent stacks, each serving a slice of the tenants, behind
