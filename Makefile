@@ -9,6 +9,9 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum
 # The real WatermelonDB client that tests/sync_client drives (Node 20+, pinned by its lock file).
 WMDB_CLIENT := tests/sync/wmdb_client
 WMDB_STAMP := $(WMDB_CLIENT)/node_modules/.installed-$(shell cat $(WMDB_CLIENT)/package.json $(WMDB_CLIENT)/package-lock.json | cksum | cut -d' ' -f1)
+# The FHIR R4 validator tests/fhir/validate.py runs (official JSON schema + FHIRPath invariants).
+FHIR_VALIDATOR := tests/fhir/validator
+FHIR_VALIDATOR_STAMP := $(FHIR_VALIDATOR)/node_modules/.installed-$(shell cat $(FHIR_VALIDATOR)/package.json $(FHIR_VALIDATOR)/package-lock.json | cksum | cut -d' ' -f1)
 
 .PHONY: run test lint bench lock migrate manage openapi stop-data load fuzz browser security chromium
 
@@ -28,6 +31,14 @@ $(WMDB_STAMP): $(WMDB_CLIENT)/package.json $(WMDB_CLIENT)/package-lock.json
 	@rm -f $(WMDB_CLIENT)/node_modules/.installed-* && touch $@
 	@echo "[setup] done"
 
+$(FHIR_VALIDATOR_STAMP): $(FHIR_VALIDATOR)/package.json $(FHIR_VALIDATOR)/package-lock.json
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
+		|| { echo "[setup] Node.js 20 or newer (with npm) is required for the FHIR validator tests: install Node 20 (Debian: apt-get install nodejs npm)"; exit 1; }
+	@echo "[setup] installing the FHIR validator (npm ci --prefix $(FHIR_VALIDATOR))"
+	@npm ci --prefix $(FHIR_VALIDATOR) --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
+	@rm -f $(FHIR_VALIDATOR)/node_modules/.installed-* && touch $@
+	@echo "[setup] done"
+
 # Debian's chromium for tests/browser: installed when missing if root with apt-get, else the
 # browser tests fail saying so (.ci/ensure-chromium, shared with .ci/run).
 chromium:
@@ -36,7 +47,7 @@ chromium:
 run: $(STAMP)
 	@$(PY) -m settings.devstack run
 
-test: $(STAMP) $(WMDB_STAMP) chromium
+test: $(STAMP) $(WMDB_STAMP) $(FHIR_VALIDATOR_STAMP) chromium
 	@$(PY) -m settings.devstack test $(PYTEST_ARGS)
 
 lint: $(STAMP)
