@@ -53,3 +53,7 @@ def reminders_sweep() -> list[str]:
     for schema in due:
         reminders_enqueue_dispatch(schema_name=schema)
     return due
+
+
+# The Bulk Data export's tasks (run, purge), registered with the worker through this module.
+from clinical.bulkdata import tasks as bulk_export_tasks  # noqa: E402, F401

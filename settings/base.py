@@ -376,7 +376,21 @@ CELERY_BEAT_SCHEDULE = {
         "task": "sync.change_log_compact_all",
         "schedule": float(SYNC_COMPACT_EVERY_SECONDS),
     },
+    "fhir-bulk-exports-purge": {
+        "task": "clinical.bulk_exports_purge",
+        "schedule": 600.0,
+    },
 }
+
+# --- FHIR Bulk Data export (docs/fhir.md, "Bulk Data export") ----------------------------------
+# Retry-After of a running export's status (seconds); a poll sooner than half of it is a 429.
+FHIR_BULK_RETRY_AFTER_SECONDS = env_int("FHIR_BULK_RETRY_AFTER_SECONDS", default=1)
+# How long a finished export's files stay downloadable (the manifest's Expires).
+FHIR_BULK_EXPIRES_SECONDS = env_int("FHIR_BULK_EXPIRES_SECONDS", default=24 * 3600)
+# The run's time limit; a live export older than this had its worker die and is failed by beat.
+FHIR_BULK_TIME_LIMIT_SECONDS = env_int("FHIR_BULK_TIME_LIMIT_SECONDS", default=3600)
+# The queue of export runs (empty: CELERY_TASK_DEFAULT_QUEUE); read when an export is queued.
+FHIR_BULK_QUEUE = env_str("FHIR_BULK_QUEUE", "")
 
 # --- SMS reminders (docs/reminders.md) ---------------------------------------------------------
 # "console" (prints; NOTIFY_CONSOLE_OUTPUT=null counts only) or "twilio" (Messages API).
