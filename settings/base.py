@@ -269,6 +269,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # drf-spectacular's enum hook, then nullable references made valid under strict OAS 3.0.3.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apikit.schema.strict_nullable_refs",
+    ],
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
     # Several resources have a "status"; name each choice set after its model.
     "ENUM_NAME_OVERRIDES": {

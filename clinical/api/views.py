@@ -14,7 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import NotAcceptable, PermissionDenied, ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,12 +24,13 @@ from apikit.filters import FilterSetBackend, StrictOrderingFilter
 from apikit.ids import parse_uuid
 from apikit.inputs import validated
 from apikit.json import dumps
+from apikit.media import accepts, negotiated_media_type, produces
 from apikit.models import TenantModel
 from apikit.policy import AccessLevel, can_manage, sees_everything
 from apikit.request_context import request_context
 from apikit.rules import RuleError
 from apikit.tenancy import current_schema_name
-from apikit.uploads import stored_file_response
+from apikit.uploads import DOCUMENT_TYPES, stored_file_response
 from apikit.viewsets import ListMixin, RetrieveMixin, TenantScopedViewSet
 from audit.models import AuditEvent
 from audit.services import audit_changed_fields, audit_event_record, audit_object_type
@@ -62,6 +63,8 @@ APPOINTMENT_NOT_OF_PATIENT = "This appointment belongs to another patient."
 HARD_DELETE_ADMIN_ONLY = "Only a tenant admin may delete records for good."
 EXPORT_ADMIN_ONLY = "Only a tenant admin may export every patient."
 HARD_PARAM = "hard"
+FHIR_JSON = "application/fhir+json"
+FHIR_NDJSON = "application/fhir+ndjson"
 EXPORT_CHUNK = 500
 
 _HARD_DELETE_PARAMETER = OpenApiParameter(
@@ -171,15 +174,43 @@ class FacilityViewSet(ListMixin, RetrieveMixin, ClinicalViewSet):
         )
 
     @extend_schema(
-        methods=["GET"], request=None, responses={200: io.FacilityAccessOutput(many=True)}
+        methods=["GET"],
+        request=None,
+        responses={200: io.FacilityAccessOutput(many=True)},
+        summary="List a facility's access grants",
+        description="Who holds `view` or `manage` on this facility (tenant_admin only).",
     )
     @extend_schema(
-        methods=["POST", "DELETE"],
+        methods=["POST"],
         request=io.FacilityAccessInput,
         responses={200: io.FacilityAccessOutput(many=True)},
+        summary="Grant access to a facility",
         description=(
-            "POST grants, DELETE revokes `view` or `manage` on this facility to a user "
-            "(tenant_admin only; audited as permission_change). Answers the current grants."
+            "Grant `view` or `manage` on this facility to a user (tenant_admin only; audited as "
+            "permission_change). Answers the current grants."
+        ),
+    )
+    @extend_schema(
+        methods=["DELETE"],
+        request=None,
+        parameters=[
+            OpenApiParameter(
+                "user", OpenApiTypes.UUID, required=True, description="The user's id."
+            ),
+            OpenApiParameter(
+                "level",
+                OpenApiTypes.STR,
+                enum=[level.value for level in AccessLevel],
+                required=True,
+                description="The level to take away.",
+            ),
+        ],
+        responses={200: io.FacilityAccessOutput(many=True)},
+        summary="Revoke access to a facility",
+        description=(
+            "Take `view` or `manage` on this facility away from a user, named in the query "
+            "(`?user=&level=`; a JSON body is accepted too). tenant_admin only; audited as "
+            "permission_change. Answers the remaining grants."
         ),
     )
     # Not paginated: the grants of one facility are a plain list (and documented as one).
@@ -309,20 +340,18 @@ class PatientViewSet(ListMixin, RetrieveMixin, ClinicalViewSet):
             patient, lambda **kw: services.patient_archive(patient=patient, **kw)
         )
 
-    @extend_schema(
-        responses={(200, "application/fhir+json"): OpenApiTypes.OBJECT},
-        description="FHIR R4 Patient resource.",
-    )
+    @produces(FHIR_JSON, "application/json", json_body=True, description="A FHIR R4 Patient.")
     @action(detail=True, methods=["get"])
     def fhir(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """This patient as a FHIR R4 Patient resource (``application/fhir+json``, or
+        ``application/json`` when asked for), with the fields your role may see."""
         patient = self.get_object()
         return Response(
             resources.patient_resource(
                 patient=patient,
                 projection=self.projection(),
                 tenant=request.tenant,  # type: ignore[attr-defined]  # django-tenants
-            ),
-            content_type="application/fhir+json",
+            )
         )
 
 
@@ -338,11 +367,14 @@ class FhirExportViewSet(ClinicalViewSet):
             return Patient.objects.none()
         return selectors.patients_for_export(user=self.request.user)
 
-    @extend_schema(
-        responses={(200, "application/fhir+ndjson"): OpenApiTypes.STR},
-        description="Every patient of the organisation as FHIR R4 NDJSON (tenant_admin only).",
+    @produces(
+        FHIR_NDJSON,
+        "application/ndjson",
+        description="One FHIR R4 Patient per line, streamed.",
     )
     def export(self, request: Request, *args: Any, **kwargs: Any) -> StreamingHttpResponse:
+        """Every patient of the organisation as FHIR R4 NDJSON, streamed (tenant_admin only):
+        ``application/fhir+ndjson`` or ``application/ndjson``, whichever ``Accept`` names."""
         if not sees_everything(request.user):
             raise PermissionDenied(EXPORT_ADMIN_ONLY)
         response = StreamingHttpResponse(
@@ -353,7 +385,7 @@ class FhirExportViewSet(ClinicalViewSet):
                 projection=patient_projection(user=request.user),
                 tenant=request.tenant,  # type: ignore[attr-defined]  # django-tenants
             ),
-            content_type="application/fhir+ndjson",
+            content_type=negotiated_media_type(request, FHIR_NDJSON),
         )
         response["Content-Disposition"] = 'attachment; filename="patients.ndjson"'
         response["Cache-Control"] = "private, no-store"
@@ -509,21 +541,26 @@ class AppointmentViewSet(ListMixin, RetrieveMixin, ClinicalViewSet):
     @extend_schema(request=io.AppointmentCancelInput, responses={200: io.AppointmentOutput})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Cancel the appointment (with an optional reason); its reminders are withdrawn. 409
+        invalid_transition once it is completed."""
         return self._transition(request, "cancel")
 
     @extend_schema(request=None, responses={200: io.AppointmentOutput})
     @action(detail=True, methods=["post"], url_path="check-in")
     def check_in(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Record that the patient has arrived (scheduled -> checked_in)."""
         return self._transition(request, "check_in")
 
     @extend_schema(request=None, responses={200: io.AppointmentOutput})
     @action(detail=True, methods=["post"])
     def complete(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Close the visit (checked_in -> completed); counts towards the patient's visits."""
         return self._transition(request, "complete")
 
     @extend_schema(request=None, responses={200: io.AppointmentOutput})
     @action(detail=True, methods=["post"], url_path="no-show")
     def no_show(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Record that the patient did not come (scheduled -> no_show)."""
         return self._transition(request, "no_show")
 
     @extend_schema(responses={200: io.AppointmentSummaryOutput})
@@ -533,17 +570,13 @@ class AppointmentViewSet(ListMixin, RetrieveMixin, ClinicalViewSet):
         queryset = self.filter_queryset(self.get_queryset())
         return Response(selectors.appointment_summary(queryset))
 
-    @extend_schema(
-        responses={(200, "application/fhir+json"): OpenApiTypes.OBJECT},
-        description="FHIR R4 Appointment resource.",
-    )
+    @produces(FHIR_JSON, "application/json", json_body=True, description="A FHIR R4 Appointment.")
     @action(detail=True, methods=["get"])
     def fhir(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """This appointment as a FHIR R4 Appointment resource (``application/fhir+json``, or
+        ``application/json`` when asked for)."""
         appointment = self.get_object()
-        return Response(
-            resources.appointment_resource(appointment=appointment),
-            content_type="application/fhir+json",
-        )
+        return Response(resources.appointment_resource(appointment=appointment))
 
 
 # --- prescriptions -----------------------------------------------------------------------------
@@ -619,7 +652,7 @@ class PrescriptionViewSet(ListMixin, RetrieveMixin, ClinicalViewSet):
     @extend_schema(
         request=io.PrescriptionUpdateInput,
         responses={200: io.PrescriptionDetailOutput},
-        description="`items`, when given, replaces the whole item set atomically.",
+        description="Replace the prescription; its `items` replace the whole item set atomically.",
     )
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return self._change(request)
@@ -627,7 +660,8 @@ class PrescriptionViewSet(ListMixin, RetrieveMixin, ClinicalViewSet):
     @extend_schema(
         request=io.PrescriptionUpdateInput,
         responses={200: io.PrescriptionDetailOutput},
-        description="`items`, when given, replaces the whole item set atomically.",
+        description="Change the fields you send; `items`, when given, replaces the whole item "
+        "set atomically.",
     )
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return self._change(request)
@@ -686,6 +720,8 @@ class PatientDocumentViewSet(ListMixin, ClinicalViewSet):
         request={"multipart/form-data": io.DocumentUploadInput}, responses={201: io.DocumentOutput}
     )
     def upload(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Upload a document for this patient (multipart: ``file`` and ``title``): PDF, PNG or
+        JPEG, told by its bytes, not its name; 413 above the size cap, 415 for other types."""
         patient = self._patient()
         self.require_manage(patient.facility)
         data = validated(io.DocumentUploadInput, request.data)
@@ -695,15 +731,18 @@ class PatientDocumentViewSet(ListMixin, ClinicalViewSet):
         return self.detail_response(document, io.DocumentOutput, status=status.HTTP_201_CREATED)
 
     # The stored file's sniffed type (services.DOCUMENT_TYPES), not a generic octet-stream.
-    @extend_schema(
-        responses={
-            (200, "application/pdf"): OpenApiTypes.BINARY,
-            (200, "image/png"): OpenApiTypes.BINARY,
-            (200, "image/jpeg"): OpenApiTypes.BINARY,
-        }
+    @produces(
+        *DOCUMENT_TYPES,
+        description="The file, as the type sniffed from its bytes at upload.",
     )
     def download(self, request: Request, *args: Any, **kwargs: Any) -> FileResponse:
+        """The document's file (PDF, PNG or JPEG, as sniffed from its bytes at upload). 406
+        when ``Accept`` rules out this document's type (e.g. ``image/png`` for a PDF)."""
         document = self.get_object()
+        if not accepts(request, document.content_type):
+            raise NotAcceptable(
+                f"This document is {document.content_type}; accept it (or */*) to download it."
+            )
         return stored_file_response(
             path=document.path, content_type=document.content_type, filename=document.original_name
         )

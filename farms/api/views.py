@@ -15,7 +15,6 @@ from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
-    OpenApiResponse,
     extend_schema,
     extend_schema_view,
 )
@@ -26,6 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apikit.inputs import validated
+from apikit.media import negotiated_media_type, produces
 from apikit.policy import AccessLevel, can_manage
 from apikit.request_context import request_context
 from apikit.viewsets import ListMixin, RetrieveMixin, TenantScopedViewSet
@@ -45,6 +45,9 @@ NO_SUCH_CROP = "No such crop in the catalogue."
 NO_SUCH_PLANTING = "No such planting, or you cannot record on it."
 NO_SUCH_ROW = "No such row to correct."
 MANAGE_REQUIRED = "You can see this farm but not manage it; ask for a manage grant."
+
+
+GEOJSON = "application/geo+json"
 
 
 def _require_manage(request: Request, farm: Farm) -> None:
@@ -142,11 +145,26 @@ class FarmViewSet(ListMixin, RetrieveMixin, FarmsViewSet):
     @extend_schema(responses=s.FarmSummaryOutput)
     @action(detail=True, methods=["get"])
     def summary(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """The farm's totals: fields and their area, plantings by status, harvested kg by crop and
+        season."""
         summary = selectors.farm_summary(farm=self.get_object())
         return Response(s.FarmSummaryOutput(summary).data)
 
-    @extend_schema(methods=["GET"], request=None, responses=s.AccessListOutput)
-    @extend_schema(methods=["POST"], request=s.AccessGrantInput, responses=s.AccessListOutput)
+    @extend_schema(
+        methods=["GET"],
+        request=None,
+        responses=s.AccessListOutput,
+        summary="List a farm's access grants",
+        description="Who holds `view` or `manage` on this farm (managers of the farm only).",
+    )
+    @extend_schema(
+        methods=["POST"],
+        request=s.AccessGrantInput,
+        responses=s.AccessListOutput,
+        summary="Grant access to a farm",
+        description="Grant `view` or `manage` (manage includes view) on this farm to a user; "
+        "answers the current grants.",
+    )
     @action(detail=True, methods=["get", "post"])
     def access(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """GET: who holds a grant on this farm; POST ``{user, level}``: grant ``view`` or
@@ -243,20 +261,20 @@ class FieldViewSet(ListMixin, RetrieveMixin, FarmsViewSet):
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(
-        responses={
-            (200, "application/geo+json"): OpenApiResponse(
-                OpenApiTypes.OBJECT, description="A GeoJSON FeatureCollection, streamed"
-            )
-        }
+    @produces(
+        GEOJSON,
+        "application/json",
+        json_body=True,
+        description="A GeoJSON FeatureCollection, streamed.",
     )
     @action(detail=False, methods=["get"])
     def geojson(self, request: Request, *args: Any, **kwargs: Any) -> StreamingHttpResponse:
-        """Every visible field matching the filters as one GeoJSON FeatureCollection, streamed."""
+        """Every visible field matching the filters as one GeoJSON FeatureCollection, streamed
+        (``application/geo+json``, or ``application/json`` when asked for)."""
         queryset = self.filter_queryset(self.get_queryset())
         return StreamingHttpResponse(
             exports.in_tenant(request.tenant, exports.field_feature_collection(queryset)),  # type: ignore[attr-defined]
-            content_type="application/geo+json",
+            content_type=negotiated_media_type(request, GEOJSON),
         )
 
 
@@ -368,6 +386,8 @@ class PlantingViewSet(ListMixin, RetrieveMixin, FarmsViewSet):
     @extend_schema(responses=s.PlantingSummaryOutput)
     @action(detail=True, methods=["get"])
     def summary(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """The planting in figures: observations by kind with the latest reading of each, and the
+        harvest total (superseded rows left out)."""
         summary = selectors.planting_summary(planting=self.get_object())
         return Response(s.PlantingSummaryOutput(summary).data)
 
@@ -445,13 +465,7 @@ class ObservationViewSet(ListMixin, RetrieveMixin, FarmsViewSet):
         services.observation_archive(observation=observation, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(
-        responses={
-            (200, "text/csv"): OpenApiResponse(
-                OpenApiTypes.STR, description="CSV, one row per observation, streamed"
-            )
-        }
-    )
+    @produces("text/csv", description="CSV with a header row, one row per observation, streamed.")
     @action(detail=False, methods=["get"])
     def export(self, request: Request, *args: Any, **kwargs: Any) -> StreamingHttpResponse:
         """The visible observations matching the filters as CSV (canonical units), streamed."""

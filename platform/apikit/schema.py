@@ -1,14 +1,20 @@
 """OpenAPI generation: every operation documents the error envelope for the statuses it can
-answer, and the Idempotency-Key / If-Match / If-None-Match headers the base viewset honours."""
+answer, the Idempotency-Key / If-Match / If-None-Match headers the base viewset honours, the
+media types of its success body (``apikit.media.produces``), the filters it reads, and a summary
+and description of its own (issue 17, item 5); ``strict_nullable_refs`` makes the document valid
+under a strict OpenAPI 3.0.3 validator."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import build_basic_type, get_doc
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
+
+from apikit import media
 
 # Built with type(): a declared field named "fields" would clash with Serializer.fields for mypy.
 ErrorSerializer: type[serializers.Serializer[Any]] = type(
@@ -89,12 +95,23 @@ class EnvelopeAutoSchema(AutoSchema):
             return None
         responses: dict[str, Any] = operation["responses"]
         envelope = self.resolve_serializer(ErrorEnvelopeSerializer, "response").ref
-        media_types = self.map_renderers("media_type")
+        produced = media.declared(self.view)
+        if produced is not None:
+            responses["200"] = _produced_response(produced)
+            responses.setdefault(
+                "406",
+                {
+                    "content": {media.JSON: {"schema": envelope}},
+                    "description": "Accept names none of this operation's media types "
+                    "(not_acceptable).",
+                },
+            )
         for status in self._error_statuses():
             code = str(status)
             if code not in responses:
+                # Errors are the JSON envelope whatever the success body is (apikit.media).
                 responses[code] = {
-                    "content": {media_type: {"schema": envelope} for media_type in media_types},
+                    "content": {media.JSON: {"schema": envelope}},
                     "description": _DESCRIPTIONS[status],
                 }
         if self._answers_not_modified() and "304" not in responses:
@@ -144,3 +161,144 @@ class EnvelopeAutoSchema(AutoSchema):
                 )
             )
         return parameters
+
+    # --- filters: custom collection reads filter like the list does ---------------------------------
+
+    def get_filter_backends(self) -> list[Any]:
+        """drf-spectacular declares filters on list operations only; a collection-level GET
+        action of the base viewset (an export, a summary) runs the same ``filter_queryset``, so
+        it reads the same query parameters and must declare them."""
+        detail = getattr(self.view, "detail", None)
+        if self._is_scoped_viewset() and self.method == "GET" and detail is False:
+            return list(getattr(self.view, "filter_backends", []))
+        if self._is_scoped_viewset() and detail:
+            # One object's route (its grants, say): the filters are not for it, even when its
+            # answer is a list (which is what makes drf-spectacular add them).
+            return []
+        return list(super().get_filter_backends())
+
+    # --- summaries and descriptions: one of its own per operation -----------------------------------
+
+    def _handler(self) -> Any:
+        action = getattr(self.view, "action", None) or self.method.lower()
+        return getattr(self.view, action, None)
+
+    def _model_names(self) -> tuple[str, str] | None:
+        model = getattr(self.view, "model", None)
+        if model is None:
+            return None
+        meta = model._meta  # Django's documented model metadata API
+        return str(meta.verbose_name), str(meta.verbose_name_plural)
+
+    def get_description(self) -> str:  # type: ignore[override]  # drf-spectacular's signature
+        """The handler's own docstring, else a description written for the standard action on
+        this model. Never the view class's docstring on a viewset: a class (or a mixin it
+        inherits, e.g. ``ListMixin``) describes every operation at once. A plain APIView's class
+        docstring is used, since there the class is the operation."""
+        handler = self._handler()
+        own = get_doc(handler) if handler is not None else ""
+        if own:
+            return str(own)
+        action = getattr(self.view, "action", None)
+        names = self._model_names()
+        if action in _ACTION_DESCRIPTIONS and names is not None:
+            singular, plural = names
+            return _ACTION_DESCRIPTIONS[action].format(singular=singular, plural=plural)
+        if action is None and len(self._http_methods()) == 1:
+            view_doc = str(get_doc(type(self.view)))
+            if view_doc:
+                return view_doc
+        # The summary written for the operation (``extend_schema(summary=...)``), if any.
+        self._describing = True
+        try:
+            summary = self.get_summary()
+        finally:
+            self._describing = False
+        return f"{summary}." if summary else ""
+
+    def _http_methods(self) -> list[str]:
+        return [m for m in self.view.allowed_methods if m not in {"OPTIONS", "HEAD"}]
+
+    _describing = False
+
+    def get_summary(self) -> str | None:
+        if self._describing:
+            return None
+        action = getattr(self.view, "action", None)
+        names = self._model_names()
+        if action in _ACTION_SUMMARIES and names is not None:
+            singular, plural = names
+            return _ACTION_SUMMARIES[action].format(singular=singular, plural=plural)
+        description = self.get_description()
+        first = description.strip().split("\n\n", 1)[0].replace("\n", " ")
+        sentence = first.split(". ", 1)[0].rstrip(".")
+        return sentence if sentence else None
+
+
+_ACTION_SUMMARIES = {
+    "list": "List {plural}",
+    "retrieve": "Read a {singular}",
+    "create": "Create a {singular}",
+    "update": "Replace a {singular}",
+    "partial_update": "Change a {singular}",
+    "destroy": "Delete a {singular}",
+}
+
+_ACTION_DESCRIPTIONS = {
+    "list": "The {plural} you may see, filtered, searched and ordered by the query parameters, "
+    "one cursor page at a time (follow `next`).",
+    "retrieve": "One {singular} by id, with its ETag; If-None-Match answers 304 while it is "
+    "unchanged.",
+    "create": "Create a {singular}; answers it with its ETag. Send an Idempotency-Key to retry "
+    "safely.",
+    "update": "Replace a {singular}'s writable fields; If-Match (or `version`) refuses a stale "
+    "write.",
+    "partial_update": "Change the {singular} fields you send; If-Match (or `version`) refuses a "
+    "stale write.",
+    "destroy": "Delete a {singular}: it is archived (kept for the audit trail, gone from lists "
+    "and reads) unless the parameters say otherwise.",
+}
+
+
+def _produced_response(produced: media.Produces) -> dict[str, Any]:
+    """The success response of an ``@produces`` action: each media type it negotiates, with
+    ``OpenApiTypes.BINARY`` for opaque bodies (generated clients hand those over as files) and a
+    free-form object for JSON ones."""
+    schema: dict[str, Any] = (
+        {"type": "object", "additionalProperties": {}}
+        if produced.json_body
+        else dict(build_basic_type(OpenApiTypes.BINARY) or {})
+    )
+    return {
+        "content": {media_type: {"schema": dict(schema)} for media_type in produced.media_types},
+        "description": produced.description,
+    }
+
+
+def strict_nullable_refs(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """POSTPROCESSING_HOOKS: drf-spectacular writes a nullable reference as
+    ``{allOf: [{$ref}], nullable: true}``; under OpenAPI 3.0.3 ``nullable`` only widens a
+    schema that has a ``type``, so a strict validator refuses ``null`` there. Rewritten as
+    ``{oneOf: [{$ref}, {type: object, nullable: true, enum: [null]}]}``, the 3.0.3 spelling of
+    "this object or null" (docs/decisions.md)."""
+    _rewrite(result)
+    return result
+
+
+def _rewrite(node: Any) -> None:
+    if isinstance(node, dict):
+        all_of = node.get("allOf")
+        if (
+            node.get("nullable") is True
+            and isinstance(all_of, list)
+            and len(all_of) == 1
+            and isinstance(all_of[0], dict)
+            and set(all_of[0]) == {"$ref"}
+        ):
+            del node["allOf"], node["nullable"]
+            node["oneOf"] = [all_of[0], {"type": "object", "nullable": True, "enum": [None]}]
+        for value in node.values():
+            _rewrite(value)
+    elif isinstance(node, list):
+        for value in node:
+            _rewrite(value)

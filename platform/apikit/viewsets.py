@@ -12,12 +12,13 @@ from django.core.exceptions import ValidationError
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModified
 from rest_framework.permissions import BasePermission
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.viewsets import GenericViewSet
 
-from apikit import conditional, idempotency
+from apikit import conditional, idempotency, media
 from apikit.ids import parse_uuid
 from apikit.models import TenantModel
 from apikit.permissions import RolePermission, TenantMember
@@ -154,6 +155,14 @@ class TenantScopedViewSet(GenericViewSet):
         them out of the ordering allowlist and the filters (asking for one is a 400, like an
         unknown field; apikit.filters) and names them in the ETag (apikit.conditional)."""
         return frozenset()
+
+    def get_renderers(self) -> list[BaseRenderer]:
+        """The current action's own media types when it declares them (``apikit.media.produces``:
+        a download, an export, a FHIR resource), else the API's JSON."""
+        found = media.declared(self)
+        if found is None:
+            return super().get_renderers()
+        return [renderer() for renderer in found.renderer_classes()]
 
     # --- locked plumbing ---------------------------------------------------------------------------
 

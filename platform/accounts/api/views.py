@@ -182,6 +182,7 @@ class UserViewSet(
     @extend_schema(request=None, responses={200: serializers.UserOutputSerializer})
     @action(detail=True, methods=["post"])
     def deactivate(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Deactivate a staff account: it can no longer log in and its tokens stop working."""
         user = services.user_deactivate(user=self.get_object())
         self.audit_changed_fields = ["is_active", "deactivated_at"]
         return user_detail_response(user)
@@ -259,6 +260,7 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
     @extend_schema(request=None, responses={200: serializers.InvitationOutputSerializer})
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Revoke a pending invitation: its link stops working."""
         invitation = services.invitation_revoke(invitation=self.get_object())
         self.audit_changed_fields = ["revoked_at"]
         return Response(serializers.InvitationOutputSerializer(invitation).data)

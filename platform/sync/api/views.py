@@ -80,6 +80,7 @@ class DeviceViewSet(
     @extend_schema(request=None, responses={200: serializers.DeviceOutputSerializer})
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Revoke a sync device: it can no longer pull or push (a lost or retired phone)."""
         device = services.device_revoke(device=self.get_object(), actor=request.user)
         return Response(serializers.DeviceOutputSerializer(device).data)
 

@@ -1,0 +1,180 @@
+"""Content negotiation for the endpoints whose body is not the API's JSON (issue 17, item 4):
+document downloads, GeoJSON and CSV exports, NDJSON, FHIR resources.
+
+An action says once what it answers with ``@produces(...)``; from that one declaration
+
+- the base viewset gives DRF the action's renderers (``TenantScopedViewSet.get_renderers``), so
+  DRF's own negotiation accepts those media types and ``*/*`` in ``Accept`` and answers 406 (in
+  the error envelope) for anything else, before the action runs;
+- the OpenAPI schema (apikit.schema) declares exactly those media types for the success response,
+  as ``OpenApiTypes.BINARY`` or, for a JSON body (FHIR, GeoJSON), as an object;
+- the action learns which type was negotiated (``negotiated_media_type``), to label its body.
+
+Errors are the JSON envelope whatever was negotiated: the renderers write a dict (the only thing
+an action that writes its own bytes ever hands DRF: an exception's envelope) as JSON with an
+``application/json`` Content-Type. A client asking ``Accept: image/png`` for a 404 gets JSON
+saying so, not a PNG-labelled error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from rest_framework import renderers
+from rest_framework.request import Request
+from rest_framework.settings import api_settings
+from rest_framework.utils.mediatypes import media_type_matches
+
+from apikit.json import JSONRenderer, dumps
+
+JSON = "application/json"
+_ERROR_CONTENT_TYPE = JSON
+PRODUCES_ATTRIBUTE = "apikit_produces"
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def _label_error(renderer_context: Mapping[str, Any] | None) -> None:
+    response = (renderer_context or {}).get("response")
+    if response is not None and response.status_code >= 400:
+        response["Content-Type"] = _ERROR_CONTENT_TYPE
+
+
+def format_name(media_type: str) -> str:
+    """``application/fhir+ndjson`` -> ``fhir+ndjson``, ``image/png`` -> ``png``."""
+    return media_type.split(";", 1)[0].split("/", 1)[-1].strip()
+
+
+class BodyRenderer(renderers.BaseRenderer):
+    """For an action that writes its own body (a file, a stream): DRF negotiates with it, and the
+    action's HttpResponse carries the bytes. DRF only ever renders an error envelope through it,
+    written as JSON."""
+
+    charset = None
+    format = ""
+
+    def render(
+        self,
+        data: Any,
+        accepted_media_type: str | None = None,
+        renderer_context: Mapping[str, Any] | None = None,
+    ) -> bytes:
+        if data is None:
+            return b""
+        if isinstance(data, bytes):
+            return data
+        _label_error(renderer_context)
+        return dumps(data)
+
+
+class JSONBodyRenderer(JSONRenderer):
+    """A JSON body under its own media type (``application/fhir+json``): the API's JSON bytes;
+    an error envelope is labelled ``application/json``, as on every other endpoint."""
+
+    def render(
+        self,
+        data: Any,
+        accepted_media_type: str | None = None,
+        renderer_context: Mapping[str, Any] | None = None,
+    ) -> bytes:
+        _label_error(renderer_context)
+        return super().render(data, accepted_media_type, renderer_context)
+
+
+_RENDERERS: dict[tuple[str, bool], type[renderers.BaseRenderer]] = {}
+
+
+def renderer_for(media_type: str, *, json_body: bool) -> type[renderers.BaseRenderer]:
+    """The renderer class for one media type (one class per type, built once)."""
+    if json_body and media_type == JSON:
+        return JSONRenderer
+    key = (media_type, json_body)
+    if key not in _RENDERERS:
+        base: type[renderers.BaseRenderer] = JSONBodyRenderer if json_body else BodyRenderer
+        name = "".join(part.title() for part in media_type.replace("+", "/").split("/"))
+        _RENDERERS[key] = type(
+            f"{name.replace('-', '').replace('.', '')}Renderer",
+            (base,),
+            # The subtype is the renderer's format: DRF's ``?format=ndjson`` picks it too.
+            {"media_type": media_type, "format": format_name(media_type)},
+        )
+    return _RENDERERS[key]
+
+
+@dataclass(frozen=True)
+class Produces:
+    """What an action answers with: its media types (the first is the default, for ``*/*``), and
+    whether the body is JSON (an object in the schema) or opaque bytes (``OpenApiTypes.BINARY``)."""
+
+    media_types: tuple[str, ...]
+    json_body: bool
+    description: str
+
+    def renderer_classes(self) -> list[type[renderers.BaseRenderer]]:
+        return [
+            renderer_for(media_type, json_body=self.json_body) for media_type in self.media_types
+        ]
+
+
+def produces(
+    *media_types: str, description: str, json_body: bool = False
+) -> Callable[[Handler], Handler]:
+    """Declare an action's response media types (see the module docstring)."""
+    if not media_types:
+        raise ValueError("produces() needs at least one media type")
+
+    def mark(handler: Handler) -> Handler:
+        setattr(
+            handler,
+            PRODUCES_ATTRIBUTE,
+            Produces(media_types=media_types, json_body=json_body, description=description),
+        )
+        return handler
+
+    return mark
+
+
+def declared(view: Any) -> Produces | None:
+    """The ``@produces`` declaration of the view's current action, if it has one."""
+    action = getattr(view, "action", None)
+    handler = getattr(view, action, None) if isinstance(action, str) else None
+    found = getattr(handler, PRODUCES_ATTRIBUTE, None)
+    return found if isinstance(found, Produces) else None
+
+
+def negotiated_media_type(request: Request, default: str) -> str:
+    """The media type DRF's negotiation chose for this request (without parameters), or
+    ``default`` when it chose none."""
+    renderer = getattr(request, "accepted_renderer", None)
+    media_type = getattr(renderer, "media_type", None)
+    return media_type if isinstance(media_type, str) and media_type else default
+
+
+def accepts(request: Request, media_type: str) -> bool:
+    """Whether the request's ``Accept`` admits ``media_type`` (no header: anything). For bodies
+    whose type is known only once the object is found (a stored document), after negotiation
+    accepted the action's types in general."""
+    if request.query_params.get(api_settings.URL_FORMAT_OVERRIDE or ""):
+        # ``?format=`` chose the renderer and overrides Accept (DRF's negotiation).
+        return negotiated_media_type(request, "") == media_type
+    header = request.META.get("HTTP_ACCEPT", "")
+    ranges = [token.strip() for token in header.split(",") if token.strip()]
+    if not ranges:
+        return True
+    return any(
+        media_type_matches(media_type, accepted) and not _refused(accepted) for accepted in ranges
+    )
+
+
+def _refused(media_range: str) -> bool:
+    """``q=0`` means "not acceptable" (RFC 9110, 12.4.2)."""
+    for parameter in media_range.split(";")[1:]:
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() == "q":
+            try:
+                return float(value.strip()) == 0
+            except ValueError:
+                return False
+    return False
