@@ -36,6 +36,7 @@ from tests.clinical.bulk_world import (
     exports_clear,
 )
 from tests.committed import committed
+from tests.fhir.validate import validate_fhir
 
 __all__ = ["bulk_queue", "bulk_tenants", "committed_db"]  # fixtures, used by name
 
@@ -148,6 +149,8 @@ def test_kickoff_poll_manifest_download(a: BulkWorld) -> None:
     assert {p["id"] for p in files["Patient"]} == {str(pk) for pk in PATIENTS}
     # An admin sees phones, exactly as on a read.
     assert all("telecom" in p for p in files["Patient"])
+    # Every line, every type: the official R4 JSON schema and the FHIRPath invariants.
+    assert validate_fhir([r for rs in files.values() for r in rs]) == sum(counts.values())
     # Every reference resolves inside the export (referential integrity for a loader).
     ids = {(r["resourceType"], r["id"]) for rs in files.values() for r in rs}
     for appointment in files["Appointment"]:
@@ -335,6 +338,7 @@ def test_viewer_patient_export_has_no_phones(a: BulkWorld) -> None:
     assert len(patients) == len(PATIENTS)
     assert all("telecom" not in p for p in patients)
     assert "+49" not in json.dumps(patients)
+    validate_fhir(patients)
 
 
 def test_clinician_exports_only_their_facility(a: BulkWorld) -> None:
