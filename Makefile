@@ -13,7 +13,7 @@ WMDB_STAMP := $(WMDB_CLIENT)/node_modules/.installed-$(shell cat $(WMDB_CLIENT)/
 FHIR_VALIDATOR := tests/fhir/validator
 FHIR_VALIDATOR_STAMP := $(FHIR_VALIDATOR)/node_modules/.installed-$(shell cat $(FHIR_VALIDATOR)/package.json $(FHIR_VALIDATOR)/package-lock.json | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench lock migrate manage openapi stop-data load fuzz browser security chromium
+.PHONY: run test lint bench lock migrate manage openapi stop-data load fuzz browser security chromium nginx
 
 $(STAMP): requirements.lock pyproject.toml
 	@echo "[setup] installing pinned dependencies into $(VENV) (the first time takes a minute or two)"
@@ -44,10 +44,15 @@ $(FHIR_VALIDATOR_STAMP): $(FHIR_VALIDATOR)/package.json $(FHIR_VALIDATOR)/packag
 chromium:
 	@.ci/ensure-chromium
 
+# Debian's nginx for the cells suite's edge proxy (tests/tenants/cells/test_two_cells.py):
+# installed when missing if root with apt-get, else that test fails saying so (.ci/ensure-nginx).
+nginx:
+	@.ci/ensure-nginx
+
 run: $(STAMP)
 	@$(PY) -m settings.devstack run
 
-test: $(STAMP) $(WMDB_STAMP) $(FHIR_VALIDATOR_STAMP) chromium
+test: $(STAMP) $(WMDB_STAMP) $(FHIR_VALIDATOR_STAMP) chromium nginx
 	@$(PY) -m settings.devstack test $(PYTEST_ARGS)
 
 lint: $(STAMP)

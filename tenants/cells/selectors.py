@@ -27,3 +27,12 @@ def cell_for_host(*, host: str) -> CellAddress | None:
 
 def placement_of(*, slug: str) -> Placement | None:
     return Placement.objects.select_related("cell").filter(slug=slug).first()
+
+
+def active_host_cells() -> list[tuple[str, str]]:
+    """Every routable host with its cell's URL, by host."""
+    return list(
+        PlacementHost.objects.filter(placement__state=Placement.State.ACTIVE)
+        .order_by("host")
+        .values_list("host", "placement__cell__url")
+    )

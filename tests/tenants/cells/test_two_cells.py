@@ -3,13 +3,17 @@ own cache namespace, sharing one directory database. Tenants with colliding data
 email and password, the same user id, the same tenant primary key) live in different cells; every
 host is served only by its own cell, the other answers 421 naming it, and nothing crosses.
 
+In front of them runs nginx with the documented edge configuration (docs/cells-edge.nginx.conf):
+a host missing from its map reaches the default cell, whose 421 sends it on to the owning cell.
+
 Slow (~1-2 min: one migrate, then a database clone for the second cell); it starts what it needs
-and drops its databases afterwards.
+and drops its databases afterwards. nginx comes from Debian (.ci/ensure-nginx, run by `make test`).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -302,3 +306,105 @@ def test_a_slug_taken_in_one_cell_cannot_be_provisioned_in_another(cells: dict[s
     ]
     # No stray copy of the directory in a cell's own database.
     assert _query(database_b, "SELECT to_regclass('public.cells_placement') IS NULL") == [(True,)]
+
+
+# --- the documented edge proxy, for real -----------------------------------------------------
+
+EDGE_CONF = ROOT / "docs" / "cells-edge.nginx.conf"
+NGINX_MAIN = """daemon off;
+master_process off;
+pid {tmp}/nginx.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log {tmp}/access.log;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    include {tmp}/edge.conf;
+}}
+"""
+
+
+def _nginx() -> str:
+    found = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    assert found, "nginx is missing: run .ci/ensure-nginx (apt-get install nginx-light)"
+    return found
+
+
+@pytest.fixture(scope="module")
+def edge(cells: dict[str, Cell], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("edge")
+    port = _free_port()
+    directory_map = cells["a"].manage("cells_nginx_map").stdout
+    assert directory_map.splitlines() == [
+        f"north.verdant.test {cells['a'].url};",
+        f"south.verdant.test {cells['b'].url};",
+    ]
+    # A stale map, written before south existed: south reaches the default cell first.
+    (tmp / "cells.map").write_text(directory_map.splitlines()[0] + "\n")
+    conf = EDGE_CONF.read_text()
+    for documented, local in (
+        ("listen 80;", f"listen 127.0.0.1:{port};"),
+        ("/etc/nginx/verdant-cells.map", str(tmp / "cells.map")),
+        ("http://cell-a.internal.example:8000", cells["a"].url),
+        (".verdant.example", ".verdant.test"),
+    ):
+        assert documented in conf
+        conf = conf.replace(documented, local)
+    (tmp / "edge.conf").write_text(conf)
+    (tmp / "nginx.conf").write_text(NGINX_MAIN.format(tmp=tmp))
+    log = tmp / "error.log"
+    server = subprocess.Popen(
+        [_nginx(), "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", str(log)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None, log.read_text() if log.exists() else "nginx exited"
+                assert time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_the_edge_proxy_sends_every_host_to_its_cell(edge: str) -> None:
+    """north is in the map (straight to cell a); south is not (cell a answers 421, nginx retries at
+    cell b, the client sees only b's answer); an unknown host gets the default cell's 404."""
+    for slug in HOME:
+        response = requests.get(
+            f"{edge}/api/v1/auth/me/", headers={"Host": _host(slug)}, timeout=10
+        )
+        assert response.status_code == 401, response.text
+        assert response.json()["error"]["code"] == "not_authenticated"
+    unknown = requests.get(
+        f"{edge}/api/v1/auth/me/", headers={"Host": "nobody.verdant.test"}, timeout=10
+    )
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "tenant_not_found"
+
+    for slug in HOME:
+        # A POST body survives the retry: the same credentials log in to each tenant's own data.
+        token = requests.post(
+            f"{edge}/api/v1/auth/token/",
+            json={"email": ADMIN_EMAIL, "password": PASSWORD},
+            headers={"Host": _host(slug)},
+            timeout=10,
+        )
+        assert token.status_code == 200, token.text
+        clinician = requests.get(
+            f"{edge}/api/v1/users/{CLINICIAN_ID}/",
+            headers={"Host": _host(slug), "Authorization": f"Bearer {token.json()['access']}"},
+            timeout=10,
+        )
+        assert clinician.status_code == 200, clinician.text
+        assert clinician.json()["full_name"] == f"{slug} clinician"
