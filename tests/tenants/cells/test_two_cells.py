@@ -96,7 +96,7 @@ def _server_url(database: str) -> str:
     return f"postgres://{auth}@{host}:{config.get('PORT') or 5432}/{database}"
 
 
-def _admin(statement: sql.Composable) -> None:
+def _admin(statement: sql.Composed) -> None:
     with psycopg.connect(_server_url("postgres"), autocommit=True) as conn:
         conn.execute(statement)
 
