@@ -1,15 +1,26 @@
-"""Per-tenant backup and restore: one tenant schema through pg_dump / pg_restore, plus the tenant's
-registry entry (name, kind, plan, status, domains), so a dropped tenant comes back whole.
+"""Per-tenant backup and restore: one tenant schema plus the tenant's registry entry (name, kind,
+plan, status, domains), so a dropped tenant comes back whole.
 
-A backup is one tar file holding ``manifest.json`` and ``schema.dump`` (pg_dump's custom format,
-so ``pg_restore --list`` can inspect it). Restores go back into the same deployment: tenant tables
-keep foreign keys to ``public.django_content_type``, whose ids differ between databases.
+A backup is one tar file holding ``manifest.json`` and the schema, in one of two methods:
+
+- ``copy`` (the default whenever the schema matches the template: same applied migrations, same
+  tables and columns): ``schema.sql``, the template's stored DDL script (the one provisioning
+  replays), and one ``COPY`` text file per table under ``data/`` (tenants.schema_copy). It reads
+  only this schema's catalog rows, so its cost does not grow with the number of other tenants.
+- ``pg_dump``: ``schema.dump``, ``pg_dump --schema`` in its custom format (``pg_restore --list``
+  inspects it). Exact for any schema, but pg_dump reads the whole catalog first: seconds per
+  tenant at thousands of tenants. Used for a schema that differs from the template (behind on
+  migrations, or changed by hand) and on request; version-1 files are all of this kind.
+
+Restores go back into the same deployment: tenant tables keep foreign keys to
+``public.django_content_type``, whose ids differ between databases.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import subprocess
 import tarfile
@@ -19,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from django.conf import settings
 from django.core.management import call_command
 from django.db import connection, transaction
 from django.utils import timezone
@@ -27,16 +40,34 @@ from django_tenants.utils import quote_schema_name, schema_exists, tenant_contex
 from apikit.errors import APIError
 from apikit.tenancy import activate_public
 from notify.services import sender_route_resync
-from tenants.migration_state import schemas_behind
+from tenants.migration_state import applied_migrations, schemas_behind
 from tenants.models import Domain, Plan, Tenant
 from tenants.pg_tools import find_pg_tool, libpq_env
 from tenants.routing import routing_changed
+from tenants.schema_copy import (
+    SchemaMismatchError,
+    SchemaRows,
+    pg_connection,
+    schema_rows_dump,
+    schema_rows_load,
+    structure_signature,
+)
 from tenants.services import mrn_system_default, schema_name_for, tenant_host
+from tenants.template_script import rename_schema, template_script
 
 ARCHIVE_FORMAT = "verdant-tenant-backup"
-ARCHIVE_VERSION = 1
+ARCHIVE_VERSION = 2
+READABLE_VERSIONS = frozenset({1, 2})
 MANIFEST_NAME = "manifest.json"
 DUMP_NAME = "schema.dump"
+DDL_NAME = "schema.sql"
+DATA_DIR = "data"
+METHOD_COPY = "copy"
+METHOD_PG_DUMP = "pg_dump"
+METHODS = ("auto", METHOD_COPY, METHOD_PG_DUMP)
+DATA_FILE = re.compile(r"^\d{4}\.copy$")
+# A data-heavy tenant's COPY text shrinks several-fold; level 6 is zlib's speed/size default.
+GZIP_LEVEL = 6
 # Where PostgreSQL client binaries live, newest major version first (as settings/devstack.py looks
 # for the server binaries); PATH is searched after these.
 # Suffix for the live schema while --replace restores over it; removed once the restore succeeds.
@@ -57,6 +88,11 @@ ERR_ORPHAN_SCHEMA = "schema {schema!r} exists without a tenant row; drop it firs
 ERR_DOMAIN_TAKEN = "domain {domain!r} belongs to tenant {owner!r}"
 ERR_ASIDE_EXISTS = "schema {schema!r} is left over from an earlier restore; inspect and drop it"
 ERR_TOOL_FAILED = "{tool} failed (exit {code}): {reason}"
+ERR_COPY_REFUSED = "cannot back up {slug!r} by copy: {reason} (use --method pg_dump)"
+ERR_COPY_FAILED = "restoring the rows failed: {reason}"
+NOT_LIKE_TEMPLATE_MIGRATIONS = "its applied migrations differ from the template's"
+NOT_LIKE_TEMPLATE_COLUMNS = "its tables or columns differ from the template's"
+NO_TEMPLATE_SCRIPT = "the template's DDL script is unavailable (pg_dump missing or failing)"
 
 
 class BackupError(Exception):
@@ -70,6 +106,9 @@ class BackupResult:
     path: Path
     size_bytes: int
     seconds: float
+    method: str = METHOD_PG_DUMP
+    # Why the copy method was not used ("" when it was, or pg_dump was asked for).
+    method_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,8 +151,71 @@ def _get_tenant(slug: str) -> Tenant:
     return tenant
 
 
-def tenant_backup(*, slug: str, path: Path) -> BackupResult:
-    """Write one tenant's schema and registry entry to ``path`` (replaced atomically)."""
+def _copy_refusal(schema: str) -> str:
+    """Why ``schema`` cannot be backed up by copy ("" when it can): the copy method's DDL is the
+    template's, so the schema must have the template's migrations, tables and columns."""
+    template = settings.TENANT_TEMPLATE_SCHEMA
+    applied = applied_migrations([schema, template])
+    if applied[schema] != applied[template]:
+        return NOT_LIKE_TEMPLATE_MIGRATIONS
+    with pg_connection(application_name="verdant-backup") as conn, conn.cursor() as cursor:
+        if structure_signature(cursor, schema) != structure_signature(cursor, template):
+            return NOT_LIKE_TEMPLATE_COLUMNS
+    return ""
+
+
+def _write_archive(path: Path, manifest: dict[str, Any], files: dict[str, Path]) -> None:
+    """``manifest`` and ``files`` (archive name -> file) into ``path``, renamed into place when
+    complete."""
+    partial = path.with_name(path.name + ".partial")
+    with tarfile.open(partial, "w:gz", compresslevel=GZIP_LEVEL) as archive:
+        payload = json.dumps(manifest, indent=2).encode()
+        info = tarfile.TarInfo(MANIFEST_NAME)
+        info.size = len(payload)
+        info.mtime = int(time.time())
+        archive.addfile(info, io.BytesIO(payload))
+        for name, file in files.items():
+            archive.add(file, arcname=name)
+    partial.replace(path)
+
+
+def _backup_by_copy(
+    *, schema: str, script: str, workdir: Path, manifest: dict[str, Any]
+) -> dict[str, Path]:
+    ddl = workdir / DDL_NAME
+    ddl.write_text(script)
+    data = workdir / DATA_DIR
+    data.mkdir()
+    with pg_connection(application_name="verdant-backup") as conn:
+        rows = schema_rows_dump(conn, schema=schema, directory=data)
+    manifest["ddl_schema"] = settings.TENANT_TEMPLATE_SCHEMA
+    manifest["rows"] = rows.as_manifest()
+    return {
+        DDL_NAME: ddl,
+        **{f"{DATA_DIR}/{table.file}": data / table.file for table in rows.tables},
+    }
+
+
+def _backup_by_pg_dump(*, schema: str, workdir: Path) -> dict[str, Path]:
+    dump = workdir / DUMP_NAME
+    _run_tool(
+        "pg_dump",
+        [
+            "--format=custom",
+            f"--schema={schema}",
+            "--no-owner",
+            "--no-privileges",
+            f"--file={dump}",
+        ],
+    )
+    return {DUMP_NAME: dump}
+
+
+def tenant_backup(*, slug: str, path: Path, method: str = "auto") -> BackupResult:
+    """Write one tenant's schema and registry entry to ``path`` (replaced atomically).
+
+    ``method``: ``copy``, ``pg_dump``, or ``auto`` (copy when the schema matches the template,
+    else pg_dump; the result says which and why)."""
     started = time.perf_counter()
     activate_public()
     tenant = _get_tenant(slug)
@@ -133,36 +235,48 @@ def tenant_backup(*, slug: str, path: Path) -> BackupResult:
             for domain in Domain.objects.filter(tenant=tenant).order_by("domain")
         ],
     }
+    reason = ""
+    script: str | None = None
+    if method != METHOD_PG_DUMP:
+        reason = _copy_refusal(tenant.schema_name)
+        if not reason:
+            script = template_script()
+            reason = "" if script is not None else NO_TEMPLATE_SCRIPT
+        if reason and method == METHOD_COPY:
+            raise BackupError(ERR_COPY_REFUSED.format(slug=slug, reason=reason))
+    used = METHOD_COPY if script is not None else METHOD_PG_DUMP
+    manifest["method"] = used
     path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="verdant-backup-") as workdir:
-        dump = Path(workdir) / DUMP_NAME
-        _run_tool(
-            "pg_dump",
-            [
-                "--format=custom",
-                f"--schema={tenant.schema_name}",
-                "--no-owner",
-                "--no-privileges",
-                f"--file={dump}",
-            ],
-        )
-        partial = path.with_name(path.name + ".partial")
-        with tarfile.open(partial, "w") as archive:
-            payload = json.dumps(manifest, indent=2).encode()
-            info = tarfile.TarInfo(MANIFEST_NAME)
-            info.size = len(payload)
-            info.mtime = int(time.time())
-            archive.addfile(info, io.BytesIO(payload))
-            archive.add(dump, arcname=DUMP_NAME)
-        partial.replace(path)
+        if script is not None:
+            files = _backup_by_copy(
+                schema=tenant.schema_name, script=script, workdir=Path(workdir), manifest=manifest
+            )
+        else:
+            files = _backup_by_pg_dump(schema=tenant.schema_name, workdir=Path(workdir))
+        _write_archive(path, manifest, files)
     return BackupResult(
         slug=tenant.slug,
         schema=tenant.schema_name,
         path=path,
         size_bytes=path.stat().st_size,
         seconds=time.perf_counter() - started,
+        method=used,
+        method_reason=reason,
     )
+
+
+def _required_members(manifest: dict[str, Any]) -> set[str]:
+    """The archive members a manifest's method needs; raises ValueError on a malformed one."""
+    if manifest.get("method", METHOD_PG_DUMP) == METHOD_PG_DUMP:
+        return {DUMP_NAME}
+    if manifest.get("method") != METHOD_COPY or not isinstance(manifest.get("ddl_schema"), str):
+        raise ValueError("unknown method")
+    rows = SchemaRows.from_manifest(manifest["rows"])
+    if not all(DATA_FILE.fullmatch(table.file) for table in rows.tables):
+        raise ValueError("bad data file name")
+    return {DDL_NAME, *(f"{DATA_DIR}/{table.file}" for table in rows.tables)}
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -170,18 +284,32 @@ def read_manifest(path: Path) -> dict[str, Any]:
     try:
         with tarfile.open(path, "r") as archive:
             names = set(archive.getnames())
-            if not {MANIFEST_NAME, DUMP_NAME} <= names:
-                raise BackupError(
-                    ERR_NOT_A_BACKUP.format(path=path, reason="manifest or dump missing")
-                )
+            if MANIFEST_NAME not in names:
+                raise BackupError(ERR_NOT_A_BACKUP.format(path=path, reason="manifest missing"))
             member = archive.extractfile(MANIFEST_NAME)
             if member is None:
                 raise BackupError(ERR_NOT_A_BACKUP.format(path=path, reason="manifest unreadable"))
             manifest: dict[str, Any] = json.loads(member.read())
+            if (
+                not isinstance(manifest, dict)
+                or manifest.get("format") != ARCHIVE_FORMAT
+                or manifest.get("version") not in READABLE_VERSIONS
+            ):
+                raise BackupError(
+                    ERR_NOT_A_BACKUP.format(path=path, reason="unknown format or version")
+                )
+            try:
+                required = _required_members(manifest)
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                raise BackupError(
+                    ERR_NOT_A_BACKUP.format(path=path, reason=f"manifest malformed: {exc}")
+                ) from None
+            if not required <= names:
+                raise BackupError(
+                    ERR_NOT_A_BACKUP.format(path=path, reason="schema or data files missing")
+                )
     except (OSError, tarfile.TarError, ValueError) as exc:
         raise BackupError(ERR_NOT_A_BACKUP.format(path=path, reason=str(exc))) from None
-    if manifest.get("format") != ARCHIVE_FORMAT or manifest.get("version") != ARCHIVE_VERSION:
-        raise BackupError(ERR_NOT_A_BACKUP.format(path=path, reason="unknown format or version"))
     return manifest
 
 
@@ -236,15 +364,23 @@ def _restore_plan(*, slug: str, path: Path, replace: bool) -> _RestorePlan:
     )
 
 
-def _dump_restore(*, path: Path) -> None:
+def _extract(archive: tarfile.TarFile, name: str, target: Path, path: Path) -> None:
+    source = archive.extractfile(name)
+    if source is None:
+        raise BackupError(ERR_NOT_A_BACKUP.format(path=path, reason=f"{name} unreadable"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("wb") as out:
+        shutil.copyfileobj(source, out)
+
+
+def _dump_restore(*, path: Path, manifest: dict[str, Any], schema: str) -> None:
+    if manifest.get("method", METHOD_PG_DUMP) == METHOD_COPY:
+        _copy_restore(path=path, manifest=manifest, schema=schema)
+        return
     with tempfile.TemporaryDirectory(prefix="verdant-restore-") as workdir:
         dump = Path(workdir) / DUMP_NAME
         with tarfile.open(path, "r") as archive:
-            source = archive.extractfile(DUMP_NAME)
-            if source is None:
-                raise BackupError(ERR_NOT_A_BACKUP.format(path=path, reason="dump unreadable"))
-            with dump.open("wb") as target:
-                shutil.copyfileobj(source, target)
+            _extract(archive, DUMP_NAME, dump, path)
         # One transaction: a failed restore leaves no half-built schema behind.
         _run_tool(
             "pg_restore",
@@ -257,6 +393,31 @@ def _dump_restore(*, path: Path) -> None:
                 str(dump),
             ],
         )
+
+
+def _copy_restore(*, path: Path, manifest: dict[str, Any], schema: str) -> None:
+    """The backup's DDL (the template's script as of the backup) renamed to ``schema``, then
+    its rows, in one transaction of a connection of its own: a failure leaves nothing behind."""
+    rows = SchemaRows.from_manifest(manifest["rows"])
+    with tempfile.TemporaryDirectory(prefix="verdant-restore-") as workdir:
+        data = Path(workdir) / DATA_DIR
+        with tarfile.open(path, "r") as archive:
+            script_file = archive.extractfile(DDL_NAME)
+            if script_file is None:
+                raise BackupError(ERR_NOT_A_BACKUP.format(path=path, reason="DDL unreadable"))
+            script = script_file.read().decode()
+            for table in rows.tables:
+                _extract(archive, f"{DATA_DIR}/{table.file}", data / table.file, path)
+        ddl = rename_schema(script, source=manifest["ddl_schema"], target=schema)
+        try:
+            with pg_connection(application_name="verdant-restore") as conn, conn.transaction():
+                # No parameters: one simple query, as provisioning replays the same script.
+                conn.execute(ddl)
+                schema_rows_load(conn, schema=schema, directory=data, rows=rows)
+        except (psycopg.Error, SchemaMismatchError) as exc:
+            lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+            reason = lines[0] if lines else type(exc).__name__
+            raise BackupError(ERR_COPY_FAILED.format(reason=reason)) from None
 
 
 def _tenant_register(*, slug: str, plan: _RestorePlan) -> Tenant:
@@ -311,7 +472,7 @@ def tenant_restore(*, slug: str, path: Path, replace: bool = False) -> RestoreRe
         )
     created: Tenant | None = None
     try:
-        _dump_restore(path=path)
+        _dump_restore(path=path, manifest=plan.manifest, schema=schema)
         if existing is None:
             created = _tenant_register(slug=slug, plan=plan)
         tenant = existing or created

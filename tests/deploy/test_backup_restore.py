@@ -1,4 +1,6 @@
-"""backup_tenant / restore_tenant: real pg_dump and pg_restore against the test database.
+"""backup_tenant / restore_tenant against the test database: the copy method (COPY of the rows plus
+the template's DDL, no pg_dump or pg_restore at all) and the pg_dump method (real pg_dump and
+pg_restore) it falls back to for a schema that differs from the template.
 
 Two throwaway tenants are provisioned and committed (pg_dump runs in its own process and only sees
 committed rows); the shared alpha and beta tenants are never touched. Committed work runs in a
@@ -8,7 +10,10 @@ thread: its own connection, in autocommit, outside the test's rolled-back transa
 from __future__ import annotations
 
 import io
+import json
 import tarfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,6 +127,41 @@ def _run(command: str, *args: str) -> str:
     return out.getvalue()
 
 
+class ServingTraffic:
+    """Requests to one tenant's API, over and over on a thread of its own (its own database
+    connection, like another web worker), while the test does something else."""
+
+    def __init__(self, slug: str) -> None:
+        self.slug = slug
+        self.statuses: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve)
+
+    def _serve(self) -> None:
+        try:
+            client = APIClient(HTTP_HOST=tenant_host(self.slug))
+            token = client.post(
+                "/api/v1/auth/token/",
+                {"email": f"admin@{self.slug}.example", "password": PASSWORD},
+                format="json",
+            ).json()["access"]
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+            while not self._stop.is_set():
+                self.statuses.append(client.get("/api/v1/users/").status_code)
+        finally:
+            connection.close()
+
+    def __enter__(self) -> ServingTraffic:
+        self._thread.start()
+        while not self.statuses and self._thread.is_alive():
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
 def _login_works(slug: str) -> bool:
     response = APIClient(HTTP_HOST=tenant_host(slug)).post(
         "/api/v1/auth/token/",
@@ -132,23 +172,36 @@ def _login_works(slug: str) -> bool:
 
 
 @pytest.mark.usefixtures("committed_tenants")
-def test_backup_drop_restore_round_trip(tmp_path: Path) -> None:
+def test_backup_drop_restore_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copy method, while another tenant with the same ids serves requests: exact data and
+    sequences back, the other tenant untouched and served throughout, and neither pg_dump nor
+    pg_restore involved (PG_BIN_DIR points at an empty directory)."""
     backup = tmp_path / "a.backup"
+    no_tools = tmp_path / "no-client-tools"
+    no_tools.mkdir()
 
     def scenario() -> None:
         schema_a, schema_b = schema_name_for(SLUG_A), schema_name_for(SLUG_B)
-        before_a = schema_fingerprint(schema_a)
-        before_b = schema_fingerprint(schema_b)
-        assert before_a["toy_item"][0] == len(ITEM_IDS)
-        assert before_a != before_b  # same keys, different names: the digests must differ
+        with ServingTraffic(SLUG_B) as traffic:
+            # After B's login (its token and audit event): from here on B only reads.
+            before_a = schema_fingerprint(schema_a)
+            before_b = schema_fingerprint(schema_b)
+            assert before_a["toy_item"][0] == len(ITEM_IDS)
+            assert before_a != before_b  # same keys, different names: the digests must differ
+            monkeypatch.setenv("PG_BIN_DIR", str(no_tools))
+            output = _run("backup_tenant", SLUG_A, "--file", str(backup))
+            assert "Backed up tenant 'bkup-a'" in output
+            assert ", copy) in " in output
+            _run("drop_tenant", SLUG_A, "--confirm")
+            assert not schema_exists(schema_a)
+            assert not Tenant.objects.filter(slug=SLUG_A).exists()
 
-        assert "Backed up tenant 'bkup-a'" in _run("backup_tenant", SLUG_A, "--file", str(backup))
-        _run("drop_tenant", SLUG_A, "--confirm")
-        assert not schema_exists(schema_a)
-        assert not Tenant.objects.filter(slug=SLUG_A).exists()
-
-        output = _run("restore_tenant", SLUG_A, "--file", str(backup))
-        assert "Restored tenant 'bkup-a'" in output
+            output = _run("restore_tenant", SLUG_A, "--file", str(backup))
+            assert "Restored tenant 'bkup-a'" in output
+        monkeypatch.delenv("PG_BIN_DIR")
+        # B answered every request while A was backed up, dropped and restored.
+        assert len(traffic.statuses) > 3
+        assert set(traffic.statuses) == {200}
 
         assert schema_fingerprint(schema_a) == before_a
         assert schema_fingerprint(schema_b) == before_b
@@ -193,30 +246,75 @@ def test_replace_restores_old_data_over_live_tenant(tmp_path: Path) -> None:
     committed(scenario)
 
 
+def _corrupt(backup: Path, broken: Path, *, method: str) -> None:
+    """A copy of ``backup`` with a valid manifest whose restore fails half way: a pg_dump file
+    that is junk after its header, or (copy) the last table's rows ending in a malformed one."""
+    with tarfile.open(backup) as source, tarfile.open(broken, "w") as target:
+        manifest = json.loads(source.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        last = f"data/{manifest['rows']['tables'][-1]['file']}" if method == "copy" else ""
+        for member in source.getmembers():
+            payload = source.extractfile(member).read()  # type: ignore[union-attr]
+            if member.name == "schema.dump":
+                payload = b"PGDMP" + b"\0" * 64
+            elif member.name == last:
+                payload += b"not\ta\tvalid\trow\n"
+            info = tarfile.TarInfo(member.name)
+            info.size = len(payload)
+            target.addfile(info, io.BytesIO(payload))
+
+
 @pytest.mark.usefixtures("committed_tenants")
-def test_failed_replace_puts_the_live_schema_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("method", "error"), [("copy", "restoring the rows failed"), ("pg_dump", "pg_restore failed")]
+)
+def test_failed_replace_puts_the_live_schema_back(tmp_path: Path, method: str, error: str) -> None:
     backup = tmp_path / "a.backup"
     broken = tmp_path / "broken.backup"
 
     def scenario() -> None:
         schema_a = schema_name_for(SLUG_A)
-        _run("backup_tenant", SLUG_A, "--file", str(backup))
+        _run("backup_tenant", SLUG_A, "--file", str(backup), "--method", method)
         before = schema_fingerprint(schema_a)
-        # A valid manifest with a corrupt dump: pg_restore fails half way.
-        with tarfile.open(backup) as source, tarfile.open(broken, "w") as target:
-            manifest = source.getmember("manifest.json")
-            target.addfile(manifest, source.extractfile(manifest))
-            junk = b"PGDMP" + b"\0" * 64
-            info = tarfile.TarInfo("schema.dump")
-            info.size = len(junk)
-            target.addfile(info, io.BytesIO(junk))
+        _corrupt(backup, broken, method=method)
 
-        with pytest.raises(CommandError, match="pg_restore failed"):
+        with pytest.raises(CommandError, match=error):
             _run("restore_tenant", SLUG_A, "--file", str(broken), "--replace")
 
         assert schema_fingerprint(schema_a) == before
         assert not schema_exists(schema_a + ASIDE_SUFFIX)
         assert _login_works(SLUG_A)
+
+    committed(scenario)
+
+
+@pytest.mark.usefixtures("committed_tenants")
+def test_a_schema_unlike_the_template_is_backed_up_by_pg_dump_exactly(tmp_path: Path) -> None:
+    """A column added by hand: the template's DDL would lose it, so --method copy refuses with
+    one clear line and auto falls back to pg_dump, whose restore keeps the column and its data."""
+    backup = tmp_path / "a.backup"
+
+    def scenario() -> None:
+        schema_a = schema_name_for(SLUG_A)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"ALTER TABLE {quote_schema_name(schema_a)}.toy_item "
+                "ADD COLUMN by_hand text NOT NULL DEFAULT 'kept'"
+            )
+        before = schema_fingerprint(schema_a)
+        with pytest.raises(CommandError, match="its tables or columns differ from the template"):
+            _run("backup_tenant", SLUG_A, "--file", str(backup), "--method", "copy")
+        assert not backup.exists()
+
+        errors = io.StringIO()
+        call_command(
+            "backup_tenant", SLUG_A, "--file", str(backup), stdout=io.StringIO(), stderr=errors
+        )
+        assert "Backed up with pg_dump" in errors.getvalue()
+        assert "its tables or columns differ from the template's" in errors.getvalue()
+        _run("drop_tenant", SLUG_A, "--confirm")
+        _run("restore_tenant", SLUG_A, "--file", str(backup))
+        assert schema_fingerprint(schema_a) == before
+        assert schema_fingerprint(schema_name_for(SLUG_B))["toy_item"][0] == len(ITEM_IDS)
 
     committed(scenario)
 
@@ -249,7 +347,14 @@ def test_restore_rejects_a_file_that_is_not_a_backup(tmp_path: Path) -> None:
 def test_missing_pg_dump_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PG_BIN_DIR", str(tmp_path))
     with pytest.raises(CommandError) as caught:
-        _run("backup_tenant", "alpha", "--file", str(tmp_path / "alpha.backup"))
+        _run(
+            "backup_tenant",
+            "alpha",
+            "--file",
+            str(tmp_path / "alpha.backup"),
+            "--method",
+            "pg_dump",
+        )
     message = str(caught.value)
     assert message.startswith("backup_tenant: pg_dump not found")
     assert "postgresql-client" in message
