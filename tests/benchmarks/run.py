@@ -43,7 +43,9 @@ BENCHMARKS = {
     "reminders": "tests.benchmarks.bench_reminders",
     "first_sync": "tests.benchmarks.bench_first_sync",
     "tenant_scale": "tests.benchmarks.bench_tenant_scale",
+    "tenant_memory": "tests.benchmarks.bench_tenant_memory",
     "page_metadata": "tests.benchmarks.bench_page_metadata",
+    "fhir_export": "tests.benchmarks.bench_fhir_export",
 }
 
 

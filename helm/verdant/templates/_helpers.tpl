@@ -105,6 +105,7 @@ SECURE_HSTS_SECONDS: {{ .Values.config.hstsSeconds | quote }}
 JWT_ACCESS_MINUTES: {{ .Values.config.jwtAccessMinutes | quote }}
 JWT_REFRESH_DAYS: {{ .Values.config.jwtRefreshDays | quote }}
 DB_CONN_MAX_AGE: {{ .Values.config.dbConnMaxAge | quote }}
+DB_MAX_SCHEMAS_PER_CONNECTION: {{ .Values.config.dbMaxSchemasPerConnection | quote }}
 MEDIA_ROOT: {{ .Values.media.mountPath | quote }}
 OTEL_SERVICE_NAME: {{ .Values.otel.serviceName | quote }}
 {{- if .Values.otel.enabled }}
