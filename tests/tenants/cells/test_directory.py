@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import MiddlewareNotUsed
-from django.db import connection
+from django.db import OperationalError, connection
 from django.http import HttpResponse
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
@@ -150,6 +150,24 @@ def test_a_host_placed_in_this_cell_but_suspended_answers_403(
     response = alpha.client().get("/api/v1/auth/me/")
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "tenant_suspended"
+
+
+@override_settings(CELL_NAME=CELL_A)
+def test_directory_outage_answers_503_for_foreign_hosts_and_nothing_changes_for_local_ones(
+    alpha: TenantWorld, cells: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(*, host: str) -> CellAddress | None:
+        raise OperationalError("connection to the directory database refused")
+
+    monkeypatch.setattr("tenants.cells.lookup.cell_for_host", unreachable)
+    response = APIClient(HTTP_HOST="gamma.verdant.test", raise_request_exception=False).get(
+        "/api/v1/auth/me/"
+    )
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert response["Retry-After"] == "1"
+    # A host this cell serves never reads the directory.
+    assert login(alpha).get("/api/v1/auth/me/").status_code == 200
 
 
 def test_lookup_caches_answers_and_misses_for_its_ttl() -> None:
