@@ -4,6 +4,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tenants.cells.services import CellsError, placement_for_new_tenant
+from tenants.lock_capacity import provisioning_warning
 from tenants.models import Tenant
 from tenants.services import DEFAULT_PLAN, ProvisioningError, tenant_provision
 
@@ -21,6 +22,10 @@ class Command(BaseCommand):
         parser.add_argument("--admin-email", required=True)
         parser.add_argument("--admin-password", help="default: a generated one, printed once")
         parser.add_argument("--plan", default=DEFAULT_PLAN)
+        parser.add_argument(
+            "--mrn-system",
+            help="the clinic's own FHIR identifier system for MRNs (as for provision_tenant)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         started = time.perf_counter()
@@ -33,6 +38,7 @@ class Command(BaseCommand):
                     admin_email=options["admin_email"],
                     admin_password=options["admin_password"],
                     plan_name=options["plan"],
+                    mrn_system=options["mrn_system"],
                 )
         except (CellsError, ProvisioningError) as exc:
             raise CommandError(f"cell_provision_tenant: {exc}") from None
@@ -44,3 +50,6 @@ class Command(BaseCommand):
             f"  admin:    {result.admin_email}\n"
             f"  password: {result.admin_password}{password_note}"
         )
+        warning = provisioning_warning()
+        if warning:
+            self.stderr.write(self.style.WARNING(warning))
