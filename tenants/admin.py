@@ -22,6 +22,7 @@ from accounts.admin_site import LoginGuardedAdminSite
 from accounts.models import User
 from audit.admin_audit import AuditedModelAdmin
 from tenants.kinds import KindChangeRefusedError, kind_change_blockers
+from tenants.lock_capacity import provisioning_warning
 from tenants.models import Domain, MigrationFailure, MigrationRun, Plan, Tenant
 from tenants.routing import routing_changed
 from tenants.services import (
@@ -133,6 +134,9 @@ class TenantAdmin(AuditedModelAdmin):
             f"Provisioned {result.domain}; admin {result.admin_email} / {result.admin_password}",
             messages.SUCCESS,
         )
+        warning = provisioning_warning()
+        if warning:
+            self.message_user(request, warning, messages.WARNING)
 
     def _change_kind(self, request: HttpRequest, obj: Tenant) -> None:
         try:

@@ -34,6 +34,7 @@ MIGRATION_STEPS = [
         "<N>",
         "--noinput",
     ],
+    ["python", "manage.py", "check_lock_capacity"],
     ["python", "manage.py", "check_schema_drift"],
 ]
 

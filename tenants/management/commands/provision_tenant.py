@@ -3,6 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from tenants.lock_capacity import provisioning_warning
 from tenants.models import Tenant
 from tenants.services import DEFAULT_PLAN, ProvisioningError, tenant_provision
 
@@ -46,3 +47,7 @@ class Command(BaseCommand):
             f"  admin:    {result.admin_email}\n"
             f"  password: {result.admin_password}{password_note}"
         )
+        # After the tenant is made (it never fails a provisioning): a restart fixes it.
+        warning = provisioning_warning()
+        if warning:
+            self.stderr.write(self.style.WARNING(warning))
