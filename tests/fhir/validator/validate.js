@@ -37,6 +37,10 @@ const fhirSchema = JSON.parse(
 // "$id" (the only change made to it, in memory).
 fhirSchema.$id = fhirSchema.id;
 delete fhirSchema.id;
+// The file is R4's first publication (4.0.0): its FHIRVersion list predates the 4.0.1 technical
+// correction, which is the R4 every server announces. Added here, nothing else is changed.
+const versions = fhirSchema.definitions.CapabilityStatement.properties.fhirVersion;
+if (versions.enum && !versions.enum.includes("4.0.1")) versions.enum.push("4.0.1");
 ajv.addSchema(fhirSchema, "fhir");
 
 function structureDefinitions(name) {
