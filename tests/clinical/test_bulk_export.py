@@ -453,3 +453,29 @@ def test_a_write_during_the_run_is_not_in_the_files(
     first = next(p for p in patients if p["id"] == str(PATIENTS[0]))
     assert first["name"][0]["given"] == ["Given0"]
     assert len(patients) == len(PATIENTS)
+
+
+def test_delete_while_running_stops_the_run_and_leaves_no_files(
+    a: BulkWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DELETE lands while the worker writes the Appointment file (after the Patient file is
+    complete): the run stops at its next chunk, and neither file is left in storage."""
+    client = a.client()
+    started = kickoff(client, a, "$export?_type=Patient,Appointment")
+    original = resources.fhir.appointment_resource
+    deleted: list[int] = []
+
+    def build(**kwargs: Any) -> dict[str, Any]:
+        if not deleted:
+            deleted.append(committed(lambda: a.client().delete(status_path(started))).status_code)
+        return original(**kwargs)
+
+    monkeypatch.setattr(resources.fhir, "appointment_resource", build)
+    with schema_context(a.schema):
+        export_id = BulkExport.objects.get().pk
+    run(a)
+    assert deleted == [202]
+    outcome_of(client.get(status_path(started)), 404)
+    prefix = f"{a.schema}/fhir-bulk/{export_id}"
+    assert not default_storage.exists(f"{prefix}/Patient.ndjson")
+    assert not default_storage.exists(f"{prefix}/Appointment.ndjson")
