@@ -45,6 +45,7 @@ BENCHMARKS = {
     "tenant_scale": "tests.benchmarks.bench_tenant_scale",
     "tenant_memory": "tests.benchmarks.bench_tenant_memory",
     "page_metadata": "tests.benchmarks.bench_page_metadata",
+    "fhir_export": "tests.benchmarks.bench_fhir_export",
 }
 
 
