@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -408,3 +408,57 @@ def test_the_edge_proxy_sends_every_host_to_its_cell(edge: str) -> None:
         )
         assert clinician.status_code == 200, clinician.text
         assert clinician.json()["full_name"] == f"{slug} clinician"
+
+
+# --- moving a tenant between cells (runs last: north ends in cell b) ---------------------------
+
+
+def _eventually(check: Callable[[], bool], *, seconds: float = 10) -> None:
+    """Routing caches follow a change within TENANT_ROUTING_RECHECK_SECONDS (1 s in tests)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "the cells did not follow the change in time"
+        time.sleep(0.2)
+
+
+def test_a_tenant_moves_between_cells_by_backup_restore_and_the_directory_flip(
+    cells: dict[str, Cell], edge: str, tmp_path: Path
+) -> None:
+    """The runbook of docs/scaling.md: archive on the source, back up, restore on the target,
+    activate there, drop on the source. North's users, ids and data arrive in cell b next to
+    south's colliding ones; both cells and the (now stale) edge map send north to b."""
+    source, target = cells["a"], cells["b"]
+    backup = tmp_path / "north.backup"
+    source.manage("archive_tenant", "north")
+    source.manage("backup_tenant", "north", "--file", str(backup))
+    target.manage("restore_tenant", "north", "--file", str(backup))
+    moved = target.manage("cell_activate_tenant", "north", "--resume")
+    assert "now routes to cell 'b'" in moved.stdout
+
+    def misdirected_to_target() -> bool:
+        response = source.get(_host("north"), "/api/v1/auth/me/")
+        return response.status_code == 421 and response.json()["error"]["cell"] == "b"
+
+    _eventually(misdirected_to_target)
+    _eventually(lambda: target.login(_host("north")).status_code == 200)
+
+    for slug in HOME:  # both tenants now in cell b, each with its own data
+        token = target.login(_host(slug)).json()["access"]
+        clinician = target.get(_host(slug), f"/api/v1/users/{CLINICIAN_ID}/", token)
+        assert clinician.json()["full_name"] == f"{slug} clinician"
+
+    # The edge's map still says cell a: a answers 421 (north is suspended there), b serves it.
+    via_edge = requests.post(
+        f"{edge}/api/v1/auth/token/",
+        json={"email": ADMIN_EMAIL, "password": PASSWORD},
+        headers={"Host": _host("north")},
+        timeout=10,
+    )
+    assert via_edge.status_code == 200, via_edge.text
+
+    source.manage("drop_tenant", "north", "--confirm")
+    _eventually(misdirected_to_target)  # gone from a: the directory still names b
+    assert target.manage("cells_nginx_map").stdout.splitlines() == [
+        f"north.verdant.test {target.url};",
+        f"south.verdant.test {target.url};",
+    ]
