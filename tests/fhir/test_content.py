@@ -82,7 +82,7 @@ def test_everything_the_base_emits_is_valid_r4(fc: FhirClinic) -> None:
 
 def test_the_validator_rejects_what_fhir_forbids() -> None:
     """The peer is really looking: empty strings, a bad code, a broken invariant all fail."""
-    broken = [
+    broken: list[dict[str, Any]] = [
         {"resourceType": "Patient", "id": "x", "name": [{"family": ""}]},
         {"resourceType": "Patient", "id": "y", "gender": "landline"},
         {
