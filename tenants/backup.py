@@ -40,13 +40,14 @@ from django_tenants.utils import quote_schema_name, schema_exists, tenant_contex
 from apikit.errors import APIError
 from apikit.tenancy import activate_public
 from notify.services import sender_route_resync
-from tenants.migration_state import applied_migrations, schemas_behind
+from tenants.migration_state import schemas_behind
 from tenants.models import Domain, Plan, Tenant
 from tenants.pg_tools import find_pg_tool, libpq_env
 from tenants.routing import routing_changed
 from tenants.schema_copy import (
     SchemaMismatchError,
     SchemaRows,
+    migration_names,
     pg_connection,
     schema_rows_dump,
     schema_rows_load,
@@ -155,10 +156,9 @@ def _copy_refusal(schema: str) -> str:
     """Why ``schema`` cannot be backed up by copy ("" when it can): the copy method's DDL is the
     template's, so the schema must have the template's migrations, tables and columns."""
     template = settings.TENANT_TEMPLATE_SCHEMA
-    applied = applied_migrations([schema, template])
-    if applied[schema] != applied[template]:
-        return NOT_LIKE_TEMPLATE_MIGRATIONS
     with pg_connection(application_name="verdant-backup") as conn, conn.cursor() as cursor:
+        if migration_names(cursor, schema) != migration_names(cursor, template):
+            return NOT_LIKE_TEMPLATE_MIGRATIONS
         if structure_signature(cursor, schema) != structure_signature(cursor, template):
             return NOT_LIKE_TEMPLATE_COLUMNS
     return ""

@@ -4,10 +4,10 @@ with the number of other tenants (issue 20, item 3).
 ``pg_dump --schema=t_x`` reads the whole catalog (every table, type, function, constraint and
 dependency of every schema) before it writes the one schema asked for: 6 s per tenant at 2,000
 tenants, ~70 h to back every tenant up one by one at 10,000. This module reads only what belongs to
-the one schema: its relations (one pass over ``pg_class`` by namespace), their columns and
-constraints (by table oid, through the catalog's indexes) and their rows (``COPY ... TO STDOUT``),
-in one ``REPEATABLE READ READ ONLY`` transaction, so the rows are one consistent snapshot like
-pg_dump's. The DDL is not read here: it is the template's stored script (tenants.template_script),
+the one schema: its tables and sequences (through ``pg_depend``'s index on the schema), their
+columns and constraints (by table oid, through the catalog's indexes) and their rows (``COPY ...
+TO STDOUT``), in one ``REPEATABLE READ READ ONLY`` transaction, so the rows are one consistent
+snapshot like pg_dump's. The DDL is not read here: it is the template's stored script (tenants.template_script),
 valid for a schema whose structure matches the template's, which ``structure_signature`` lets the
 caller check first.
 
@@ -95,15 +95,32 @@ def pg_connection(*, application_name: str) -> Iterator[psycopg.Connection[Any]]
         conn.close()
 
 
+# A schema's tables and sequences, found through pg_depend's index on the referenced object:
+# every table and sequence records a dependency on its schema. pg_class has no index on
+# relnamespace, so "WHERE relnamespace = ..." reads all of pg_class (20 ms at 10 tenants, 400 ms
+# at 300 on a busy machine); this reads the schema's own ~60 rows.
+_SCHEMA_RELATIONS = "FROM pg_depend d JOIN pg_class c ON c.oid = d.objid "
+_IN_SCHEMA = (
+    "WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = %s::regnamespace "
+    "AND d.classid = 'pg_class'::regclass AND c.relnamespace = d.refobjid "
+)
+
+
 def _relations(cursor: psycopg.Cursor[Any], schema: str, kinds: tuple[str, ...]) -> list[str]:
-    # The one pass over pg_class: there is no index on relnamespace. Everything after this goes
-    # through the catalog's indexes (pg_attribute by attrelid, pg_constraint by conrelid).
     cursor.execute(
-        "SELECT relname FROM pg_class WHERE relnamespace = %s::regnamespace "
-        "AND relkind = ANY(%s) ORDER BY relname",
+        f"SELECT DISTINCT c.relname {_SCHEMA_RELATIONS} {_IN_SCHEMA} AND c.relkind = ANY(%s) "
+        "ORDER BY 1",
         [schema, list(kinds)],
     )
     return [row[0] for row in cursor.fetchall()]
+
+
+def migration_names(cursor: psycopg.Cursor[Any], schema: str) -> frozenset[tuple[str, str]]:
+    """The (app, name) migrations ``schema`` has applied."""
+    cursor.execute(
+        sql.SQL("SELECT app, name FROM {}").format(sql.Identifier(schema, "django_migrations"))
+    )
+    return frozenset((row[0], row[1]) for row in cursor.fetchall())
 
 
 def structure_signature(cursor: psycopg.Cursor[Any], schema: str) -> Signature:
@@ -112,9 +129,8 @@ def structure_signature(cursor: psycopg.Cursor[Any], schema: str) -> Signature:
     cursor.execute(
         "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) || "
         "CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END, a.attnotnull "
-        "FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid "
-        "WHERE c.relnamespace = %s::regnamespace AND c.relkind IN ('r', 'p') "
-        "AND a.attnum > 0 AND NOT a.attisdropped",
+        f"{_SCHEMA_RELATIONS} JOIN pg_attribute a ON a.attrelid = c.oid {_IN_SCHEMA} "
+        "AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped",
         [schema],
     )
     return frozenset((row[0], row[1], row[2], bool(row[3])) for row in cursor.fetchall())
