@@ -15,13 +15,11 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from accounts.models import User
-from accounts.roles import Role
-from apikit.policy import visible_containers
 from apikit.tenancy import current_schema_name
 from clinical import selectors
 from clinical.fhir import resources as fhir
-from clinical.models import Appointment, Facility, Patient
+from clinical.fhir.selectors import practitioner_scope
+from clinical.models import Appointment, Patient
 from clinical.projection import patient_projection
 from tenants.models import Tenant
 
@@ -70,16 +68,14 @@ def export_sources(
         "Location": lambda: Source(
             "Location",
             _iterate(
-                _since(visible_containers(user=user, container_model=Facility), since),
+                _since(selectors.facility_list(user=user), since),
                 chunk_size=chunk_size,
             ),
             lambda f: fhir.location_resource(facility=f, tenant=tenant),
         ),
         "Practitioner": lambda: Source(
             "Practitioner",
-            _iterate(
-                _since(User.objects.filter(role=Role.CLINICIAN), since), chunk_size=chunk_size
-            ),
+            _iterate(_since(practitioner_scope(user=user), since), chunk_size=chunk_size),
             lambda u: fhir.practitioner_resource(user=u),
         ),
         "Patient": lambda: Source(
