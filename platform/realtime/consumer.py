@@ -38,6 +38,7 @@ from realtime.handshake import (
     origin_allowed,
     tenant_for_host,
 )
+from realtime.log import log_position
 from realtime.registry import SubscriptionError, subscription_kind
 from realtime.relay import Subscription, format_position, get_relay, parse_event_id
 
@@ -214,6 +215,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             self._error(message, code="too_many_subscriptions", detail="Unsubscribe first.")
             return
         params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        # The log position BEFORE the subscription's state is read: nothing committed after it
+        # is missed (an entry already reflected in the state comes again as an update).
+        start = await tenant_call(self.tenant, log_position)
         try:
             state = await tenant_call(
                 self.tenant,
@@ -234,7 +238,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             sink=self,
         )
         self.subscriptions[sub_id] = subscription
-        position = await get_relay().subscribe(subscription, tenant=self.tenant, since=since)
+        position = await get_relay().subscribe(
+            subscription, tenant=self.tenant, start=start, since=since
+        )
         self.deliver({"type": "subscribed", "sub": sub_id, "position": format_position(position)})
 
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from realtime.db import expected_schema, tenant_call
 from realtime.handshake import CLOSE_RESUME, RefusedError
-from realtime.log import LogRead, Position, log_position, log_read, log_window_start
+from realtime.log import LogRead, Position, log_read, log_window_start
 from realtime.registry import Entry, SubscriptionKind
 
 logger = logging.getLogger(__name__)
@@ -84,25 +84,37 @@ class Relay:
     # --- subscriptions (called by consumers) ----------------------------------------------------
 
     async def subscribe(
-        self, subscription: Subscription, *, tenant: Any, since: Position | None
+        self,
+        subscription: Subscription,
+        *,
+        tenant: Any,
+        start: Position,
+        since: Position | None,
     ) -> Position:
-        """Registers ``subscription``; with ``since``, first delivers what it missed after it.
-        Returns the position from which it receives events (its resume point if nothing comes)."""
+        """Registers ``subscription``, whose state was read after the log position ``start``.
+        With ``since`` (a resume), it first receives what it missed after that event id;
+        without, everything after ``start``. Returns the position it receives events after."""
         schema = tenant.schema_name
         feed = self.feeds.get(schema)
         if feed is None:
             feed = self.feeds[schema] = Feed(tenant=tenant)
         async with feed.lock:
             if feed.position is None:
-                feed.position = await tenant_call(tenant, log_position)
-            position = feed.position
+                feed.position = start
+            floor = since if since is not None else start
             if since is not None:
-                await self._catch_up(feed, subscription, since=since, upto=position)
-                position = max(position, since)
+                window = await tenant_call(tenant, log_window_start)
+                if since[0] < window:
+                    raise RefusedError(CLOSE_RESUME, "resume point is no longer in the log: reload")
+            subscription.floor = floor
+            if floor < feed.position:
+                await self._catch_up(
+                    feed, subscription, upto=feed.position, resumed=since is not None
+                )
             feed.subscriptions.add(subscription)
             if feed.task is None or feed.task.done():
                 feed.task = asyncio.get_running_loop().create_task(self._run(feed))
-        return position
+            return max(floor, feed.position)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         subscription.closed = True
@@ -122,16 +134,11 @@ class Relay:
     # --- the feed -------------------------------------------------------------------------------
 
     async def _catch_up(
-        self, feed: Feed, subscription: Subscription, *, since: Position, upto: Position
+        self, feed: Feed, subscription: Subscription, *, upto: Position, resumed: bool
     ) -> None:
-        window = await tenant_call(feed.tenant, log_window_start)
-        if since[0] < window:
-            raise RefusedError(CLOSE_RESUME, "resume point is no longer in the log: reload")
-        subscription.floor = since
-        if since >= upto:
-            return
+        """Entries after the subscription's floor up to the feed's position, to it alone."""
         entries: list[Entry] = []
-        after = since
+        after = subscription.floor
         while True:
             read: LogRead = await tenant_call(
                 feed.tenant, log_read, after=after, limit=BATCH, upto=upto
@@ -143,7 +150,7 @@ class Relay:
                 break
             after = (read.entries[-1].txid, read.entries[-1].seq)
         if entries:
-            await self._deliver(feed, entries, [subscription], resumed=True)
+            await self._deliver(feed, entries, [subscription], resumed=resumed)
 
     async def _run(self, feed: Feed) -> None:
         expected_schema.set(feed.tenant.schema_name)

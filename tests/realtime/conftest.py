@@ -7,6 +7,7 @@ their writes commit (the server reads them from another process), in the test's 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -108,7 +109,13 @@ def open_socket(
     )
 
 
-def receive(ws: ClientConnection, timeout: float = 10) -> dict[str, Any]:
+# Events wait for the commit-safe watermark: every older transaction of the PostgreSQL cluster
+# must have finished, including other databases' (a developer machine shared by several test
+# runs). Generous, so a busy machine delays a test instead of failing it.
+EVENT_TIMEOUT = 60.0
+
+
+def receive(ws: ClientConnection, timeout: float = EVENT_TIMEOUT) -> dict[str, Any]:
     message: dict[str, Any] = orjson.loads(ws.recv(timeout=timeout))
     return message
 
@@ -117,10 +124,12 @@ def send(ws: ClientConnection, message: dict[str, Any]) -> None:
     ws.send(orjson.dumps(message).decode())
 
 
-def ready(rt: RealtimeWorld, host: str, token: str) -> ClientConnection:
-    ws = open_socket(rt, host, token=token)
-    assert receive(ws)["type"] == "ready"
-    return ws
+@contextlib.contextmanager
+def ready(rt: RealtimeWorld, host: str, token: str) -> Iterator[ClientConnection]:
+    """An authenticated socket, its ``ready`` message read."""
+    with open_socket(rt, host, token=token) as ws:
+        assert receive(ws)["type"] == "ready"
+        yield ws
 
 
 def subscribe(ws: ClientConnection, sub: str, kind: str, **message: Any) -> dict[str, Any]:
