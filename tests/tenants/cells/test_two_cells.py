@@ -429,6 +429,8 @@ def test_a_tenant_moves_between_cells_by_backup_restore_and_the_directory_flip(
     south's colliding ones; both cells and the (now stale) edge map send north to b."""
     source, target = cells["a"], cells["b"]
     backup = tmp_path / "north.backup"
+    # Issued by cell a before the move; the cells share their signing key (docs/scaling.md).
+    token_before = source.login(_host("north")).json()["access"]
     source.manage("archive_tenant", "north")
     source.manage("backup_tenant", "north", "--file", str(backup))
     target.manage("restore_tenant", "north", "--file", str(backup))
@@ -441,6 +443,11 @@ def test_a_tenant_moves_between_cells_by_backup_restore_and_the_directory_flip(
 
     _eventually(misdirected_to_target)
     _eventually(lambda: target.login(_host("north")).status_code == 200)
+
+    # North's users stay signed in: cell a's token is accepted by cell b for north, and only there.
+    me = target.get(_host("north"), "/api/v1/auth/me/", token_before)
+    assert me.status_code == 200, me.text
+    assert target.get(_host("south"), "/api/v1/auth/me/", token_before).status_code == 401
 
     for slug in HOME:  # both tenants now in cell b, each with its own data
         token = target.login(_host(slug)).json()["access"]
