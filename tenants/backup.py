@@ -40,7 +40,7 @@ from django_tenants.utils import quote_schema_name, schema_exists, tenant_contex
 from apikit.errors import APIError
 from apikit.tenancy import activate_public
 from notify.services import sender_route_resync
-from tenants.migration_state import schemas_behind
+from tenants.migration_state import expected_migrations, schemas_behind
 from tenants.models import Domain, Plan, Tenant
 from tenants.pg_tools import find_pg_tool, libpq_env
 from tenants.routing import routing_changed
@@ -373,10 +373,11 @@ def _extract(archive: tarfile.TarFile, name: str, target: Path, path: Path) -> N
         shutil.copyfileobj(source, out)
 
 
-def _dump_restore(*, path: Path, manifest: dict[str, Any], schema: str) -> None:
+def _dump_restore(*, path: Path, manifest: dict[str, Any], schema: str) -> bool:
+    """Restore the schema; True when it is behind the code's migrations afterwards."""
     if manifest.get("method", METHOD_PG_DUMP) == METHOD_COPY:
-        _copy_restore(path=path, manifest=manifest, schema=schema)
-        return
+        applied = _copy_restore(path=path, manifest=manifest, schema=schema)
+        return not expected_migrations() <= applied
     with tempfile.TemporaryDirectory(prefix="verdant-restore-") as workdir:
         dump = Path(workdir) / DUMP_NAME
         with tarfile.open(path, "r") as archive:
@@ -393,11 +394,16 @@ def _dump_restore(*, path: Path, manifest: dict[str, Any], schema: str) -> None:
                 str(dump),
             ],
         )
+    return bool(schemas_behind([schema]))
 
 
-def _copy_restore(*, path: Path, manifest: dict[str, Any], schema: str) -> None:
+def _copy_restore(
+    *, path: Path, manifest: dict[str, Any], schema: str
+) -> frozenset[tuple[str, str]]:
     """The backup's DDL (the template's script as of the backup) renamed to ``schema``, then
-    its rows, in one transaction of a connection of its own: a failure leaves nothing behind."""
+    its rows, in one transaction of a connection of its own: a failure leaves nothing behind.
+    Returns the migrations the restored schema has applied (read from it, not by scanning the
+    catalog as ``schemas_behind`` does)."""
     rows = SchemaRows.from_manifest(manifest["rows"])
     with tempfile.TemporaryDirectory(prefix="verdant-restore-") as workdir:
         data = Path(workdir) / DATA_DIR
@@ -414,10 +420,13 @@ def _copy_restore(*, path: Path, manifest: dict[str, Any], schema: str) -> None:
                 # No parameters: one simple query, as provisioning replays the same script.
                 conn.execute(ddl)
                 schema_rows_load(conn, schema=schema, directory=data, rows=rows)
+                with conn.cursor() as cursor:
+                    applied = migration_names(cursor, schema)
         except (psycopg.Error, SchemaMismatchError) as exc:
             lines = [line for line in str(exc).strip().splitlines() if line.strip()]
             reason = lines[0] if lines else type(exc).__name__
             raise BackupError(ERR_COPY_FAILED.format(reason=reason)) from None
+    return applied
 
 
 def _tenant_register(*, slug: str, plan: _RestorePlan) -> Tenant:
@@ -472,7 +481,7 @@ def tenant_restore(*, slug: str, path: Path, replace: bool = False) -> RestoreRe
         )
     created: Tenant | None = None
     try:
-        _dump_restore(path=path, manifest=plan.manifest, schema=schema)
+        behind = _dump_restore(path=path, manifest=plan.manifest, schema=schema)
         if existing is None:
             created = _tenant_register(slug=slug, plan=plan)
         tenant = existing or created
@@ -480,7 +489,7 @@ def tenant_restore(*, slug: str, path: Path, replace: bool = False) -> RestoreRe
             raise BackupError(ERR_NO_TENANT.format(slug=slug))
         # An older backup meets newer code: bring the schema to the latest migration before the
         # tenant is routable again.
-        migrated = bool(schemas_behind([schema]))
+        migrated = behind
         if migrated:
             call_command("migrate_schemas", schema_name=schema, interactive=False, verbosity=0)
             activate_public()
