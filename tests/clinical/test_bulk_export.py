@@ -14,15 +14,18 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.core.files.storage import default_storage
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_tenants.utils import schema_context
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
 from clinical.bulkdata import resources, services
-from clinical.models import BulkExport, Patient
+from clinical.models import Appointment, BulkExport, Patient
 from tests.clinical.bulk_world import (
     ADMIN,
+    APPOINTMENTS,
     CLINICIAN,
     F1,
     PASSWORD,
@@ -479,3 +482,29 @@ def test_delete_while_running_stops_the_run_and_leaves_no_files(
     prefix = f"{a.schema}/fhir-bulk/{export_id}"
     assert not default_storage.exists(f"{prefix}/Patient.ndjson")
     assert not default_storage.exists(f"{prefix}/Appointment.ndjson")
+
+
+def test_the_run_issues_no_query_per_row(a: BulkWorld) -> None:
+    """The same statements for one patient and one appointment as for all of them: rows come
+    from server-side cursors and audit events per chunk, never a query per resource."""
+    client = a.client()
+
+    def queries_of(query: str) -> tuple[int, int]:
+        kickoff(client, a, f"$export?_type=Patient,Appointment,Practitioner,Location{query}")
+        with CaptureQueriesContext(connection) as captured:
+            export = run(a)
+        assert export is not None
+        with schema_context(a.schema):
+            export.refresh_from_db()
+            resources_ = sum(item["count"] for item in export.output)
+        exports_clear(a)
+        return len(captured.captured_queries), resources_
+
+    everything, many = queries_of("")
+    since = timezone.now()
+    with schema_context(a.schema):
+        Patient.objects.filter(pk=PATIENTS[1]).update(updated_at=timezone.now())
+        Appointment.objects.filter(pk=APPOINTMENTS[1]).update(updated_at=timezone.now())
+    one_each, few = queries_of(f"&_since={since.isoformat().replace('+00:00', 'Z')}")
+    assert (many, few) == (2 * len(PATIENTS) + 3, 2)
+    assert one_each == everything
