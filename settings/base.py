@@ -273,6 +273,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "apikit.schema.strict_nullable_refs",
+        "apikit.schema.anonymous_security",
     ],
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
     # Several resources have a "status"; name each choice set after its model.

@@ -285,6 +285,18 @@ def strict_nullable_refs(result: dict[str, Any], **kwargs: Any) -> dict[str, Any
     return result
 
 
+def anonymous_security(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """POSTPROCESSING_HOOKS: an operation open to anonymous callers (login, token refresh, the
+    email links) gets ``security: []`` (no requirement) instead of drf-spectacular's ``[{}]``.
+    Both mean "no credentials needed", but generators read any non-empty list as "needs
+    credentials" (openapi-python-client then asks for an AuthenticatedClient to log in)."""
+    for item in result.get("paths", {}).values():
+        for operation in item.values():
+            if isinstance(operation, dict) and operation.get("security") == [{}]:
+                operation["security"] = []
+    return result
+
+
 def _rewrite(node: Any) -> None:
     if isinstance(node, dict):
         all_of = node.get("allOf")

@@ -16,7 +16,7 @@ from typing import Any, cast
 from django.conf import settings
 from django.http import HttpResponse, QueryDict
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
@@ -24,6 +24,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from apikit.errors import APIError
+from apikit.media import renderer_for
 from notify.secrets import SecretKeysError, SecretUnreadableError
 from notify.selectors import (
     SenderConfig,
@@ -110,7 +111,18 @@ class StatusCallbackView(_TwilioWebhook):
 
     our_number_field = "From"
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={204: None}, auth=[])
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses={204: None},
+        auth=[],
+        parameters=[
+            OpenApiParameter(
+                "ref",
+                OpenApiTypes.STR,
+                description="Our reference for the message, as we put it in the callback URL.",
+            )
+        ],
+    )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
         params = self.verified_params(request, "MessageSid", "MessageStatus")
         delivery_receipt_record(
@@ -127,8 +139,13 @@ class InboundMessageView(_TwilioWebhook):
     ledger. Answers empty TwiML (no auto-reply; the carrier sends its own STOP confirmation)."""
 
     our_number_field = "To"
+    # The answer is TwiML: negotiated as XML (apikit.media; errors stay the JSON envelope).
+    renderer_classes = [
+        renderer_for("text/xml", json_body=False),
+        renderer_for("application/xml", json_body=False),
+    ]
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.STR}, auth=[])
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.BINARY}, auth=[])
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
         params = self.verified_params(request, "From", "MessageSid")
         inbound_message_handle(
