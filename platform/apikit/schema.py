@@ -1,8 +1,9 @@
 """OpenAPI generation: every operation documents the error envelope for the statuses it can
 answer, the Idempotency-Key / If-Match / If-None-Match headers the base viewset honours, the
 media types of its success body (``apikit.media.produces``), the filters it reads, and a summary
-and description of its own (issue 17, item 5); ``strict_nullable_refs`` makes the document valid
-under a strict OpenAPI 3.0.3 validator."""
+and description of its own (issue 17, item 5). Two postprocessing hooks finish the document for
+strict validators and generated clients: ``strict_nullable_refs`` (nullable references valid
+under OpenAPI 3.0.3) and ``anonymous_security`` (``security: []`` on anonymous operations)."""
 
 from __future__ import annotations
 
