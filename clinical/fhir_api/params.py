@@ -48,7 +48,10 @@ def _id() -> SearchParam:
 
 def _last_updated() -> SearchParam:
     return SearchParam(
-        "_lastUpdated", "date", date_filter("updated_at"), "When the resource last changed."
+        "_lastUpdated",
+        "date",
+        date_filter("updated_at", name="_lastUpdated"),
+        "When the resource last changed.",
     )
 
 
@@ -118,7 +121,7 @@ def patient_params(*, tenant: Tenant, projection: PatientProjection) -> Params:
         SearchParam(
             "birthdate",
             "date",
-            date_filter("birth_date", date_only=True),
+            date_filter("birth_date", name="birthdate", date_only=True),
             "Birth date (eq, ne, gt, lt, ge, le; YYYY, YYYY-MM or YYYY-MM-DD).",
         ),
         SearchParam("gender", "token", token_filter(gender), "male | female | other | unknown."),
@@ -171,7 +174,7 @@ def appointment_params() -> Params:
         SearchParam(
             "date",
             "date",
-            date_filter("starts_at"),
+            date_filter("starts_at", name="date"),
             "The start (eq, ne, gt, lt, ge, le; a date without a time is a UTC day).",
         ),
         SearchParam(

@@ -194,13 +194,15 @@ def date_q(column: str, value: DateRange, *, date_only: bool = False) -> Q:
     return conditions[value.prefix]
 
 
-def date_filter(column: str, *, date_only: bool = False) -> Filter:
+def date_filter(column: str, *, name: str, date_only: bool = False) -> Filter:
+    """``name``: the parameter, for error messages."""
+
     def apply(queryset: QuerySet[Any], values: list[str], modifier: str | None) -> QuerySet[Any]:
         condition = Q(pk__in=[])
         for value in values:
-            parsed = date_range(column, value)
+            parsed = date_range(name, value)
             if date_only and parsed.has_time:
-                raise invalid(DATE_ONLY.format(name=column, value=value))
+                raise invalid(DATE_ONLY.format(name=name, value=value))
             condition |= date_q(column, parsed, date_only=date_only)
         return queryset.filter(condition)
 

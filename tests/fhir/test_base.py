@@ -271,9 +271,7 @@ def test_errors_are_operation_outcomes(fc: FhirClinic) -> None:
     bad_date = client.get(f"{BASE}/Patient", {"birthdate": "yesterday"})
     assert bad_date.status_code == 400
     assert outcome_code(bad_date) == "invalid"
-    assert "birth_date" in bad_date.json()["issue"][0]["diagnostics"] or "birthdate" in str(
-        bad_date.json()
-    )
+    assert bad_date.json()["issue"][0]["diagnostics"].startswith("birthdate: 'yesterday'")
     for query in ({"_count": "0"}, {"_count": "many"}, {"_cursor": "x"}, {"name:sounds": "a"}):
         assert client.get(f"{BASE}/Patient", query).status_code == 400, query
 
