@@ -19,7 +19,7 @@ from observability.tracing import TENANT_ROUTING_MIDDLEWARE
 from tests.conftest import TenantWorld, login
 from tests.observability.conftest import ROOT, process_env
 
-DOCUMENTED_POSITION = 4
+DOCUMENTED_POSITION = 5
 
 # Run in a fresh process through the WSGI entry point: import settings.wsgi (which calls
 # configure_tracing), serve one request and the probes by pod IP, report what exists.
