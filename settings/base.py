@@ -269,6 +269,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The REST API under /api/ only (the FHIR base is described by its CapabilityStatement).
+    "PREPROCESSING_HOOKS": ["apikit.schema.rest_api_only"],
     # drf-spectacular's enum hook, then nullable references made valid under strict OAS 3.0.3.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -315,3 +315,11 @@ def _rewrite(node: Any) -> None:
     elif isinstance(node, list):
         for value in node:
             _rewrite(value)
+
+
+def rest_api_only(endpoints: list[Any], **kwargs: Any) -> list[Any]:
+    """PREPROCESSING_HOOKS: the document describes the REST API under ``/api/``. The FHIR R4 base
+    (``/fhir/R4/``) is FHIR's own contract: its CapabilityStatement describes it, its errors are
+    OperationOutcomes rather than the envelope every operation here documents, and FHIR clients
+    are generated from FHIR's definitions, not from this document."""
+    return [endpoint for endpoint in endpoints if endpoint[0].startswith("/api/")]

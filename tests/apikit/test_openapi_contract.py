@@ -98,6 +98,13 @@ def test_the_hook_rewrites_what_drf_spectacular_emits() -> None:
     assert not OAS30Validator({**components, **rewritten}).is_valid({})
 
 
+def test_the_document_describes_the_rest_api_only(document: dict[str, Any]) -> None:
+    """The FHIR base answers OperationOutcomes, not the envelope documented here; its own
+    CapabilityStatement describes it (apikit.schema.rest_api_only)."""
+    assert all(path.startswith("/api/v1/") for path in document["paths"])
+    assert "/api/v1/clinical/fhir/export/" in document["paths"]
+
+
 # --- bodies --------------------------------------------------------------------------------------
 
 
