@@ -274,6 +274,12 @@ def test_errors_are_operation_outcomes(fc: FhirClinic) -> None:
     assert bad_date.json()["issue"][0]["diagnostics"].startswith("birthdate: 'yesterday'")
     for query in ({"_count": "0"}, {"_count": "many"}, {"_cursor": "x"}, {"name:sounds": "a"}):
         assert client.get(f"{BASE}/Patient", query).status_code == 400, query
+    # A cursor past the one Organization: an empty page, never an error.
+    past = client.get(f"{BASE}/Organization", {"_cursor": str(uuid.uuid4())})
+    assert past.status_code == 200
+    assert "entry" not in past.json()
+    for prefix in ("sa", "eb", "ap"):
+        assert client.get(f"{BASE}/Appointment", {"date": f"{prefix}2031"}).status_code == 400
 
 
 def test_throttled_is_a_429_outcome_with_retry_after(fc: FhirClinic) -> None:
