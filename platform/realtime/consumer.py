@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Any
 
@@ -43,6 +44,9 @@ from realtime.registry import SubscriptionError, subscription_kind
 from realtime.relay import Subscription, format_position, get_relay, parse_event_id
 
 CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+
+logger = logging.getLogger(__name__)
 
 
 class RealtimeConsumer(AsyncWebsocketConsumer):
@@ -158,6 +162,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self._handle(message)
         except RefusedError as refused:
             await self._close(refused.code, refused.reason)
+        except Exception:
+            # A bug or a database outage: a close frame the client can act on (reconnect with
+            # jitter and resume), never a dropped TCP connection.
+            logger.exception("realtime message handling failed")
+            await self._close(CLOSE_INTERNAL, "internal error: reconnect and resume")
 
     def _take_token(self) -> bool:
         now = time.monotonic()

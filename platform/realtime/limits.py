@@ -4,8 +4,9 @@
 MAX_SUBSCRIPTIONS = 20
 # An inbound frame larger than this closes the socket with 1009 (message too big).
 MAX_MESSAGE_BYTES = 4096
-# Inbound messages: a burst of RATE_BURST, refilled at RATE_PER_SECOND; beyond it 1008.
-RATE_BURST = 20
+# Inbound messages: a burst of RATE_BURST (room for a reconnect's subscriptions), refilled at
+# RATE_PER_SECOND; beyond it 1008.
+RATE_BURST = 2 * MAX_SUBSCRIPTIONS
 RATE_PER_SECOND = 5.0
 # Outbound frames queued for a socket that reads too slowly; one more closes it with 4409.
 MAX_OUTBOUND_QUEUE = 1000

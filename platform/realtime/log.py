@@ -27,6 +27,7 @@ SELECT txid::text::bigint, seq, tbl, row_id::text, op, scope_ids::text[]
  ORDER BY txid, seq
  LIMIT %s
 """
+_LAST = "SELECT txid::text::bigint, seq FROM sync_change ORDER BY txid DESC, seq DESC LIMIT 1"
 _PENDING = "SELECT EXISTS (SELECT 1 FROM sync_change WHERE txid >= %s::text::xid8)"
 
 
@@ -42,6 +43,14 @@ class LogRead:
 def log_position() -> Position:
     """Where a feed starts: just below the watermark (everything older has been written)."""
     return (watermark_now(), 0)
+
+
+def log_last_written() -> Position:
+    """The newest entry written so far, committed or not (below the watermark or not)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LAST)
+        row = cursor.fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def log_window_start() -> int:

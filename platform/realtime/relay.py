@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from realtime.db import expected_schema, tenant_call
 from realtime.handshake import CLOSE_RESUME, RefusedError
-from realtime.log import LogRead, Position, log_read, log_window_start
+from realtime.log import LogRead, Position, log_last_written, log_read, log_window_start
 from realtime.registry import Entry, SubscriptionKind
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,10 @@ class Subscription:
     # Entries at or below this position are never delivered (a resume from another process's
     # position, ahead of this feed).
     floor: Position = (0, 0)
+    # A resumed subscription: entries up to this position were written before it reopened, so
+    # they are replayed (the kind cannot know what the client holds), even those delivered after
+    # ``subscribed`` because the watermark had not passed them yet.
+    replay_until: Position | None = None
     closed: bool = False
 
 
@@ -95,26 +99,37 @@ class Relay:
         With ``since`` (a resume), it first receives what it missed after that event id;
         without, everything after ``start``. Returns the position it receives events after."""
         schema = tenant.schema_name
-        feed = self.feeds.get(schema)
-        if feed is None:
-            feed = self.feeds[schema] = Feed(tenant=tenant)
-        async with feed.lock:
-            if feed.position is None:
-                feed.position = start
-            floor = since if since is not None else start
-            if since is not None:
-                window = await tenant_call(tenant, log_window_start)
-                if since[0] < window:
-                    raise RefusedError(CLOSE_RESUME, "resume point is no longer in the log: reload")
-            subscription.floor = floor
-            if floor < feed.position:
-                await self._catch_up(
-                    feed, subscription, upto=feed.position, resumed=since is not None
-                )
-            feed.subscriptions.add(subscription)
-            if feed.task is None or feed.task.done():
-                feed.task = asyncio.get_running_loop().create_task(self._run(feed))
-            return max(floor, feed.position)
+        if since is not None:
+            subscription.replay_until = await tenant_call(tenant, log_last_written)
+        while True:
+            feed = self.feeds.get(schema)
+            if feed is None:
+                feed = self.feeds[schema] = Feed(tenant=tenant)
+            async with feed.lock:
+                # A feed that ended (no subscriptions) while this call waited for its lock is
+                # out of the map: start over with the current one.
+                if self.feeds.get(schema) is feed:
+                    return await self._register(feed, subscription, start=start, since=since)
+
+    async def _register(
+        self, feed: Feed, subscription: Subscription, *, start: Position, since: Position | None
+    ) -> Position:
+        """Under the feed's lock."""
+        tenant = feed.tenant
+        if feed.position is None:
+            feed.position = start
+        floor = since if since is not None else start
+        if since is not None:
+            window = await tenant_call(tenant, log_window_start)
+            if since[0] < window:
+                raise RefusedError(CLOSE_RESUME, "resume point is no longer in the log: reload")
+        subscription.floor = floor
+        if floor < feed.position:
+            await self._catch_up(feed, subscription, upto=feed.position)
+        feed.subscriptions.add(subscription)
+        if feed.task is None or feed.task.done():
+            feed.task = asyncio.get_running_loop().create_task(self._run(feed))
+        return max(floor, feed.position)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         subscription.closed = True
@@ -133,9 +148,7 @@ class Relay:
 
     # --- the feed -------------------------------------------------------------------------------
 
-    async def _catch_up(
-        self, feed: Feed, subscription: Subscription, *, upto: Position, resumed: bool
-    ) -> None:
+    async def _catch_up(self, feed: Feed, subscription: Subscription, *, upto: Position) -> None:
         """Entries after the subscription's floor up to the feed's position, to it alone."""
         entries: list[Entry] = []
         after = subscription.floor
@@ -150,7 +163,8 @@ class Relay:
                 break
             after = (read.entries[-1].txid, read.entries[-1].seq)
         if entries:
-            await self._deliver(feed, entries, [subscription], resumed=resumed)
+            # Replayed or not: Subscription.replay_until decides, entry by entry.
+            await self._deliver(feed, entries, [subscription], resumed=False)
 
     async def _run(self, feed: Feed) -> None:
         expected_schema.set(feed.tenant.schema_name)
@@ -216,12 +230,18 @@ class Relay:
                 fresh = [e for e in relevant if (e.txid, e.seq) > member.floor]
                 if not fresh or member.closed:
                     continue
-                for event_id, message in kind.match(
-                    member.state, batch, fresh, role=member.role, resumed=resumed
-                ):
-                    member.sink.deliver(
-                        {"type": "event", "id": event_id, "sub": member.sub_id, **message}
-                    )
+                until = member.replay_until
+                replayed = [e for e in fresh if until is not None and (e.txid, e.seq) <= until]
+                live = fresh[len(replayed) :]
+                for part, as_resumed in ((replayed, True), (live, resumed)):
+                    if not part:
+                        continue
+                    for event_id, message in kind.match(
+                        member.state, batch, part, role=member.role, resumed=as_resumed
+                    ):
+                        member.sink.deliver(
+                            {"type": "event", "id": event_id, "sub": member.sub_id, **message}
+                        )
 
 
 _relay: Relay | None = None
