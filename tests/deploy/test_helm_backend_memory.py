@@ -8,7 +8,13 @@ import pytest
 
 from tests.deploy.test_helm_chart import Manifest, _by_kind, _containers, _pod_specs, render
 
-EXPECTED = {"web": "web", "worker": "worker", "beat": "beat", "migrate": "migrate"}
+EXPECTED = {
+    "web": "web",
+    "realtime": "realtime",
+    "worker": "worker",
+    "beat": "beat",
+    "migrate": "migrate",
+}
 
 
 def _process_of(name: str) -> str:

@@ -199,7 +199,7 @@ def test_beat_is_exactly_one_replica_recreated(rendered: tuple[str, list[Manifes
 def test_every_container_is_locked_down_and_sized(rendered: tuple[str, list[Manifest]]) -> None:
     _, manifests = rendered
     pods = _pod_specs(manifests)
-    assert len(pods) == 5  # web, two workers, beat, migration Job
+    assert len(pods) == 6  # web, realtime, two workers, beat, migration Job
     for name, pod in pods.items():
         assert pod["securityContext"]["runAsNonRoot"] is True, name
         assert pod["securityContext"]["runAsUser"] > 0, name
@@ -264,7 +264,12 @@ def test_hook_config_matches_the_release_config(rendered: tuple[str, list[Manife
 def test_production_values_scale_out_and_keep_secrets_external() -> None:
     manifests = render(_values("production"))
     hpas = _by_kind(manifests, "HorizontalPodAutoscaler")
-    assert set(hpas) == {"verdant-web", "verdant-worker-default", "verdant-worker-sms"}
+    assert set(hpas) == {
+        "verdant-web",
+        "verdant-realtime",
+        "verdant-worker-default",
+        "verdant-worker-sms",
+    }
     assert hpas["verdant-web"]["spec"]["minReplicas"] == 3
     # The HPA owns the replica count: the Deployment must not reset it on every upgrade.
     for name in hpas:
@@ -282,7 +287,7 @@ def test_production_values_scale_out_and_keep_secrets_external() -> None:
     assert config["OTEL_EXPORTER_OTLP_ENDPOINT"].startswith("http://otel-collector")
     # No origin trusted besides each request's own host: no wildcard across tenant hosts.
     assert "CSRF_TRUSTED_ORIGINS" not in config
-    assert len(_by_kind(manifests, "NetworkPolicy")) == 2
+    assert len(_by_kind(manifests, "NetworkPolicy")) == 3  # web, realtime, default
 
 
 def test_ingress_serves_base_and_wildcard_tenant_hosts_with_tls() -> None:

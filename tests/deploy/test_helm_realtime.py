@@ -1,0 +1,191 @@
+"""The chart's real-time process (issue 18, item 8): its own Deployment running uvicorn on
+settings.asgi as `make run` and the real-time tests do, HTTP probes on the ASGI app's probe
+routes, its own HPA and PDB, a `/ws/` Ingress with proxy timeouts above the ping interval, a
+NetworkPolicy letting the ingress controller in, and a shutdown that fits its grace period.
+
+Rendered by Helm's own engine and validated like the rest of the chart (tests/deploy/
+test_helm_chart.py renders and validates every manifest of the three CI values files, these
+included); here, what the real-time resources must say."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import helm_python as helm
+import pytest
+
+from tests.deploy.test_helm_chart import CHART, VALUES_FILES, Manifest, _by_kind, _values, render
+
+NAME = "verdant-realtime"
+
+
+@pytest.fixture(scope="module", params=sorted(VALUES_FILES))
+def rendered(request: pytest.FixtureRequest) -> tuple[str, list[Manifest]]:
+    return request.param, render(_values(request.param))
+
+
+def _container(manifests: list[Manifest]) -> tuple[dict[str, Any], dict[str, Any]]:
+    pod = _by_kind(manifests, "Deployment")[NAME]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    return pod, container
+
+
+def _flag(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_realtime_runs_uvicorn_on_the_asgi_app(rendered: tuple[str, list[Manifest]]) -> None:
+    _, manifests = rendered
+    _, container = _container(manifests)
+    command = container["command"]
+    assert command[:2] == ["uvicorn", "settings.asgi:application"]
+    # As settings/devstack.py (make run) and tests/realtime/live.py run it.
+    assert _flag(command, "--ws-per-message-deflate") == "false"
+    assert _flag(command, "--lifespan") == "off"
+    assert _flag(command, "--host") == "0.0.0.0"  # noqa: S104 (a pod listens on its own IP)
+    port = container["ports"][0]
+    assert port["name"] == "http"
+    assert _flag(command, "--port") == str(port["containerPort"])
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert env["VERDANT_PROCESS"] == "realtime"
+    # The same configuration and secrets as every other pod.
+    refs = [next(iter(ref.values()))["name"] for ref in container["envFrom"]]
+    web = _by_kind(manifests, "Deployment")["verdant-web"]["spec"]["template"]["spec"]
+    assert refs == [next(iter(ref.values()))["name"] for ref in web["containers"][0]["envFrom"]]
+
+
+def test_probes_use_the_asgi_probe_routes(rendered: tuple[str, list[Manifest]]) -> None:
+    _, manifests = rendered
+    _, container = _container(manifests)
+    # platform/realtime/probes.py: /healthz (process up), /readyz (apikit's readiness checks).
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+
+
+def test_shutdown_drains_within_the_grace_period(rendered: tuple[str, list[Manifest]]) -> None:
+    _, manifests = rendered
+    pod, container = _container(manifests)
+    sleep = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert sleep[0] == "sleep"
+    assert int(sleep[1]) > 0
+    graceful = int(_flag(container["command"], "--timeout-graceful-shutdown"))
+    assert int(sleep[1]) + graceful < int(pod["terminationGracePeriodSeconds"])
+    strategy = _by_kind(manifests, "Deployment")[NAME]["spec"]["strategy"]
+    assert strategy["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_ingress_sends_ws_to_realtime_with_timeouts_above_the_ping() -> None:
+    manifests = render(_values("production"))
+    ingresses = _by_kind(manifests, "Ingress")
+    realtime = ingresses[NAME]
+    _, container = _container(manifests)
+    ping = float(_flag(container["command"], "--ws-ping-interval"))
+    annotations = realtime["metadata"]["annotations"]
+    for timeout in ("proxy-read-timeout", "proxy-send-timeout"):
+        assert float(annotations[f"nginx.ingress.kubernetes.io/{timeout}"]) > ping
+    # The main Ingress keeps the controller's default timeouts (the REST API's) and owns TLS.
+    assert not any("timeout" in key for key in ingresses["verdant"]["metadata"]["annotations"])
+    assert "cert-manager.io/cluster-issuer" not in annotations
+    main_rules = ingresses["verdant"]["spec"]["rules"]
+    rules = realtime["spec"]["rules"]
+    assert [rule["host"] for rule in rules] == [rule["host"] for rule in main_rules]
+    assert realtime["spec"]["tls"] == ingresses["verdant"]["spec"]["tls"]
+    assert realtime["spec"]["ingressClassName"] == ingresses["verdant"]["spec"]["ingressClassName"]
+    for rule in rules:
+        (path,) = rule["http"]["paths"]
+        assert (path["path"], path["pathType"]) == ("/ws/", "Prefix")
+        assert path["backend"]["service"] == {"name": NAME, "port": {"name": "http"}}
+    service = _by_kind(manifests, "Service")[NAME]
+    assert (
+        service["spec"]["selector"]
+        == _by_kind(manifests, "Deployment")[NAME]["spec"]["selector"]["matchLabels"]
+    )
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_network_policy_lets_the_ingress_reach_realtime() -> None:
+    values = _values("production")
+    assert values is not None
+    manifests = render(values)
+    policies = _by_kind(manifests, "NetworkPolicy")
+    labels = _by_kind(manifests, "Deployment")[NAME]["spec"]["template"]["metadata"]["labels"]
+    admitting = [
+        policy
+        for policy in policies.values()
+        if policy["spec"].get("ingress")
+        and all(labels.get(k) == v for k, v in policy["spec"]["podSelector"]["matchLabels"].items())
+    ]
+    assert [policy["metadata"]["name"] for policy in admitting] == [NAME]
+    (rule,) = admitting[0]["spec"]["ingress"]
+    assert rule["from"] == values["networkPolicy"].get(
+        "ingressFrom", render_defaults_ingress_from()
+    )
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    # The web pods' own policy does not select the real-time pods (component differs).
+    web = policies["verdant-web"]["spec"]["podSelector"]["matchLabels"]
+    assert web["app.kubernetes.io/component"] != labels["app.kubernetes.io/component"]
+
+
+def render_defaults_ingress_from() -> list[dict[str, Any]]:
+    """The default values' ingressFrom (the ingress-nginx namespace)."""
+    manifests = render({"networkPolicy": {"enabled": True}})
+    return list(_by_kind(manifests, "NetworkPolicy")["verdant-web"]["spec"]["ingress"][0]["from"])
+
+
+def test_own_hpa_and_pdb_scale_down_slowly() -> None:
+    manifests = render(_values("production"))
+    hpa = _by_kind(manifests, "HorizontalPodAutoscaler")[NAME]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == NAME
+    assert hpa["spec"]["minReplicas"] == 3
+    # Removing a pod disconnects its sockets: one pod per period, after a long window.
+    scale_down = hpa["spec"]["behavior"]["scaleDown"]
+    assert scale_down["stabilizationWindowSeconds"] >= 300
+    assert scale_down["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 300}]
+    # The HPA owns the replica count.
+    assert "replicas" not in _by_kind(manifests, "Deployment")[NAME]["spec"]
+    pdb = _by_kind(manifests, "PodDisruptionBudget")[NAME]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "realtime"
+
+
+def test_minimal_release_runs_one_realtime_pod_without_ingress() -> None:
+    manifests = render(_values("minimal"))
+    assert _by_kind(manifests, "Deployment")[NAME]["spec"]["replicas"] == 1
+    assert NAME not in _by_kind(manifests, "Ingress")
+    assert NAME not in _by_kind(manifests, "HorizontalPodAutoscaler")
+
+
+def test_realtime_can_be_disabled() -> None:
+    manifests = render({"realtime": {"enabled": False}, "networkPolicy": {"enabled": True}})
+    assert not [m for m in manifests if m["metadata"]["name"] == NAME]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"realtime": {"ingress": {"proxyTimeoutSeconds": 10}}}, "proxyTimeoutSeconds"),
+        (
+            {"realtime": {"pingIntervalSeconds": 120, "ingress": {"proxyTimeoutSeconds": 60}}},
+            "must exceed realtime.pingIntervalSeconds",
+        ),
+        (
+            {"realtime": {"preStopSleepSeconds": 30, "gracefulShutdownSeconds": 15}},
+            "must fit in realtime.terminationGracePeriodSeconds",
+        ),
+        ({"realtime": {"resources": {"requests": {"memory": None}}}}, "memory"),
+        ({"realtime": {"pingIntervalSeconds": 1}}, "pingIntervalSeconds"),
+        ({"realtime": {"workers": 4}}, "workers"),
+    ],
+    ids=[
+        "timeout-too-short",
+        "timeout-below-ping",
+        "grace-too-short",
+        "no-mem",
+        "ping-1s",
+        "procs",
+    ],
+)
+def test_values_refused(override: dict[str, Any], message: str) -> None:
+    with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmError, match=message):
+        chart.render(values=override, name="verdant")
