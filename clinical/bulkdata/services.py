@@ -248,7 +248,8 @@ def bulk_export_run_next() -> BulkExport | None:
     )
     if not updated:  # deleted while it ran
         _files_delete([w.path for w in written])
-    export.refresh_from_db() if updated else None
+        return export
+    export.refresh_from_db()
     return export
 
 

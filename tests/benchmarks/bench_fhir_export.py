@@ -21,10 +21,12 @@ session (``session_replication_role = replica``: the sync change log is not what
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -319,7 +321,11 @@ def main() -> int:
         FHIR_BULK_QUEUE=QUEUE, MEDIA_ROOT=str(media), FHIR_BULK_RETRY_AFTER_SECONDS="1"
     )
     load_start = os.getloadavg()
-    with bench_database("fhir_export") as database_url:
+    with (
+        bench_database("fhir_export") as database_url,
+        contextlib.ExitStack() as cleanup,
+    ):
+        cleanup.callback(shutil.rmtree, media, ignore_errors=True)
         os.environ.setdefault("DEBUG", "false")
         django_setup("settings.dev")
         from django.db import connections
