@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from django_tenants.utils import tenant_context
 
+from accounts.roles import Role
 from audit.models import AuditEvent
 from clinical.models import Appointment, Facility, Patient
 from tests.clinical.conftest import (
@@ -27,6 +28,7 @@ from tests.clinical.conftest import (
     Clinic,
     make_appointment,
     make_patient,
+    make_user,
 )
 from tests.conftest import CLINICIAN_EMAIL, CLINICIAN_ID
 from tests.fhir.world import (
@@ -644,13 +646,17 @@ def test_searches_cost_the_same_queries_for_1_and_50_rows(
                     + (n * (BASE_TIME - BASE_TIME.replace(hour=8))),
                     reason="Counted",
                 )
+                # Practitioners and Locations grow with them (for the clinician, the new
+                # facilities stay out of scope: no grant on them).
+                make_user(email=f"counted-{n}@example.com", role=Role.CLINICIAN, full_name="Cnt")
+                Facility.objects.create(name=f"Counted {n}", code=f"QC{n}", timezone="UTC")
 
     def fetch_all() -> list[Any]:
         responses = [
             client.get(f"{BASE}/Patient", {"family": "Counted"}),
             client.get(f"{BASE}/Appointment", {"date": "ge2032"}),
-            client.get(f"{BASE}/Practitioner"),
-            client.get(f"{BASE}/Location"),
+            client.get(f"{BASE}/Practitioner", {"name": "Cnt"}),
+            client.get(f"{BASE}/Location", {"name": "Counted"}),
         ]
         assert all(r.status_code == 200 for r in responses)
         return responses
@@ -660,6 +666,9 @@ def test_searches_cost_the_same_queries_for_1_and_50_rows(
         add_rows=add_rows,
         expected_rows=lambda responses: len(responses[0].json().get("entry", [])),
     )
+    responses = fetch_all()
+    assert len(responses[2].json()["entry"]) == 50  # every type really grew to 50 rows
+    assert len(responses[3].json().get("entry", [])) == (50 if email is None else 0)
 
 
 def test_landline_has_no_use_and_mobile_is_mobile(fc: FhirClinic) -> None:
