@@ -27,6 +27,8 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from accounts.roles import Role
 from apikit.tenancy import activate_public
+from notify.public.models import SenderRoute
+from notify.services import sms_sender_save
 from tenants.backup import ASIDE_SUFFIX
 from tenants.models import Domain, Tenant
 from tenants.pg_tools import find_pg_tool
@@ -41,6 +43,8 @@ PASSWORD = "bkup-Password-1"
 SITE_ID = uuid.UUID("01900000-0000-7000-8000-00000000c001")
 ITEM_IDS = [uuid.UUID(f"01900000-0000-7000-8000-0000000d{n:04d}") for n in range(1, 26)]
 USER_ID = uuid.UUID("01900000-0000-7000-8000-00000000e001")
+# Each tenant's own SMS number: its webhook route lives in the public schema, outside the backup.
+SMS_NUMBER = {SLUG_A: "+14155550131", SLUG_B: "+14155550132"}
 
 
 pytestmark = pytest.mark.django_db
@@ -63,6 +67,15 @@ def _seed(slug: str) -> None:
         user = User(id=USER_ID, email="field@x.example", role=Role.CLINICIAN, is_active=True)
         user.set_password(PASSWORD)
         user.save()
+        sms_sender_save(
+            tenant_id=tenant.pk,
+            from_number=SMS_NUMBER[slug],
+            messaging_service_sid="",
+            account_sid="",
+            auth_token=None,
+            expected_version=None,
+            actor=None,
+        )
 
 
 def _cleanup() -> None:
@@ -196,6 +209,8 @@ def test_backup_drop_restore_round_trip(tmp_path: Path, monkeypatch: pytest.Monk
             assert not schema_exists(schema_a)
             assert not Tenant.objects.filter(slug=SLUG_A).exists()
 
+            assert not SenderRoute.objects.filter(from_number=SMS_NUMBER[SLUG_A]).exists()
+
             output = _run("restore_tenant", SLUG_A, "--file", str(backup))
             assert "Restored tenant 'bkup-a'" in output
         monkeypatch.delenv("PG_BIN_DIR")
@@ -212,6 +227,12 @@ def test_backup_drop_restore_round_trip(tmp_path: Path, monkeypatch: pytest.Monk
         assert Domain.objects.get(tenant=restored, is_primary=True).domain == tenant_host(SLUG_A)
         with tenant_context(restored):
             assert Item.objects.get(id=ITEM_IDS[3]).name == "bkup-a item 3"
+        # The SMS webhook route is rebuilt from the restored sender; B's is untouched.
+        routes = {
+            r.tenant.slug: r.from_number for r in SenderRoute.objects.select_related("tenant")
+        }
+        assert routes[SLUG_A] == SMS_NUMBER[SLUG_A]
+        assert routes[SLUG_B] == SMS_NUMBER[SLUG_B]
         _run("check_schema_drift", "--verbosity", "0")
         # Routable again: the admin can log in on the tenant's host.
         assert _login_works(SLUG_A)
