@@ -13,6 +13,9 @@ Not a run.py benchmark (those build their own database): point DATABASE_URL at a
 
 The tenant measured is the one in the middle of the registry (BENCH_SLUG to choose). It is
 dropped and restored: it comes back with the same data; do not run this on a database that serves.
+BENCH_BACKUP_ONLY=1 times the backups alone: no migration of the tenant or the template, no drop,
+no restore (the one possible write is the template's stored DDL script, if it is missing — the row
+provisioning would store), so it can run on a database someone else is using.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 from tests.benchmarks.common import django_setup, output_path, say
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+BACKUP_ONLY = os.environ.get("BENCH_BACKUP_ONLY") == "1"
 
 
 def pick_slug() -> str:
@@ -79,6 +83,8 @@ def round_trip(slug: str, method: str, workdir: Path) -> tuple[float, float, int
     path = workdir / f"{slug}.{method}.tenant"
     backup = tenant_backup(slug=slug, path=path, method=method)
     assert backup.method == method, backup
+    if BACKUP_ONLY:
+        return backup.seconds, float("nan"), backup.size_bytes
     tenant_drop(slug=slug)
     restore = tenant_restore(slug=slug, path=path)
     assert not restore.migrated, "the tenant was behind the code: bring_current first"
@@ -127,7 +133,8 @@ def main() -> int:
     slug = pick_slug()
     result: dict[str, Any] = {"slug": slug, "catalog": catalog_size(), "repeats": REPEATS}
     say(f"tenant {slug}; {result['catalog']}")
-    bring_current(slug)
+    if not BACKUP_ONLY:
+        bring_current(slug)
     result["load_average_before"] = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="verdant-backup-bench-") as scratch:
         for method in ("copy", "pg_dump"):
