@@ -73,8 +73,12 @@ def origin_allowed(scope: dict[str, Any]) -> bool:
 
 
 def offered_token(scope: dict[str, Any]) -> str | None:
-    """The bearer token among the offered subprotocols; ``RefusedError`` without ``verdant.v1``."""
+    """The bearer token among the offered subprotocols; ``RefusedError`` when subprotocols are
+    offered without ``verdant.v1``. None: authenticate with the first message (a client that
+    offers no subprotocol at all, such as ``python -m websockets``, does so too)."""
     offered = list(scope.get("subprotocols") or [])
+    if not offered:
+        return None
     if PROTOCOL not in offered:
         raise RefusedError(CLOSE_POLICY, f"offer the subprotocol {PROTOCOL}")
     tokens = [p[len(BEARER_PREFIX) :] for p in offered if p.startswith(BEARER_PREFIX)]

@@ -8,6 +8,7 @@ import time
 
 import pytest
 import requests
+from websockets.sync.client import connect
 
 from accounts.models import User
 from accounts.roles import Role
@@ -150,6 +151,30 @@ def test_no_token_and_no_auth_message_is_4408_and_a_cookie_never_authenticates(
     with open_socket(rt, rt.world.a.host, token=None, headers=headers) as ws:
         assert ws.subprotocol == "verdant.v1"
         assert close_code(ws, timeout=10) == 4408
+
+
+def test_a_client_offering_no_subprotocol_authenticates_with_its_first_message(
+    rt: RealtimeWorld, committed_db: None
+) -> None:
+    a = rt.world.a
+    with connect(
+        f"ws://{a.host}:{rt.server.port}/ws/v1/", sock=rt.server.socket(), open_timeout=10
+    ) as ws:
+        assert ws.subprotocol is None
+        send(ws, {"type": "auth", "token": access_token(a.schema, Role.NURSE)})
+        assert receive(ws)["role"] == "nurse"
+
+
+def test_subprotocols_without_verdant_v1_are_1008(rt: RealtimeWorld, committed_db: None) -> None:
+    a = rt.world.a
+    token = access_token(a.schema, Role.NURSE)
+    with connect(
+        f"ws://{a.host}:{rt.server.port}/ws/v1/",
+        sock=rt.server.socket(),
+        subprotocols=[f"bearer.{token}"],  # type: ignore[list-item]
+        open_timeout=10,
+    ) as ws:
+        assert close_code(ws) == 1008
 
 
 def test_a_token_sent_as_the_first_message_authenticates(
