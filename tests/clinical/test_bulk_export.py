@@ -22,6 +22,7 @@ from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
 from clinical.bulkdata import resources, services
+from clinical.bulkdata.tasks import bulk_exports_purge_all
 from clinical.models import Appointment, BulkExport, Patient
 from tests.clinical.bulk_world import (
     ADMIN,
@@ -508,3 +509,19 @@ def test_the_run_issues_no_query_per_row(a: BulkWorld) -> None:
     one_each, few = queries_of(f"&_since={since.isoformat().replace('+00:00', 'Z')}")
     assert (many, few) == (2 * len(PATIENTS) + 3, 2)
     assert one_each == everything
+
+
+def test_beat_purge_covers_every_clinic_tenant(a: BulkWorld, b: BulkWorld) -> None:
+    """The beat task walks every serving clinic tenant: expired exports of both go, files too."""
+    paths = []
+    for world in (a, b):
+        completed_export(world.client(), world, "$export?_type=Patient")
+        with schema_context(world.schema):
+            export = BulkExport.objects.get()
+            paths += [item["path"] for item in export.output]
+            BulkExport.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert bulk_exports_purge_all() >= 2
+    for world in (a, b):
+        with schema_context(world.schema):
+            assert not BulkExport.objects.exists()
+    assert not any(default_storage.exists(path) for path in paths)
