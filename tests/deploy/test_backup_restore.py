@@ -29,6 +29,7 @@ from accounts.roles import Role
 from apikit.tenancy import activate_public
 from notify.public.models import SenderRoute
 from notify.services import sms_sender_save
+from tenants import backup as backup_module
 from tenants.backup import ASIDE_SUFFIX
 from tenants.models import Domain, Tenant
 from tenants.pg_tools import find_pg_tool
@@ -390,3 +391,59 @@ def test_client_tools_are_found_newest_major_first(tmp_path: Path) -> None:
     found = find_pg_tool("pg_dump", search_roots=(tmp_path / "postgresql",), path_env="")
     assert found == tmp_path / "postgresql" / "15" / "bin" / "pg_dump"
     assert find_pg_tool("pg_restore", search_roots=(tmp_path / "none",), path_env="") is None
+
+
+def test_without_the_template_script_auto_falls_back_to_pg_dump_and_copy_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No stored template script and no pg_dump to make one: --method copy says so in one line;
+    auto goes to pg_dump, which (missing here too) says what to install."""
+    monkeypatch.setattr(backup_module, "template_script", lambda: None)
+    monkeypatch.setenv("PG_BIN_DIR", str(tmp_path))
+    target = tmp_path / "alpha.backup"
+    with pytest.raises(CommandError, match="cannot back up 'alpha' by copy: the template's DDL"):
+        _run("backup_tenant", "alpha", "--file", str(target), "--method", "copy")
+    with pytest.raises(CommandError, match="backup_tenant: pg_dump not found"):
+        _run("backup_tenant", "alpha", "--file", str(target))
+    assert not target.exists()
+
+
+def _archive(path: Path, manifest: dict[str, object], members: dict[str, bytes]) -> None:
+    with tarfile.open(path, "w:gz") as archive:
+        for name, payload in {"manifest.json": json.dumps(manifest).encode(), **members}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            archive.addfile(info, io.BytesIO(payload))
+
+
+COPY_TABLE = {"table": "t", "columns": ["id"], "file": "0000.copy", "bytes": 0}
+COPY_MANIFEST = {
+    "format": "verdant-tenant-backup",
+    "version": 2,
+    "slug": "alpha",
+    "method": "copy",
+    "ddl_schema": "tenant_template",
+    "rows": {"tables": [COPY_TABLE], "sequences": {}},
+}
+ESCAPING_ROWS = {"tables": [{**COPY_TABLE, "file": "../../etc/passwd"}], "sequences": {}}
+
+
+@pytest.mark.parametrize(
+    ("manifest", "members", "reason"),
+    [
+        ({**COPY_MANIFEST, "version": 3}, {}, "unknown format or version"),
+        ({**COPY_MANIFEST, "method": "rsync"}, {}, "manifest malformed"),
+        ({**COPY_MANIFEST, "rows": {"tables": "x"}}, {}, "manifest malformed"),
+        ({**COPY_MANIFEST, "rows": ESCAPING_ROWS}, {}, "manifest malformed"),
+        (COPY_MANIFEST, {"schema.sql": b"--"}, "schema or data files missing"),
+        ({**COPY_MANIFEST, "method": "pg_dump"}, {"schema.sql": b"--"}, "files missing"),
+    ],
+    ids=["version", "method", "rows", "path-escape", "data-missing", "dump-missing"],
+)
+def test_restore_rejects_a_malformed_backup_in_one_line(
+    tmp_path: Path, manifest: dict[str, object], members: dict[str, bytes], reason: str
+) -> None:
+    path = tmp_path / "bad.backup"
+    _archive(path, manifest, members)
+    with pytest.raises(CommandError, match=f"is not a Verdant tenant backup .*{reason}"):
+        _run("restore_tenant", "alpha", "--file", str(path), "--replace")
