@@ -46,6 +46,7 @@ BENCHMARKS = {
     "tenant_memory": "tests.benchmarks.bench_tenant_memory",
     "page_metadata": "tests.benchmarks.bench_page_metadata",
     "fhir_export": "tests.benchmarks.bench_fhir_export",
+    "realtime": "tests.benchmarks.bench_realtime",
 }
 
 

@@ -1,0 +1,653 @@
+"""Real-time board (issue 18): N concurrent WebSocket clients (python ``websockets``, this one
+process) on ONE uvicorn process serving settings.asgi, over two tenants and 20 facilities (10
+each, every client subscribed to one facility's board for one day); appointments booked through
+the REST API (a real gunicorn) at 50/s, spread over the 20 facilities.
+
+Measured:
+
+- latency from the API's response to the frame's arrival, on this process's monotonic clock:
+  p50 / p95 / p99 (targets p95 <= 200 ms, p99 <= 500 ms), and how much of it is the commit-safe
+  watermark: a sampler records when ``pg_snapshot_xmin`` passes each event's txid (the relay may
+  read an entry only then);
+- the uvicorn process's CPU (share of one core over the steady phase) and memory per connection
+  (RSS growth from one connection to N, divided by N; target <= 100 KiB);
+- events delivered to a client of another tenant or facility (target 0);
+- a process restart under the same write load: uvicorn gets SIGTERM (every socket closed with
+  1012), a new one starts on the same port, every client reconnects after a random jitter and
+  resumes its subscription from the last event id it saw. Reported: events lost (target 0,
+  counting what resumes replay), events received twice, and the reconnect storm: the time from
+  the new server answering until every client is subscribed again (target <= 30 s), with the
+  errors seen (target 0).
+
+    make bench BENCH_ARGS=realtime
+    BENCH_REALTIME_CLIENTS=100 BENCH_REALTIME_SECONDS=10 make bench BENCH_ARGS=realtime
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import datetime as dt
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tests.benchmarks.common import (
+    ROOT,
+    Result,
+    bench_database,
+    django_setup,
+    http_json,
+    migrate_public_schema,
+    output_path,
+    pass_fail,
+    percentile,
+    say,
+    unthrottled_tenant_provision,
+)
+from tests.benchmarks.serving import free_port, gunicorn
+
+CLIENTS = int(os.environ.get("BENCH_REALTIME_CLIENTS", "1000"))
+STEADY_SECONDS = float(os.environ.get("BENCH_REALTIME_SECONDS", "20"))
+RESTART_WRITE_SECONDS = float(os.environ.get("BENCH_REALTIME_RESTART_SECONDS", "15"))
+WRITES_PER_SECOND = 50.0
+TENANTS = 2
+FACILITIES_PER_TENANT = 10
+# Clients reconnect after a random delay up to this (as docs/realtime.md asks of clients).
+RECONNECT_JITTER = 5.0
+DAY = dt.date(2031, 6, 2)
+SLOT = dt.timedelta(minutes=10)
+PASSWORD = "Bench-realtime-2026"
+TARGET_P95_MS = 200.0
+TARGET_P99_MS = 500.0
+TARGET_KIB_PER_CONNECTION = 100.0
+TARGET_STORM_SECONDS = 30.0
+SETTLE_TIMEOUT = 90.0
+
+
+@dataclass(frozen=True)
+class Board:
+    tenant: int
+    host: str
+    schema: str
+    facility: str
+    token: str
+
+
+@dataclass
+class Written:
+    tenant: int
+    facility: str
+    responded: float  # monotonic, when the API's response was read
+
+
+@dataclass
+class Client:
+    index: int
+    board: Board
+    last_id: str | None = None
+    # appointment id -> first arrival (monotonic)
+    seen: dict[str, float] = field(default_factory=dict)
+    event_ids: set[str] = field(default_factory=set)
+    duplicates: int = 0
+    reloads: int = 0
+    errors: list[str] = field(default_factory=list)
+    subscribed: asyncio.Event = field(default_factory=asyncio.Event)
+    resumed_at: float | None = None
+    closes: list[int] = field(default_factory=list)
+
+
+# --- seeding ---------------------------------------------------------------------------------------
+
+
+def seed() -> tuple[list[Board], dict[str, tuple[str, str, str]], str]:
+    """Two clinic tenants, 10 facilities each (UTC, so the day is the UTC day), a clinician and a
+    patient per facility. Returns the boards (tenant x facility), each facility's (host, patient,
+    clinician) and the base domain."""
+    from django.conf import settings
+    from django_tenants.utils import tenant_context
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from accounts.authentication import CREDENTIALS_VERSION_CLAIM, TENANT_CLAIM
+    from accounts.models import User
+    from accounts.roles import Role
+    from clinical.models import Facility, Patient
+
+    boards: list[Board] = []
+    facilities: dict[str, tuple[str, str, str]] = {}
+    for t in range(TENANTS):
+        slug = f"rtbench{t}"
+        tenant = unthrottled_tenant_provision(
+            slug=slug, name=f"Realtime {t}", kind="clinic", password=PASSWORD
+        )
+        host = f"{slug}.{settings.BASE_DOMAIN}"
+        with tenant_context(tenant):
+            admin = User.objects.get(email=f"admin@{slug}.test")
+            token = AccessToken.for_user(admin)
+            token[TENANT_CLAIM] = tenant.schema_name
+            token[CREDENTIALS_VERSION_CLAIM] = admin.credentials_version
+            token.set_exp(lifetime=dt.timedelta(hours=2))
+            for f in range(FACILITIES_PER_TENANT):
+                facility = Facility.objects.create(name=f"Clinic {f}", code=f"C{f}", timezone="UTC")
+                clinician = User.objects.create(
+                    email=f"doc{f}@{slug}.test", role=Role.CLINICIAN, is_active=True
+                )
+                patient = Patient.objects.create(
+                    facility=facility,
+                    mrn=f"M{f}",
+                    given_name=f"Pat{f}",
+                    family_name="Bench",
+                    birth_date=dt.date(1980, 1, 1),
+                )
+                facilities[str(facility.pk)] = (host, str(patient.pk), str(clinician.pk))
+                boards.append(Board(t, host, tenant.schema_name, str(facility.pk), str(token)))
+    return boards, facilities, str(settings.BASE_DOMAIN)
+
+
+# --- servers ---------------------------------------------------------------------------------------
+
+
+def start_uvicorn(port: int, log: Path) -> subprocess.Popen[bytes]:
+    """uvicorn as the chart and `make run` run it (helm/verdant realtime Deployment)."""
+    env = os.environ.copy()
+    env.update(DJANGO_SETTINGS_MODULE="settings.dev", DEBUG="false", LOG_LEVEL="WARNING")
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "settings.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ws-per-message-deflate",
+        "false",
+        "--lifespan",
+        "off",
+        "--timeout-graceful-shutdown",
+        "15",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    out = log.open("ab")
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            status, _, _, _ = http_json(port, "localhost", "GET", "/healthz")
+            if status == 200:
+                return process
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    raise RuntimeError(f"uvicorn did not start; see {log}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+# --- the watermark sampler -------------------------------------------------------------------------
+
+
+class WatermarkSampler:
+    """(monotonic time, pg_snapshot_xmin) every 5 ms on its own connection: when the relay could
+    first read an entry of transaction X is the first sample with xmin > X."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.samples: list[tuple[float, int]] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> WatermarkSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=5)
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            while not self.stopped.is_set():
+                row = connection.execute(
+                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+                ).fetchone()
+                if row is not None:
+                    self.samples.append((time.monotonic(), int(row[0])))
+                time.sleep(0.005)
+
+    def passed(self, txid: int) -> float | None:
+        lo, hi = 0, len(self.samples)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.samples[mid][1] > txid:
+                hi = mid
+            else:
+                lo = mid + 1
+        return self.samples[lo][0] if lo < len(self.samples) else None
+
+
+# --- clients ---------------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, boards: list[Board], port: int) -> None:
+        self.port = port
+        self.clients = [Client(i, boards[i % len(boards)]) for i in range(CLIENTS)]
+        self.written: dict[str, Written] = {}
+        self.txids: dict[str, int] = {}
+        self.restarting = False
+        self.server_back: float | None = None
+
+    async def run_client(self, client: Client, stop: asyncio.Event) -> None:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed
+
+        board = client.board
+        delay = 0.0
+        while not stop.is_set():
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                async with connect(
+                    f"ws://{board.host}:{self.port}/ws/v1/",
+                    host="127.0.0.1",
+                    port=self.port,
+                    subprotocols=["verdant.v1", f"bearer.{board.token}"],  # type: ignore[list-item]
+                    compression=None,
+                    open_timeout=60,
+                    ping_interval=None,
+                    max_queue=None,
+                ) as ws:
+                    await self._session(client, ws)
+            except ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd is not None else 1006
+                client.closes.append(code)
+                if code not in (1001, 1012) and not stop.is_set():
+                    client.errors.append(f"closed {code}")
+            except (OSError, TimeoutError) as exc:
+                if self.server_back is not None and not self.restarting:
+                    client.errors.append(f"connect: {exc!r}"[:200])
+            except Exception as exc:
+                client.errors.append(repr(exc)[:200])
+            # Reconnect with jitter (docs/realtime.md: clients spread their reconnects).
+            delay = random.uniform(0.1, RECONNECT_JITTER)  # noqa: S311
+
+    async def _session(self, client: Client, ws: Any) -> None:
+        board = client.board
+        async for raw in ws:
+            now = time.monotonic()
+            frame = orjson.loads(raw)
+            kind = frame.get("type")
+            if kind == "ready":
+                message: dict[str, Any] = {
+                    "type": "subscribe",
+                    "sub": "board",
+                    "kind": "appointments",
+                    "params": {"facility": board.facility, "from": DAY.isoformat()},
+                }
+                if client.last_id is not None:
+                    message["since"] = client.last_id
+                await ws.send(orjson.dumps(message).decode())
+            elif kind == "subscribed":
+                if client.subscribed.is_set():
+                    client.resumed_at = now
+                client.subscribed.set()
+            elif kind == "event":
+                event_id = frame["id"]
+                client.last_id = event_id
+                if event_id in client.event_ids:
+                    client.duplicates += 1
+                    continue
+                client.event_ids.add(event_id)
+                if frame.get("event") == "appointments.reload":
+                    client.reloads += 1
+                    continue
+                appointment = str(frame.get("appointment", {}).get("id"))
+                client.seen.setdefault(appointment, now)
+                self.txids.setdefault(appointment, int(event_id.split(":")[0]))
+            elif kind in ("error", "closing") and not (
+                kind == "closing" and frame.get("code") in (1001, 1012)
+            ):
+                client.errors.append(orjson.dumps(frame).decode()[:200])
+
+
+def write_one(
+    port: int, facilities: dict[str, tuple[str, str, str]], boards: list[Board], k: int
+) -> tuple[str, Written] | None:
+    board = boards[k % len(boards)]
+    host, patient, clinician = facilities[board.facility]
+    starts = dt.datetime.combine(DAY, dt.time(0), tzinfo=dt.UTC) + SLOT * (k // len(boards))
+    status, body, _, _ = http_json(
+        port,
+        host,
+        "POST",
+        "/api/v1/clinical/appointments/",
+        board.token,
+        {
+            "patient": patient,
+            "clinician": clinician,
+            "facility": board.facility,
+            "starts_at": starts.isoformat(),
+            "ends_at": (starts + dt.timedelta(minutes=5)).isoformat(),
+        },
+    )
+    if status != 201:
+        say(f"write {k}: {status} {body}")
+        return None
+    return str(body["id"]), Written(board.tenant, board.facility, time.monotonic())
+
+
+async def write_load(
+    bench: Bench,
+    api_port: int,
+    facilities: dict[str, tuple[str, str, str]],
+    boards: list[Board],
+    *,
+    first: int,
+    seconds: float,
+    pool: concurrent.futures.ThreadPoolExecutor,
+) -> int:
+    """Writes at WRITES_PER_SECOND for ``seconds``; returns the next write number."""
+    loop = asyncio.get_running_loop()
+    count = int(seconds * WRITES_PER_SECOND)
+    started = time.monotonic()
+    pending = []
+    for n in range(count):
+        await asyncio.sleep(max(0.0, started + n / WRITES_PER_SECOND - time.monotonic()))
+        pending.append(
+            loop.run_in_executor(pool, write_one, api_port, facilities, boards, first + n)
+        )
+    for done in await asyncio.gather(*pending):
+        if done is not None:
+            bench.written[done[0]] = done[1]
+    return first + count
+
+
+def rss(pid: int) -> int:
+    import psutil  # type: ignore[import-untyped]
+
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+def cpu_seconds(pid: int) -> float:
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def expected_for(bench: Bench, client: Client) -> set[str]:
+    board = client.board
+    return {
+        appointment
+        for appointment, written in bench.written.items()
+        if written.tenant == board.tenant and written.facility == board.facility
+    }
+
+
+async def settle(bench: Bench, timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if all(expected_for(bench, c) <= c.seen.keys() or c.reloads for c in bench.clients):
+            break
+        await asyncio.sleep(0.25)
+    return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def servers(log_dir: Path) -> Iterator[tuple[int, int, list[subprocess.Popen[bytes]]]]:
+    api_port, ws_port = free_port(), free_port()
+    with gunicorn(
+        app="settings.wsgi:application",
+        port=api_port,
+        log=log_dir / "gunicorn.log",
+        workers=2,
+        threads=8,
+    ):
+        realtime = [start_uvicorn(ws_port, log_dir / "uvicorn.log")]
+        try:
+            yield api_port, ws_port, realtime
+        finally:
+            for process in realtime:
+                stop(process)
+
+
+async def measure(
+    result: Result,
+    boards: list[Board],
+    facilities: dict[str, tuple[str, str, str]],
+    database_url: str,
+    log_dir: Path,
+) -> None:
+    with servers(log_dir) as (api_port, ws_port, realtime):
+        bench = Bench(boards, ws_port)
+        stop_clients = asyncio.Event()
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=16)
+        # One connection first: the process's relay and LISTEN connection exist before the
+        # baseline (they are per process, not per connection).
+        first = asyncio.create_task(bench.run_client(bench.clients[0], stop_clients))
+        await asyncio.wait_for(bench.clients[0].subscribed.wait(), 60)
+        await asyncio.sleep(1)
+        baseline = rss(realtime[0].pid)
+        say(f"connecting {CLIENTS} clients")
+        connect_started = time.monotonic()
+        tasks = [first] + [
+            asyncio.create_task(bench.run_client(c, stop_clients)) for c in bench.clients[1:]
+        ]
+        await asyncio.wait_for(asyncio.gather(*(c.subscribed.wait() for c in bench.clients)), 300)
+        connect_seconds = time.monotonic() - connect_started
+        await asyncio.sleep(2)
+        per_connection = (rss(realtime[0].pid) - baseline) / max(1, CLIENTS - 1)
+        say(f"all subscribed in {connect_seconds:.1f} s; {per_connection / 1024:.1f} KiB each")
+
+        # --- steady phase ---
+        with WatermarkSampler(database_url) as sampler:
+            cpu_before, wall_before = cpu_seconds(realtime[0].pid), time.monotonic()
+            next_write = await write_load(
+                bench, api_port, facilities, boards, first=0, seconds=STEADY_SECONDS, pool=pool
+            )
+            await settle(bench, SETTLE_TIMEOUT)
+            cpu_share = (cpu_seconds(realtime[0].pid) - cpu_before) / (
+                time.monotonic() - wall_before
+            )
+            steady = dict(bench.written)
+            latencies: list[float] = []
+            watermark_waits: list[float] = []
+            for client in bench.clients:
+                for appointment, arrived in client.seen.items():
+                    written = steady.get(appointment)
+                    if written is None:
+                        continue
+                    latencies.append((arrived - written.responded) * 1000)
+            for appointment, written in steady.items():
+                txid = bench.txids.get(appointment)
+                passed = sampler.passed(txid) if txid is not None else None
+                if passed is not None:
+                    watermark_waits.append(max(0.0, (passed - written.responded) * 1000))
+
+        wrong = 0
+        for client in bench.clients:
+            expected = expected_for(bench, client)
+            wrong += len(set(client.seen) - expected)
+        lost_steady = sum(
+            len(expected_for(bench, c) - c.seen.keys()) for c in bench.clients if not c.reloads
+        )
+
+        # --- restart under load: SIGTERM (1012 to every socket), a new process, resume ---
+        say("restarting the uvicorn process under the write load")
+        bench.restarting = True
+        writes = asyncio.create_task(
+            write_load(
+                bench,
+                api_port,
+                facilities,
+                boards,
+                first=next_write,
+                seconds=RESTART_WRITE_SECONDS,
+                pool=pool,
+            )
+        )
+        await asyncio.sleep(2)
+        for client in bench.clients:
+            client.resumed_at = None
+        old = realtime.pop()
+        await asyncio.to_thread(stop, old)
+        realtime.append(await asyncio.to_thread(start_uvicorn, ws_port, log_dir / "uvicorn.log"))
+        bench.server_back = time.monotonic()
+        bench.restarting = False
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and any(c.resumed_at is None for c in bench.clients):
+            await asyncio.sleep(0.1)
+        resumed = [c.resumed_at for c in bench.clients if c.resumed_at is not None]
+        storm_seconds = (max(resumed) - bench.server_back) if resumed else float("nan")
+        await writes
+        await settle(bench, SETTLE_TIMEOUT)
+        lost = sum(
+            len(expected_for(bench, c) - c.seen.keys()) for c in bench.clients if not c.reloads
+        )
+        duplicates = sum(c.duplicates for c in bench.clients)
+        reloads = sum(1 for c in bench.clients if c.reloads)
+        errors = [e for c in bench.clients for e in c.errors]
+        wrong_after = sum(len(set(c.seen) - expected_for(bench, c)) for c in bench.clients)
+        stop_clients.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    frames = len(latencies)
+    p50, p95, p99 = (
+        percentile(latencies, q) if latencies else float("nan") for q in (0.5, 0.95, 0.99)
+    )
+    w50, w95 = (
+        percentile(watermark_waits, q) if watermark_waits else float("nan") for q in (0.5, 0.95)
+    )
+    result.add("clients (one process each side)", CLIENTS, "sockets")
+    result.add("writes through the API (steady phase)", len(steady), "appointments")
+    result.add("frames measured (steady phase)", frames, "frames")
+    result.add("latency p50 (API response -> frame)", round(p50, 1), "ms")
+    result.add(
+        "latency p95",
+        round(p95, 1),
+        "ms",
+        target="<= 200 ms",
+        status=pass_fail(p95 <= TARGET_P95_MS),
+    )
+    result.add(
+        "latency p99",
+        round(p99, 1),
+        "ms",
+        target="<= 500 ms",
+        status=pass_fail(p99 <= TARGET_P99_MS),
+    )
+    result.add("of which commit-safe watermark wait, p50", round(w50, 1), "ms")
+    result.add("of which commit-safe watermark wait, p95", round(w95, 1), "ms")
+    result.add("uvicorn CPU during the steady phase", round(cpu_share * 100, 1), "% of one core")
+    result.add(
+        "memory per connection",
+        round(per_connection / 1024, 1),
+        "KiB",
+        target="<= 100 KiB",
+        status=pass_fail(per_connection / 1024 <= TARGET_KIB_PER_CONNECTION),
+    )
+    result.add("connect + subscribe, all clients", round(connect_seconds, 1), "s")
+    result.add(
+        "events to a wrong tenant or facility",
+        wrong + wrong_after,
+        "events",
+        target="0",
+        status=pass_fail(wrong + wrong_after == 0),
+    )
+    result.add(
+        "events lost (steady phase)",
+        lost_steady,
+        "events",
+        target="0",
+        status=pass_fail(lost_steady == 0),
+    )
+    result.add(
+        "events lost across a process restart (resumes counted)",
+        lost,
+        "events",
+        target="0",
+        status=pass_fail(lost == 0),
+    )
+    result.add(
+        "events received twice", duplicates, "events", target="0", status=pass_fail(duplicates == 0)
+    )
+    result.add("clients told to reload (4409 / reload event)", reloads, "clients")
+    result.add(
+        "reconnect storm: all clients resumed after the restart",
+        round(storm_seconds, 1),
+        "s",
+        target="<= 30 s",
+        status=pass_fail(len(resumed) == CLIENTS and storm_seconds <= TARGET_STORM_SECONDS),
+    )
+    result.add(
+        "errors (connections, frames, close codes other than 1001/1012)",
+        len(errors),
+        "errors",
+        target="0",
+        status=pass_fail(not errors),
+    )
+    result.details.update(
+        clients=CLIENTS,
+        resumed=len(resumed),
+        steady_seconds=STEADY_SECONDS,
+        restart_write_seconds=RESTART_WRITE_SECONDS,
+        writes_total=len(bench.written),
+        reconnect_jitter_seconds=RECONNECT_JITTER,
+        errors_sample=errors[:20],
+        close_codes=sorted({code for c in bench.clients for code in c.closes}),
+    )
+    for row in result.rows:
+        say(f"{row.metric}: {row.value} {row.unit} {row.status}")
+
+
+def main() -> int:
+    output = output_path(__doc__ or "")
+    result = Result(benchmark="realtime", details={})
+    with bench_database("realtime") as url:
+        os.environ.setdefault("DEBUG", "false")
+        django_setup("settings.dev")
+        from django.db import connections
+
+        from tenants.services import template_schema_ensure
+
+        say(f"migrating and seeding {TENANTS} tenants x {FACILITIES_PER_TENANT} facilities")
+        migrate_public_schema()
+        template_schema_ensure()
+        boards, facilities, _ = seed()
+        connections.close_all()
+        log_dir = output.parent / "realtime-logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        asyncio.run(measure(result, boards, facilities, url, log_dir))
+    result.write(output)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
