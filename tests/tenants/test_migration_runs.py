@@ -274,10 +274,11 @@ def test_continue_on_error_migrates_the_others_and_lists_the_failed(stack: Stack
 def test_the_standard_executor_carries_on_too(stack: Stack) -> None:
     """In-process (``--executor=standard``): the exception is logged with the schema, the
     connection starts afresh for the next schema, and the progress row is still written."""
-    stack.query("UPDATE \"t_beta\".migrateapp_note SET title = 'other' WHERE id = 2")
-    stack.query("UPDATE \"t_alpha\".migrateapp_note SET title = 'same'")
     back = stack.manage("migrate_schemas", "--tenant", "migrateapp", "0002", "--noinput", stage=3)
     assert back.returncode == 0, back.stdout + back.stderr
+    # Back at 0002 (no unique constraint): alpha's titles now collide, beta's no longer do.
+    stack.query("UPDATE \"t_beta\".migrateapp_note SET title = 'other' WHERE id = 2")
+    stack.query("UPDATE \"t_alpha\".migrateapp_note SET title = 'same'")
     result = stack.manage(
         "migrate_schemas",
         "--tenant",
