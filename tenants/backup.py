@@ -45,9 +45,11 @@ from tenants.models import Domain, Plan, Tenant
 from tenants.pg_tools import find_pg_tool, libpq_env
 from tenants.routing import routing_changed
 from tenants.schema_copy import (
+    CopyRefusedError,
     SchemaMismatchError,
     SchemaRows,
     migration_names,
+    migration_records,
     pg_connection,
     schema_rows_dump,
     schema_rows_load,
@@ -94,6 +96,8 @@ ERR_COPY_FAILED = "restoring the rows failed: {reason}"
 NOT_LIKE_TEMPLATE_MIGRATIONS = "its applied migrations differ from the template's"
 NOT_LIKE_TEMPLATE_COLUMNS = "its tables or columns differ from the template's"
 NO_TEMPLATE_SCRIPT = "the template's DDL script is unavailable (pg_dump missing or failing)"
+TEMPLATE_CHANGED = "the template was migrated during the backup"
+ERR_UNKNOWN_METHOD = "unknown backup method {method!r} (one of {methods})"
 
 
 class BackupError(Exception):
@@ -152,15 +156,25 @@ def _get_tenant(slug: str) -> Tenant:
     return tenant
 
 
-def _copy_refusal(schema: str) -> str:
-    """Why ``schema`` cannot be backed up by copy ("" when it can): the copy method's DDL is the
-    template's, so the schema must have the template's migrations, tables and columns."""
-    template = settings.TENANT_TEMPLATE_SCHEMA
+def _template_records() -> frozenset[tuple[str, str, str]]:
     with pg_connection(application_name="verdant-backup") as conn, conn.cursor() as cursor:
-        if migration_names(cursor, schema) != migration_names(cursor, template):
-            return NOT_LIKE_TEMPLATE_MIGRATIONS
-        if structure_signature(cursor, schema) != structure_signature(cursor, template):
-            return NOT_LIKE_TEMPLATE_COLUMNS
+        return migration_records(cursor, settings.TENANT_TEMPLATE_SCHEMA)
+
+
+def _copy_refusal(
+    cursor: psycopg.Cursor[Any], *, schema: str, script_records: frozenset[tuple[str, str, str]]
+) -> str:
+    """Why ``schema`` cannot be backed up by copy with the template script made for
+    ``script_records`` ("" when it can), read in the dump's own snapshot: the schema must have
+    the template's migrations, tables and columns, and the template must still be the one the
+    script was made from (a deploy migrating it meanwhile sends the backup to pg_dump)."""
+    template = settings.TENANT_TEMPLATE_SCHEMA
+    if migration_records(cursor, template) != script_records:
+        return TEMPLATE_CHANGED
+    if migration_names(cursor, schema) != migration_names(cursor, template):
+        return NOT_LIKE_TEMPLATE_MIGRATIONS
+    if structure_signature(cursor, schema) != structure_signature(cursor, template):
+        return NOT_LIKE_TEMPLATE_COLUMNS
     return ""
 
 
@@ -179,15 +193,28 @@ def _write_archive(path: Path, manifest: dict[str, Any], files: dict[str, Path])
     partial.replace(path)
 
 
-def _backup_by_copy(
-    *, schema: str, script: str, workdir: Path, manifest: dict[str, Any]
-) -> dict[str, Path]:
+def _backup_by_copy(*, schema: str, workdir: Path, manifest: dict[str, Any]) -> dict[str, Path]:
+    """The copy method's files; raises CopyRefusedError (nothing written to the target) when the
+    schema does not fit the template's script."""
+    # The template as of the script, read before and after fetching it: equal means the script
+    # is the one for these migrations (it is keyed by them).
+    records = _template_records()
+    script = template_script()
+    if script is None:
+        raise CopyRefusedError(NO_TEMPLATE_SCRIPT)
+    if _template_records() != records:
+        raise CopyRefusedError(TEMPLATE_CHANGED)
     ddl = workdir / DDL_NAME
     ddl.write_text(script)
     data = workdir / DATA_DIR
     data.mkdir()
     with pg_connection(application_name="verdant-backup") as conn:
-        rows = schema_rows_dump(conn, schema=schema, directory=data)
+        rows = schema_rows_dump(
+            conn,
+            schema=schema,
+            directory=data,
+            refusal=lambda cursor: _copy_refusal(cursor, schema=schema, script_records=records),
+        )
     manifest["ddl_schema"] = settings.TENANT_TEMPLATE_SCHEMA
     manifest["rows"] = rows.as_manifest()
     return {
@@ -235,26 +262,26 @@ def tenant_backup(*, slug: str, path: Path, method: str = "auto") -> BackupResul
             for domain in Domain.objects.filter(tenant=tenant).order_by("domain")
         ],
     }
+    if method not in METHODS:
+        raise BackupError(ERR_UNKNOWN_METHOD.format(method=method, methods=", ".join(METHODS)))
     reason = ""
-    script: str | None = None
-    if method != METHOD_PG_DUMP:
-        reason = _copy_refusal(tenant.schema_name)
-        if not reason:
-            script = template_script()
-            reason = "" if script is not None else NO_TEMPLATE_SCRIPT
-        if reason and method == METHOD_COPY:
-            raise BackupError(ERR_COPY_REFUSED.format(slug=slug, reason=reason))
-    used = METHOD_COPY if script is not None else METHOD_PG_DUMP
-    manifest["method"] = used
     path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="verdant-backup-") as workdir:
-        if script is not None:
-            files = _backup_by_copy(
-                schema=tenant.schema_name, script=script, workdir=Path(workdir), manifest=manifest
-            )
-        else:
+        files: dict[str, Path] | None = None
+        if method != METHOD_PG_DUMP:
+            try:
+                files = _backup_by_copy(
+                    schema=tenant.schema_name, workdir=Path(workdir), manifest=manifest
+                )
+            except CopyRefusedError as refused:
+                reason = str(refused)
+                if method == METHOD_COPY:
+                    raise BackupError(ERR_COPY_REFUSED.format(slug=slug, reason=reason)) from None
+        used = METHOD_COPY if files is not None else METHOD_PG_DUMP
+        if files is None:
             files = _backup_by_pg_dump(schema=tenant.schema_name, workdir=Path(workdir))
+        manifest["method"] = used
         _write_archive(path, manifest, files)
     return BackupResult(
         slug=tenant.slug,

@@ -21,7 +21,7 @@ loading referenced tables first.
 from __future__ import annotations
 
 import graphlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +40,10 @@ Signature = frozenset[tuple[str, str, str, bool]]
 
 class SchemaMismatchError(Exception):
     """The rows do not fit the tables the DDL made (a backup edited or built by hand)."""
+
+
+class CopyRefusedError(Exception):
+    """The schema, as of the dump's snapshot, does not fit the DDL the caller would store."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,17 @@ def _relations(cursor: psycopg.Cursor[Any], schema: str, kinds: tuple[str, ...])
     return [row[0] for row in cursor.fetchall()]
 
 
+def migration_records(cursor: psycopg.Cursor[Any], schema: str) -> frozenset[tuple[str, str, str]]:
+    """(app, name, applied) of ``schema``'s migrations: what the template's stored script is keyed
+    by (tenants.template_script.template_fingerprint)."""
+    cursor.execute(
+        sql.SQL("SELECT app, name, applied::text FROM {}").format(
+            sql.Identifier(schema, "django_migrations")
+        )
+    )
+    return frozenset((row[0], row[1], row[2]) for row in cursor.fetchall())
+
+
 def migration_names(cursor: psycopg.Cursor[Any], schema: str) -> frozenset[tuple[str, str]]:
     """The (app, name) migrations ``schema`` has applied."""
     cursor.execute(
@@ -151,14 +166,27 @@ def _qualified(schema: str, name: str) -> str:
     return sql.Identifier(schema, name).as_string(None)
 
 
-def schema_rows_dump(conn: psycopg.Connection[Any], *, schema: str, directory: Path) -> SchemaRows:
+def schema_rows_dump(
+    conn: psycopg.Connection[Any],
+    *,
+    schema: str,
+    directory: Path,
+    refusal: Callable[[psycopg.Cursor[Any]], str] | None = None,
+) -> SchemaRows:
     """Every row of every table of ``schema`` into ``directory`` (one COPY text file per table)
-    and every sequence's position, from one snapshot. ``conn`` must not be in a transaction."""
+    and every sequence's position, from one snapshot. ``conn`` must not be in a transaction.
+
+    ``refusal(cursor)`` runs first, in the same snapshot: a non-empty answer (why the rows would
+    not fit the caller's DDL) raises ``CopyRefusedError`` before anything is read, so the check
+    and the rows cannot straddle a migration."""
     tables: list[TableRows] = []
     sequences: dict[str, tuple[int, bool]] = {}
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     try:
         with conn.cursor() as cursor:
+            reason = refusal(cursor) if refusal is not None else ""
+            if reason:
+                raise CopyRefusedError(reason)
             for number, table in enumerate(_relations(cursor, schema, ("r",))):
                 columns = _copied_columns(cursor, schema, table)
                 target = directory / f"{number:04d}.copy"

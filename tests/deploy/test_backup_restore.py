@@ -447,3 +447,23 @@ def test_restore_rejects_a_malformed_backup_in_one_line(
     _archive(path, manifest, members)
     with pytest.raises(CommandError, match=f"is not a Verdant tenant backup .*{reason}"):
         _run("restore_tenant", "alpha", "--file", str(path), "--replace")
+
+
+def test_a_template_migrated_during_the_backup_sends_it_to_pg_dump(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy method's DDL must be the template's as of the rows' snapshot. A deploy that
+    migrates the template while the script is fetched, or before the rows are read, is caught
+    (here simulated by what the template's migration table answers) and --method copy refuses."""
+    target = tmp_path / "alpha.backup"
+    before, after = frozenset({("app", "0001", "t1")}), frozenset({("app", "0002", "t2")})
+    answers = iter([before, after])
+    monkeypatch.setattr(backup_module, "_template_records", lambda: next(answers))
+    with pytest.raises(CommandError, match="the template was migrated during the backup"):
+        _run("backup_tenant", "alpha", "--file", str(target), "--method", "copy")
+
+    # Stable while the script is fetched, but not what the dump's snapshot reads.
+    monkeypatch.setattr(backup_module, "_template_records", lambda: before)
+    with pytest.raises(CommandError, match="the template was migrated during the backup"):
+        _run("backup_tenant", "alpha", "--file", str(target), "--method", "copy")
+    assert not target.exists()
