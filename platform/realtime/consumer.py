@@ -35,6 +35,7 @@ from realtime.handshake import (
     RefusedError,
     host_of,
     identify,
+    identity_recheck,
     offered_token,
     origin_allowed,
     tenant_for_host,
@@ -60,6 +61,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         )
         self.timers: list[asyncio.TimerHandle] = []
         self.writer: asyncio.Task[None] | None = None
+        self.sweeper: asyncio.Task[None] | None = None
+        self.params: dict[str, dict[str, Any]] = {}
         self.closing = False
         self.tokens = float(limits.RATE_BURST)
         self.refilled = time.monotonic()
@@ -85,7 +88,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             timer.cancel()
         self.timers = []
         self._later(self.identity.expires_at - time.time(), CLOSE_EXPIRED, "token expired")
-        self.writer = asyncio.get_running_loop().create_task(self._write())
+        loop = asyncio.get_running_loop()
+        self.writer = loop.create_task(self._write())
+        self.sweeper = loop.create_task(self._sweep())
         self.deliver({"type": "ready", "protocol": PROTOCOL, "role": self.identity.role})
 
     def _later(self, delay: float, code: int, reason: str) -> None:
@@ -114,12 +119,35 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             relay = get_relay()
             for subscription in relay_subscriptions:
                 relay.unsubscribe(subscription)
-        if self.writer is not None:
-            self.writer.cancel()
+        for task in (self.writer, self.sweeper):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
         self._release()
+
+    async def _sweep(self) -> None:
+        """Authorization stays live (issue 18, item 6, the periodic half): every
+        ``recheck_seconds`` the user is re-read and every subscription's access re-checked with
+        its kind's own ``open``; anything lost closes the socket with 4403."""
+        while not self.closing:
+            await asyncio.sleep(limits.recheck_seconds())
+            if self.identity is None or self.closing:
+                continue
+            try:
+                await tenant_call(
+                    self.tenant, _recheck, identity=self.identity, subscriptions=self._reopen_list()
+                )
+            except RefusedError as refused:
+                await self._close(CLOSE_FORBIDDEN, refused.reason)
+                return
+
+    def _reopen_list(self) -> list[tuple[Any, dict[str, Any]]]:
+        return [
+            (subscription.kind, self.params.get(sub_id, {}))
+            for sub_id, subscription in self.subscriptions.items()
+        ]
 
     # --- outbound ---------------------------------------------------------------------------------
 
@@ -223,7 +251,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if len(self.subscriptions) >= limits.MAX_SUBSCRIPTIONS:
             self._error(message, code="too_many_subscriptions", detail="Unsubscribe first.")
             return
-        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        raw_params = message.get("params")
+        params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
         # The log position BEFORE the subscription's state is read: nothing committed after it
         # is missed (an entry already reflected in the state comes again as an update).
         start = await tenant_call(self.tenant, log_position)
@@ -247,10 +276,20 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             sink=self,
         )
         self.subscriptions[sub_id] = subscription
+        self.params[sub_id] = params
         position = await get_relay().subscribe(
             subscription, tenant=self.tenant, start=start, since=since
         )
         self.deliver({"type": "subscribed", "sub": sub_id, "position": format_position(position)})
+
+
+def _recheck(*, identity: Identity, subscriptions: list[tuple[Any, dict[str, Any]]]) -> None:
+    user = identity_recheck(identity=identity)
+    for kind, params in subscriptions:
+        try:
+            kind.open(user=user, identity=identity, params=params)
+        except RefusedError:
+            raise RefusedError(CLOSE_FORBIDDEN, "access to a subscription was withdrawn") from None
 
 
 class NotFoundConsumer(AsyncWebsocketConsumer):

@@ -46,6 +46,7 @@ class Identity:
     role: str
     device_id: str | None
     expires_at: float
+    token: Any = None
 
 
 def header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -122,7 +123,20 @@ def identify(*, raw_token: str) -> Identity:
         role=str(user.role),
         device_id=str(device) if device is not None else None,
         expires_at=float(token["exp"]),
+        token=token,
     )
+
+
+def identity_recheck(*, identity: Identity) -> Any:
+    """The user re-read as at the handshake (active, password unchanged, device not revoked) with
+    the same role; ``RefusedError`` 4403 otherwise. Runs in the tenant's schema."""
+    try:
+        user = TenantJWTAuthentication().get_user(identity.token)
+    except exceptions.APIException as exc:
+        raise RefusedError(CLOSE_FORBIDDEN, _reason(exc)) from None
+    if str(user.role) != identity.role:
+        raise RefusedError(CLOSE_FORBIDDEN, "role changed: reconnect")
+    return user
 
 
 def _reason(exc: Exception) -> str:

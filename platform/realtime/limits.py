@@ -1,5 +1,7 @@
 """Per-connection limits (issue 18, item 4). Connections per user are not limited yet."""
 
+from django.conf import settings
+
 # Subscriptions one socket may hold at once; one more is refused with an error message.
 MAX_SUBSCRIPTIONS = 20
 # An inbound frame larger than this closes the socket with 1009 (message too big).
@@ -12,3 +14,9 @@ RATE_PER_SECOND = 5.0
 MAX_OUTBOUND_QUEUE = 1000
 # Seconds a socket opened without a bearer subprotocol has to send its ``auth`` message (4408).
 AUTH_DEADLINE_SECONDS = 5.0
+
+
+def recheck_seconds() -> float:
+    """How often an open socket re-checks its user (active, password, device, role) and its
+    subscriptions' containers: ``REALTIME_RECHECK_SECONDS`` (default 60)."""
+    return float(getattr(settings, "REALTIME_RECHECK_SECONDS", 60))

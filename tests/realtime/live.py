@@ -37,7 +37,7 @@ def live_uvicorn(*, name: str = "realtime") -> Iterator[LiveASGI]:
     log = Path(tempfile.mkdtemp(prefix=f"verdant-{name}-")) / "uvicorn.log"
     env = os.environ.copy()
     env.update(
-        DJANGO_SETTINGS_MODULE="tests.security.live_settings",
+        DJANGO_SETTINGS_MODULE="tests.realtime.live_settings",
         DATABASE_URL=test_database_url(),
         REDIS_URL=settings.REDIS_URL,
         CACHE_KEY_PREFIX=str(settings.CACHES["default"]["KEY_PREFIX"]),
