@@ -53,6 +53,7 @@ logger = logging.getLogger(__name__)
 class RealtimeConsumer(AsyncWebsocketConsumer):
     tenant: Any = None
     identity: Identity | None = None
+    overflowed = False
 
     async def connect(self) -> None:
         self.subscriptions: dict[str, Subscription] = {}
@@ -153,11 +154,12 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     def deliver(self, message: dict[str, Any]) -> None:
         """Queue a frame; a client too slow to drain its queue is closed with 4409 (resume)."""
-        if self.closing:
+        if self.closing or self.overflowed:
             return
         try:
             self.outbound.put_nowait(message)
         except asyncio.QueueFull:
+            self.overflowed = True
             asyncio.get_running_loop().create_task(self._close(CLOSE_RESUME, "too slow: resume"))
 
     async def _write(self) -> None:
