@@ -238,6 +238,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # The one JSON encoder (apikit/json.py): every endpoint's bytes, formats in one place.
     "DEFAULT_RENDERER_CLASSES": ["apikit.json.JSONRenderer"],
+    # DRF's, with an unknown ?format= answered 406 rather than 404 (apikit/media.py).
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "apikit.media.ContentNegotiation",
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "apikit.errors.envelope_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "apikit.schema.EnvelopeAutoSchema",

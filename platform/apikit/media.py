@@ -18,11 +18,11 @@ saying so, not a PNG-labelled error.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from rest_framework import renderers
+from rest_framework import exceptions, negotiation, renderers
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.utils.mediatypes import media_type_matches
@@ -81,6 +81,24 @@ class JSONBodyRenderer(JSONRenderer):
     ) -> bytes:
         _label_error(renderer_context)
         return super().render(data, accepted_media_type, renderer_context)
+
+
+class ContentNegotiation(negotiation.DefaultContentNegotiation):
+    """DRF's negotiation (REST_FRAMEWORK's DEFAULT_CONTENT_NEGOTIATION_CLASS), except that a
+    ``?format=`` naming none of the endpoint's types is a 406, like an ``Accept`` naming none:
+    DRF answers 404, which says the resource does not exist."""
+
+    def filter_renderers(
+        self, available: Iterable[renderers.BaseRenderer], wanted: str
+    ) -> list[renderers.BaseRenderer]:
+        available = list(available)
+        matching = [renderer for renderer in available if renderer.format == wanted]
+        if not matching:
+            formats = ", ".join(sorted({str(renderer.format) for renderer in available}))
+            raise exceptions.NotAcceptable(
+                f"format={wanted!r} is not one of this endpoint's formats: {formats}."
+            )
+        return matching
 
 
 _RENDERERS: dict[tuple[str, bool], type[renderers.BaseRenderer]] = {}

@@ -181,3 +181,11 @@ def test_ndjson_export_refuses_json_with_the_envelope(clinic: Clinic) -> None:
         "/api/v1/clinical/fhir/export/", HTTP_ACCEPT="application/json"
     )
     _envelope(response, 406, "not_acceptable")
+
+
+def test_an_unknown_format_is_406_not_404(clinic: Clinic) -> None:
+    """DRF answers 404 for a ``?format=`` no renderer has; apikit's negotiation says 406."""
+    client = login(clinic.world)
+    error = _envelope(client.get("/api/v1/clinical/fhir/export/?format=xml"), 406, "not_acceptable")
+    assert "fhir+ndjson" in error["detail"]
+    _envelope(client.get("/api/v1/clinical/patients/?format=csv"), 406, "not_acceptable")

@@ -48,7 +48,11 @@ def test_fhir_and_downloads_document_their_real_content_types(document: dict[str
         "/api/v1/clinical/patients/{id}/fhir/",
         "/api/v1/clinical/appointments/{id}/fhir/",
     ):
-        assert set(paths[path]["get"]["responses"]["200"]["content"]) == {"application/fhir+json"}
+        # application/json too: FHIR R4 accepts it, and it is JSON (issue 17, item 4).
+        assert set(paths[path]["get"]["responses"]["200"]["content"]) == {
+            "application/fhir+json",
+            "application/json",
+        }
     download = paths["/api/v1/clinical/patients/{patient_pk}/documents/{id}/download/"]["get"]
     assert set(download["responses"]["200"]["content"]) == {
         "application/pdf",
