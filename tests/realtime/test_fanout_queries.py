@@ -1,0 +1,129 @@
+"""No per-event database query per connection (issue 18, item 2): a batch of change-log entries
+costs the same queries whether 1 or 40 sockets are subscribed to the board — the relay loads the
+batch once per subscription kind and matches each subscription in memory.
+
+In-process, on the committed rt-a tenant: the relay delivers a committed booking's log entries
+through Channels' shared database thread, whose queries an ``execute_wrapper`` counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from django.db import connection, connections
+
+from accounts.models import User
+from accounts.roles import Role
+from clinical.realtime import board_open
+from realtime.db import public_call, tenant_call
+from realtime.handshake import tenant_for_host
+from realtime.log import log_last_written
+from realtime.registry import Entry, subscription_kind
+from realtime.relay import Feed, Relay, Subscription
+from tests.realtime.board import book, next_start
+from tests.realtime.conftest import RealtimeWorld, in_schema
+from tests.security.world import SHARED, USER_IDS
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        self.count += 1
+        return execute(sql, params, many, context)
+
+
+@pytest.fixture
+def unblocked(django_db_blocker: pytest.FixtureRequest) -> Iterator[None]:
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        yield
+        asyncio.run(sync_to_async(connections.close_all, thread_sensitive=True)())
+        connections.close_all()
+
+
+def _open(*, params: dict[str, str]) -> Any:
+    user = User.objects.get(pk=USER_IDS[Role.RECEPTIONIST])
+    return board_open(user=user, identity=None, params=params)
+
+
+def _queries_for_one_booking(rt: RealtimeWorld, sockets: int) -> tuple[int, list[Sink]]:
+    """The queries the relay runs to deliver one booking's change-log entries to ``sockets``
+    board subscriptions (delivery itself: reading the log waits for the cluster-wide watermark,
+    which other databases' transactions can hold back on a shared machine)."""
+    a = rt.world.a
+    start = next_start()
+    params = {"facility": str(SHARED["clinical.facility"]), "from": start.date().isoformat()}
+    kind = subscription_kind("appointments")
+    assert kind is not None
+    counter = Counter()
+    relay = Relay()
+    sinks = [Sink() for _ in range(sockets)]
+
+    async def subscribe_all() -> tuple[Any, list[Subscription]]:
+        tenant = await public_call(tenant_for_host, hostname=a.host)
+        subscriptions = []
+        for n, sink in enumerate(sinks):
+            state = await tenant_call(tenant, _open, params=params)
+            subscriptions.append(
+                Subscription(
+                    sub_id=f"s{n}",
+                    schema=tenant.schema_name,
+                    kind=kind,
+                    state=state,
+                    role=Role.RECEPTIONIST,
+                    sink=sink,
+                )
+            )
+        return tenant, subscriptions
+
+    tenant, subscriptions = asyncio.run(subscribe_all())
+    since = in_schema(a.schema, log_last_written)
+    book(a.schema, starts_at=start)
+    entries = in_schema(a.schema, lambda: _entries_after(since))
+    assert entries
+
+    async def deliver() -> None:
+        # Evaluated on the database thread: connections are per thread.
+        await database_sync_to_async(lambda: connection.execute_wrappers.append(counter))()
+        try:
+            await relay._deliver(Feed(tenant=tenant), entries, subscriptions, resumed=False)
+        finally:
+            await database_sync_to_async(lambda: connection.execute_wrappers.remove(counter))()
+
+    asyncio.run(deliver())
+    return counter.count, sinks
+
+
+def _entries_after(position: tuple[int, int]) -> list[Entry]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT txid::text::bigint, seq, tbl, row_id::text, op, scope_ids::text[] "
+            "FROM sync_change WHERE (txid, seq) > (%s::text::xid8, %s) ORDER BY txid, seq",
+            [str(position[0]), position[1]],
+        )
+        return [Entry(t, s, tbl, row, op, tuple(scopes)) for t, s, tbl, row, op, scopes in cursor]
+
+
+def test_the_relay_queries_the_same_for_1_and_40_sockets(
+    rt: RealtimeWorld, unblocked: None
+) -> None:
+    one, sinks_one = _queries_for_one_booking(rt, 1)
+    many, sinks_many = _queries_for_one_booking(rt, 40)
+    for sink in [*sinks_one, *sinks_many]:
+        assert [m["event"] for m in sink.messages] == ["appointment.created"]
+    assert one == many, (one, many)
+    assert 1 <= one <= 2, one
