@@ -33,7 +33,7 @@ from clinical.models import (
 from clinical.reminders.rules import settings_problems
 from clinical.reminders.selectors import SETTINGS_NEVER_SAVED
 from clinical.reminders.services import reminder_settings_update
-from clinical.rules import phone_normalise
+from clinical.rules import phone_is_mobile, phone_normalise
 
 AUDIT_FIELDS = (
     "id",
@@ -115,6 +115,11 @@ class PatientAdmin(StampedAdmin):
     raw_id_fields = ("assigned_clinician",)
     list_per_page = 100
     exclude = ("search_vector",)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        # The phone's stored MOBILE verdict, as the services and the sync push set it.
+        obj.phone_is_mobile = phone_is_mobile(phone=obj.phone)
+        super().save_model(request, obj, form, change)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Patient]:
         # The generated search vector is large and never shown.

@@ -68,6 +68,10 @@ class Patient(TenantModel):
     sex = models.CharField(max_length=10, choices=Sex.choices, default=Sex.UNKNOWN)
     # E.164 (+4915112345678), normalised by the service with phonenumbers; blank when unknown.
     phone = models.CharField(max_length=20, blank=True, db_index=True)
+    # phonenumbers' MOBILE verdict on ``phone`` (FHIR telecom.use), computed by every write path
+    # (clinical.rules.phone_is_mobile) so reads and exports do not parse the number; None: no
+    # phone, or a row written around those paths (readers then parse the number themselves).
+    phone_is_mobile = models.BooleanField(null=True, blank=True, editable=False)
     sms_opt_in = models.BooleanField(default=False)
     facility = models.ForeignKey(Facility, on_delete=models.PROTECT, related_name="patients")
     assigned_clinician = models.ForeignKey(

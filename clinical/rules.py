@@ -56,6 +56,19 @@ def phone_normalise(*, phone: str) -> str:
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
+def phone_is_mobile(*, phone: str) -> bool | None:
+    """Whether phonenumbers classifies ``phone`` (E.164) as MOBILE; None for no phone. Stored
+    with the phone by every write path (``Patient.phone_is_mobile``) because the check costs
+    about 24 µs, a third of a FHIR export's CPU per Patient when done at read time."""
+    if not phone:
+        return None
+    try:
+        number = phonenumbers.parse(phone, None)
+    except phonenumbers.NumberParseException:
+        return False
+    return bool(phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.MOBILE)
+
+
 def mrn_check(*, mrn: str) -> None:
     if not _MRN.match(mrn):
         raise RuleError("mrn", MRN_INVALID)

@@ -203,6 +203,7 @@ def patient_create(
     assigned_clinician: Any = None,
     actor: Any,
 ) -> Patient:
+    phone = _phone(phone)
     try:
         with transaction.atomic():
             return Patient.objects.create(
@@ -212,7 +213,8 @@ def patient_create(
                 family_name=family_name,
                 birth_date=birth_date,
                 sex=sex,
-                phone=_phone(phone),
+                phone=phone,
+                phone_is_mobile=rules.phone_is_mobile(phone=phone),
                 sms_opt_in=sms_opt_in,
                 assigned_clinician=assigned_clinician,
                 created_by=actor,
@@ -229,6 +231,7 @@ def patient_update(
 ) -> Patient:
     if "phone" in changes:
         changes["phone"] = _phone(changes["phone"])
+        changes["phone_is_mobile"] = rules.phone_is_mobile(phone=changes["phone"])
     try:
         with transaction.atomic():
             return versioned_update(

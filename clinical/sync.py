@@ -116,6 +116,7 @@ def _patient_clean(draft: Draft, ctx: PushContext) -> None:
         rules.birth_date_check(birth_date=values["birth_date"], today=ctx.now.date())
     with errors.collect():
         values["phone"] = rules.phone_normalise(phone=values["phone"])
+        values["phone_is_mobile"] = rules.phone_is_mobile(phone=values["phone"])
     with errors.collect():
         rules.sms_consent_check(sms_opt_in=values["sms_opt_in"], phone=values["phone"])
     if values["assigned_clinician_id"] is not None:
@@ -274,6 +275,8 @@ PATIENTS = register(
         ),
         container_of=lambda values, ctx: values["facility_id"],
         clean=_patient_clean,
+        # Set by _patient_clean from the normalised phone (FHIR telecom.use reads it).
+        derived=(Derived("phone_is_mobile", "bool"),),
         preload=_patient_preload,
         ref_info=lambda values, ctx: {"facility_id": values["facility_id"], "archived_at": None},
         ref_sql="t.id, t.archived_at, t.facility_id",

@@ -3,7 +3,11 @@ type, built for the requester (their facilities, their patient projection), so a
 exactly what that user's reads show.
 
 The builders are the FHIR module's; this file only chooses the rows, ordered by primary key and
-narrowed by ``_since`` (rows changed after that instant).
+narrowed by ``_since`` (rows changed after that instant). Patients and Appointments — nearly all
+of an export — are fetched as the small typed rows their builder also takes
+(``fhir.PatientValues``, ``fhir.AppointmentValues``) instead of model instances, with every
+``timestamptz`` rendered as ISO 8601 text by PostgreSQL and parsed by ``datetime.fromisoformat``
+(Django's psycopg loader for ``timestamptz`` parses in Python: 4 µs a value, 0.5 this way).
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db import models
+from django.db.models import F, Func, QuerySet
 
 from apikit.tenancy import current_schema_name
 from clinical import selectors
@@ -40,6 +45,42 @@ def _since(queryset: QuerySet[Any], since: datetime | None) -> QuerySet[Any]:
 
 def _iterate(queryset: QuerySet[Any], *, chunk_size: int) -> Callable[[], Iterator[Any]]:
     return lambda: queryset.order_by("pk").iterator(chunk_size=chunk_size)
+
+
+class _IsoInstant(models.DateTimeField):
+    """An aware datetime read from PostgreSQL's ISO 8601 text of a ``timestamptz``."""
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Any:
+        return None if value is None else datetime.fromisoformat(value)
+
+
+def _iso_instant(column: str) -> Func:
+    # to_json renders a timestamptz as ISO 8601 whatever the session's DateStyle is.
+    return Func(
+        F(column), template="(to_json(%(expressions)s) #>> '{}')", output_field=_IsoInstant()
+    )
+
+
+def _iterate_rows(
+    queryset: QuerySet[Any],
+    row_type: type[fhir.PatientValues] | type[fhir.AppointmentValues],
+    *,
+    chunk_size: int,
+) -> Callable[[], Iterator[Any]]:
+    """``row_type`` rows of the queryset's rows, in primary-key order."""
+    meta = queryset.model._meta
+    instants = {
+        name for name in row_type._fields if isinstance(meta.get_field(name), models.DateTimeField)
+    }
+    # Annotations cannot reuse a field's name: fetched under another, positions keep the order.
+    columns = [f"iso_{name}" if name in instants else name for name in row_type._fields]
+    rows = (
+        queryset.annotate(**{f"iso_{name}": _iso_instant(name) for name in instants})
+        .order_by("pk")
+        .values_list(*columns)
+    )
+    make = row_type._make
+    return lambda: map(make, rows.iterator(chunk_size=chunk_size))
 
 
 def export_sources(
@@ -80,13 +121,15 @@ def export_sources(
         ),
         "Patient": lambda: Source(
             "Patient",
-            _iterate(_since(patients(), since), chunk_size=chunk_size),
+            _iterate_rows(_since(patients(), since), fhir.PatientValues, chunk_size=chunk_size),
             lambda p: fhir.patient_resource(patient=p, projection=projection, tenant=tenant),
             Patient,
         ),
         "Appointment": lambda: Source(
             "Appointment",
-            _iterate(_since(appointments(), since), chunk_size=chunk_size),
+            _iterate_rows(
+                _since(appointments(), since), fhir.AppointmentValues, chunk_size=chunk_size
+            ),
             lambda a: fhir.appointment_resource(appointment=a),
             Appointment,
         ),

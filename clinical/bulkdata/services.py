@@ -187,7 +187,8 @@ def _snapshot_write(
                 context=context,
                 action=AuditEvent.Action.EXPORT,
                 object_type=audit_object_type(source.audited_model),
-                object_ids=[row.pk for row in rows],
+                # Audited types are fetched as named rows (resources._iterate_rows): ``id``.
+                object_ids=[row.id for row in rows],
             )
         _cache_set(_progress_key(export.pk), f"{source.resource_type}: {count} written")
         if _cache_get(_cancel_key(export.pk)):

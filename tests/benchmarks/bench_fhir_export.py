@@ -64,7 +64,7 @@ RETRY_AFTER_TARGET = 1
 PATIENT_COLUMNS = (
     "id", "created_at", "updated_at", "version", "mrn", "given_name", "family_name",
     "birth_date", "sex", "phone", "sms_opt_in", "visit_count", "facility_id",
-    "assigned_clinician_id",
+    "assigned_clinician_id", "phone_is_mobile",
 )  # fmt: skip
 APPOINTMENT_COLUMNS = (
     "id", "created_at", "updated_at", "version", "patient_id", "clinician_id", "facility_id",
@@ -123,16 +123,21 @@ def seed(database_url: str) -> dict[str, Any]:
 def _patients(facility_ids: list[Any], clinician_ids: list[Any]) -> Any:
     import uuid_utils
 
+    from clinical.rules import phone_is_mobile
+
     rng = random.Random(17)  # noqa: S311  (bench data)
     now = datetime.now(UTC)
     for i in range(PATIENTS):
+        phone = f"+49151{10**7 + i:08d}"
         yield (
             str(uuid_utils.uuid7()), now, now, 1, f"P-{i:08d}",
             GIVEN[rng.randrange(len(GIVEN))], FAMILY[rng.randrange(len(FAMILY))],
             date(1940, 1, 1) + timedelta(days=rng.randrange(30_000)),
-            ("female", "male", "other", "unknown")[i % 4], f"+49151{10**7 + i:08d}",
+            ("female", "male", "other", "unknown")[i % 4], phone,
             i % 3 == 0, 0, facility_ids[i % len(facility_ids)],
             clinician_ids[i % len(clinician_ids)] if i % 7 else None,
+            # What the patient services store with the phone (clinical.rules).
+            phone_is_mobile(phone=phone),
         )  # fmt: skip
 
 

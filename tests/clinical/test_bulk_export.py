@@ -21,6 +21,7 @@ from django_tenants.utils import schema_context
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
+from clinical import rules
 from clinical.bulkdata import resources, services
 from clinical.bulkdata.tasks import bulk_exports_purge_all
 from clinical.models import Appointment, BulkExport, Patient
@@ -333,6 +334,31 @@ def test_system_export_is_tenant_admin_only(a: BulkWorld) -> None:
     for email in (VIEWER, CLINICIAN, RECEPTIONIST):
         outcome_of(kickoff(a.client(email), a), 403)
     outcome_of(kickoff(a.client(RECEPTIONIST), a, "Patient/$export"), 403)
+
+
+def test_export_lines_are_the_reads_resources(a: BulkWorld) -> None:
+    """The export fetches named rows (not model instances) for Patients and Appointments; the
+    same builder makes the same resource as a read of the FHIR base, phones' telecom.use
+    included (stored with the phone, or parsed when a row has no stored verdict)."""
+    with schema_context(a.schema):
+        # One row with its verdict stored (as the write paths do), the rest without one.
+        patient = Patient.all_objects.get(pk=PATIENTS[0])
+        patient.phone_is_mobile = rules.phone_is_mobile(phone=patient.phone)
+        patient.save(update_fields=["phone_is_mobile"])
+    for email in (ADMIN, VIEWER):
+        exports_clear(a)
+        client = a.client(email)
+        files = by_type(client, completed_export(client, a, "Patient/$export"))
+        assert len(files["Patient"]) == len(PATIENTS)
+        assert len(files["Appointment"]) == len(APPOINTMENTS)
+        for resource_type in ("Patient", "Appointment"):
+            for resource in files[resource_type]:
+                read = client.get(
+                    f"/fhir/R4/{resource_type}/{resource['id']}",
+                    HTTP_ACCEPT="application/fhir+json",
+                )
+                assert read.status_code == 200, read.content
+                assert read.json() == resource
 
 
 def test_viewer_patient_export_has_no_phones(a: BulkWorld) -> None:

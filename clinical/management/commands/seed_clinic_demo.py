@@ -36,6 +36,7 @@ from apikit.errors import APIError
 from apikit.policy import AccessLevel, container_access_grant
 from clinical import services
 from clinical.models import Appointment, AppointmentStatus, Facility, Patient, Sex
+from clinical.rules import phone_is_mobile
 from tenants.models import Tenant
 
 DATA_FILE = Path(__file__).with_suffix(".json")
@@ -276,6 +277,7 @@ class Command(BaseCommand):
                     birth_date=spec.birth_date,
                     sex=spec.sex,
                     phone=spec.phone,
+                    phone_is_mobile=phone_is_mobile(phone=spec.phone),
                     sms_opt_in=spec.sms_opt_in,
                     facility=facilities[spec.facility_index],
                     assigned_clinician=clinicians[int(spec.mrn[-5:]) % len(clinicians)]
