@@ -129,6 +129,8 @@ TEMPLATES = [
 WSGI_APPLICATION = "settings.wsgi.application"
 # The WebSocket process (uvicorn settings.asgi:application; platform/realtime).
 ASGI_APPLICATION = "settings.asgi.application"
+# How often an open WebSocket re-checks its user and subscriptions (docs/realtime.md).
+REALTIME_RECHECK_SECONDS = env_int("REALTIME_RECHECK_SECONDS", default=60)
 
 # --- data stores ----------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/verdant")

@@ -19,4 +19,4 @@ AUTH_DEADLINE_SECONDS = 5.0
 def recheck_seconds() -> float:
     """How often an open socket re-checks its user (active, password, device, role) and its
     subscriptions' containers: ``REALTIME_RECHECK_SECONDS`` (default 60)."""
-    return float(getattr(settings, "REALTIME_RECHECK_SECONDS", 60))
+    return float(settings.REALTIME_RECHECK_SECONDS)
