@@ -230,10 +230,21 @@ class EnvelopeAutoSchema(AutoSchema):
         if action in _ACTION_SUMMARIES and names is not None:
             singular, plural = names
             return _ACTION_SUMMARIES[action].format(singular=singular, plural=plural)
-        description = self.get_description()
-        first = description.strip().split("\n\n", 1)[0].replace("\n", " ")
-        sentence = first.split(". ", 1)[0].rstrip(".")
-        return sentence if sentence else None
+        return _summary_of(self.get_description())
+
+
+_SUMMARY_LENGTH = 80
+
+
+def _summary_of(description: str) -> str | None:
+    """The description's first sentence, without reST markup; a long one is cut before its
+    first parenthesis or colon (the detail stays in the description)."""
+    first = description.strip().split("\n\n", 1)[0].replace("\n", " ").replace("``", "")
+    sentence = first.split(". ", 1)[0].rstrip(".")
+    for mark in (" (", ": "):
+        if len(sentence) > _SUMMARY_LENGTH and mark in sentence:
+            sentence = sentence.split(mark, 1)[0]
+    return sentence or None
 
 
 _ACTION_SUMMARIES = {
