@@ -466,13 +466,17 @@ async def measure(
         # --- steady phase ---
         with WatermarkSampler(database_url) as sampler:
             cpu_before, wall_before = cpu_seconds(realtime[0].pid), time.monotonic()
+            own_before = cpu_seconds(os.getpid())
+            load_before = os.getloadavg()[0]
             next_write = await write_load(
                 bench, api_port, facilities, boards, first=0, seconds=STEADY_SECONDS, pool=pool
             )
             await settle(bench, SETTLE_TIMEOUT)
-            cpu_share = (cpu_seconds(realtime[0].pid) - cpu_before) / (
-                time.monotonic() - wall_before
-            )
+            wall = time.monotonic() - wall_before
+            cpu_share = (cpu_seconds(realtime[0].pid) - cpu_before) / wall
+            # The clients' process: on a busy machine its own backlog is part of the latency.
+            client_share = (cpu_seconds(os.getpid()) - own_before) / wall
+            load_after = os.getloadavg()[0]
             steady = dict(bench.written)
             latencies: list[float] = []
             watermark_waits: list[float] = []
@@ -566,6 +570,13 @@ async def measure(
     result.add("of which commit-safe watermark wait, p50", round(w50, 1), "ms")
     result.add("of which commit-safe watermark wait, p95", round(w95, 1), "ms")
     result.add("uvicorn CPU during the steady phase", round(cpu_share * 100, 1), "% of one core")
+    result.add(
+        "clients' process CPU during the steady phase",
+        round(client_share * 100, 1),
+        "% of one core",
+    )
+    result.add("machine load average (1 min), steady phase start / end", round(load_before, 1), "")
+    result.details.update(load_average_end=round(load_after, 1), cpus=os.cpu_count())
     result.add(
         "memory per connection",
         round(per_connection / 1024, 1),
