@@ -120,6 +120,20 @@ def receive(ws: ClientConnection, timeout: float = EVENT_TIMEOUT) -> dict[str, A
     return message
 
 
+def receive_about(
+    ws: ClientConnection, appointment_id: str, timeout: float = EVENT_TIMEOUT
+) -> dict[str, Any]:
+    """The next board event about ``appointment_id``, skipping events about the same tenant's
+    other appointments: a subscription starts below the commit-safe watermark, so an earlier
+    test's booking on the same day may still arrive (as an update) when the watermark was held
+    back. Anything that is not a board event is returned as it is."""
+    while True:
+        message = receive(ws, timeout)
+        about = message.get("appointment", {}).get("id") if message.get("type") == "event" else None
+        if about is None or about == appointment_id:
+            return message
+
+
 def send(ws: ClientConnection, message: dict[str, Any]) -> None:
     ws.send(orjson.dumps(message).decode())
 
