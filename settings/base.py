@@ -131,6 +131,8 @@ WSGI_APPLICATION = "settings.wsgi.application"
 ASGI_APPLICATION = "settings.asgi.application"
 # How often an open WebSocket re-checks its user and subscriptions (docs/realtime.md).
 REALTIME_RECHECK_SECONDS = env_int("REALTIME_RECHECK_SECONDS", default=60)
+# Open WebSockets one user may hold in one real-time process; one more is closed 4429.
+REALTIME_MAX_CONNECTIONS_PER_USER = env_int("REALTIME_MAX_CONNECTIONS_PER_USER", default=10)
 
 # --- data stores ----------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/verdant")
