@@ -105,6 +105,8 @@ class Client:
     errors: list[str] = field(default_factory=list)
     subscribed: asyncio.Event = field(default_factory=asyncio.Event)
     resumed_at: float | None = None
+    # After the restart: when the server said ``ready`` (authenticated), before the resume.
+    ready_at: float | None = None
     closes: list[int] = field(default_factory=list)
 
 
@@ -270,6 +272,7 @@ class Bench:
         while not stop.is_set():
             if delay:
                 await asyncio.sleep(delay)
+            attempted = time.monotonic()
             try:
                 async with connect(
                     f"ws://{board.host}:{self.port}/ws/v1/",
@@ -288,7 +291,8 @@ class Bench:
                 if code not in (1001, 1012) and not stop.is_set():
                     client.errors.append(f"closed {code}")
             except (OSError, TimeoutError) as exc:
-                if self.server_back is not None and not self.restarting:
+                # A refusal counts only for an attempt made once the new process answered.
+                if self.server_back is not None and attempted >= self.server_back:
                     client.errors.append(f"connect: {exc!r}"[:200])
             except Exception as exc:
                 client.errors.append(repr(exc)[:200])
@@ -302,6 +306,7 @@ class Bench:
             frame = orjson.loads(raw)
             kind = frame.get("type")
             if kind == "ready":
+                client.ready_at = now
                 message: dict[str, Any] = {
                     "type": "subscribe",
                     "sub": "board",
@@ -517,6 +522,7 @@ async def measure(
         await asyncio.sleep(2)
         for client in bench.clients:
             client.resumed_at = None
+            client.ready_at = None
         old = realtime.pop()
         await asyncio.to_thread(stop, old)
         realtime.append(await asyncio.to_thread(start_uvicorn, ws_port, log_dir / "uvicorn.log"))
@@ -527,6 +533,8 @@ async def measure(
             await asyncio.sleep(0.1)
         resumed = [c.resumed_at for c in bench.clients if c.resumed_at is not None]
         storm_seconds = (max(resumed) - bench.server_back) if resumed else float("nan")
+        readied = [c.ready_at for c in bench.clients if c.ready_at is not None]
+        ready_seconds = (max(readied) - bench.server_back) if readied else float("nan")
         await writes
         await settle(bench, SETTLE_TIMEOUT)
         lost = sum(
@@ -616,6 +624,9 @@ async def measure(
         "s",
         target="<= 30 s",
         status=pass_fail(len(resumed) == CLIENTS and storm_seconds <= TARGET_STORM_SECONDS),
+    )
+    result.add(
+        "of which: all clients connected and authenticated again", round(ready_seconds, 1), "s"
     )
     result.add(
         "errors (connections, frames, close codes other than 1001/1012)",
