@@ -121,6 +121,8 @@ def test_seed_is_realistic_valid_and_idempotent(alpha: TenantWorld, beta: Tenant
             assert name_fits_sex(given_name=patient.given_name, sex=patient.sex), patient
             assert phonenumbers.is_valid_number(phonenumbers.parse(patient.phone))
             assert rules.phone_normalise(phone=patient.phone) == patient.phone
+            # The seed's bulk_create stores the phone's MOBILE verdict as the services do.
+            assert patient.phone_is_mobile is rules.phone_is_mobile(phone=patient.phone)
             rules.mrn_check(mrn=patient.mrn)
             rules.birth_date_check(birth_date=patient.birth_date, today=timezone.localdate())
             rules.sms_consent_check(sms_opt_in=patient.sms_opt_in, phone=patient.phone)
