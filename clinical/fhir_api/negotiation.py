@@ -23,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.schemas.inspectors import ViewInspector
 from rest_framework.versioning import BaseVersioning
 
-from apikit.json import dumps
+from apikit.json import JSONRenderer, dumps
 from clinical.fhir_api.outcome import FHIR_JSON, fhir_exception_handler
 
 FHIR_VERSION = "4.0"
@@ -38,7 +38,7 @@ NOT_ACCEPTABLE = (
 WRONG_FHIR_VERSION = "This is a FHIR R4 server: fhirVersion {version!r} is not served (use 4.0)."
 
 
-class FhirJSONRenderer(BaseRenderer):
+class FhirJSONRenderer(JSONRenderer):
     """``application/fhir+json; charset=utf-8`` with the bytes of apikit's one encoder."""
 
     media_type = FHIR_JSON

@@ -7,10 +7,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
-
 from apikit.errors import error_body
 from apikit.health import readiness_response
+from apikit.json import dumps
 from realtime.db import public_call
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -25,12 +24,12 @@ def _readiness() -> tuple[int, bytes]:
 async def probe_app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     path = scope.get("path", "")
     if path == "/healthz":
-        status, body = 200, orjson.dumps({"status": "ok"})
+        status, body = 200, dumps({"status": "ok"})
     elif path == "/readyz":
         status, body = await public_call(_readiness)
     else:
         status = 404
-        body = orjson.dumps(
+        body = dumps(
             error_body(
                 status=404,
                 code="not_found",
