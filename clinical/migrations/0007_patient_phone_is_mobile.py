@@ -3,6 +3,11 @@
 Non-atomic so that each batch commits on its own: a big tenant's backfill holds row locks for
 one batch at a time, not for the whole table, and an interrupted run resumes where it stopped
 (only rows with a phone and no verdict yet are read).
+
+The sync change log's triggers fire for these UPDATEs like for any write (docs/sync.md), so
+devices pull each patient with a phone once more after the upgrade — the same record on the wire
+(the verdict is not a synced field). Switching the triggers off would also hide the application's
+own writes made while the backfill runs, so the one extra pull is the price.
 """
 
 from typing import Any
