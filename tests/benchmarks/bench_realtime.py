@@ -36,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,9 @@ class Written:
 class Client:
     index: int
     board: Board
+    # Its own user's token: one socket per user, as front desks hold them (the per-user
+    # connection limit applies per user).
+    token: str
     last_id: str | None = None
     # appointment id -> first arrival (monotonic)
     seen: dict[str, float] = field(default_factory=dict)
@@ -113,10 +117,11 @@ class Client:
 # --- seeding ---------------------------------------------------------------------------------------
 
 
-def seed() -> tuple[list[Board], dict[str, tuple[str, str, str]], str]:
+def seed() -> tuple[list[Board], dict[str, tuple[str, str, str]], dict[int, list[str]]]:
     """Two clinic tenants, 10 facilities each (UTC, so the day is the UTC day), a clinician and a
-    patient per facility. Returns the boards (tenant x facility), each facility's (host, patient,
-    clinician) and the base domain."""
+    patient per facility, and one tenant-admin user per client. Returns the boards (tenant x
+    facility, with the writer's token), each facility's (host, patient, clinician) and the
+    clients' tokens per tenant."""
     from django.conf import settings
     from django_tenants.utils import tenant_context
     from rest_framework_simplejwt.tokens import AccessToken
@@ -128,6 +133,16 @@ def seed() -> tuple[list[Board], dict[str, tuple[str, str, str]], str]:
 
     boards: list[Board] = []
     facilities: dict[str, tuple[str, str, str]] = {}
+    client_tokens: dict[int, list[str]] = {}
+    per_tenant = -(-CLIENTS // TENANTS)
+
+    def issue(user: Any, schema: str) -> str:
+        token = AccessToken.for_user(user)
+        token[TENANT_CLAIM] = schema
+        token[CREDENTIALS_VERSION_CLAIM] = user.credentials_version
+        token.set_exp(lifetime=dt.timedelta(hours=2))
+        return str(token)
+
     for t in range(TENANTS):
         slug = f"rtbench{t}"
         tenant = unthrottled_tenant_provision(
@@ -136,10 +151,12 @@ def seed() -> tuple[list[Board], dict[str, tuple[str, str, str]], str]:
         host = f"{slug}.{settings.BASE_DOMAIN}"
         with tenant_context(tenant):
             admin = User.objects.get(email=f"admin@{slug}.test")
-            token = AccessToken.for_user(admin)
-            token[TENANT_CLAIM] = tenant.schema_name
-            token[CREDENTIALS_VERSION_CLAIM] = admin.credentials_version
-            token.set_exp(lifetime=dt.timedelta(hours=2))
+            token = issue(admin, tenant.schema_name)
+            desks = User.objects.bulk_create(
+                User(email=f"desk{n}@{slug}.test", role=Role.TENANT_ADMIN, is_active=True)
+                for n in range(per_tenant)
+            )
+            client_tokens[t] = [issue(desk, tenant.schema_name) for desk in desks]
             for f in range(FACILITIES_PER_TENANT):
                 facility = Facility.objects.create(name=f"Clinic {f}", code=f"C{f}", timezone="UTC")
                 clinician = User.objects.create(
@@ -153,8 +170,8 @@ def seed() -> tuple[list[Board], dict[str, tuple[str, str, str]], str]:
                     birth_date=dt.date(1980, 1, 1),
                 )
                 facilities[str(facility.pk)] = (host, str(patient.pk), str(clinician.pk))
-                boards.append(Board(t, host, tenant.schema_name, str(facility.pk), str(token)))
-    return boards, facilities, str(settings.BASE_DOMAIN)
+                boards.append(Board(t, host, tenant.schema_name, str(facility.pk), token))
+    return boards, facilities, client_tokens
 
 
 # --- servers ---------------------------------------------------------------------------------------
@@ -255,9 +272,14 @@ class WatermarkSampler:
 
 
 class Bench:
-    def __init__(self, boards: list[Board], port: int) -> None:
+    def __init__(self, boards: list[Board], tokens: dict[int, list[str]], port: int) -> None:
         self.port = port
-        self.clients = [Client(i, boards[i % len(boards)]) for i in range(CLIENTS)]
+        self.clients: list[Client] = []
+        used: dict[int, int] = defaultdict(int)
+        for i in range(CLIENTS):
+            board = boards[i % len(boards)]
+            self.clients.append(Client(i, board, tokens[board.tenant][used[board.tenant]]))
+            used[board.tenant] += 1
         self.written: dict[str, Written] = {}
         self.txids: dict[str, int] = {}
         self.restarting = False
@@ -278,7 +300,7 @@ class Bench:
                     f"ws://{board.host}:{self.port}/ws/v1/",
                     host="127.0.0.1",
                     port=self.port,
-                    subprotocols=["verdant.v1", f"bearer.{board.token}"],  # type: ignore[list-item]
+                    subprotocols=["verdant.v1", f"bearer.{client.token}"],  # type: ignore[list-item]
                     compression=None,
                     open_timeout=60,
                     ping_interval=None,
@@ -443,12 +465,13 @@ def servers(log_dir: Path) -> Iterator[tuple[int, int, list[subprocess.Popen[byt
 async def measure(
     result: Result,
     boards: list[Board],
+    tokens: dict[int, list[str]],
     facilities: dict[str, tuple[str, str, str]],
     database_url: str,
     log_dir: Path,
 ) -> None:
     with servers(log_dir) as (api_port, ws_port, realtime):
-        bench = Bench(boards, ws_port)
+        bench = Bench(boards, tokens, ws_port)
         stop_clients = asyncio.Event()
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=16)
         # One connection first: the process's relay and LISTEN connection exist before the
@@ -662,11 +685,11 @@ def main() -> int:
         say(f"migrating and seeding {TENANTS} tenants x {FACILITIES_PER_TENANT} facilities")
         migrate_public_schema()
         template_schema_ensure()
-        boards, facilities, _ = seed()
+        boards, facilities, tokens = seed()
         connections.close_all()
         log_dir = output.parent / "realtime-logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        asyncio.run(measure(result, boards, facilities, url, log_dir))
+        asyncio.run(measure(result, boards, tokens, facilities, url, log_dir))
     result.write(output)
     return 0
 
