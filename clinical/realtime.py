@@ -7,6 +7,12 @@ opens), so an event can tell "created", "rescheduled" (into or within the range)
 (to another day or facility) apart without the change log carrying previous values, and a row
 moved to a facility the subscriber may not see is announced by id only. The appointment is the
 REST API's own representation (``AppointmentOutput``: no patient phone number for any role).
+It also remembers the row's own shown columns, so a write touching only bookkeeping columns
+(``reminder_sent_at``, ``reminder_due_at``) makes no event (issue 18, item 5).
+
+The ``reminders`` subscription (tenant admins only) sends reminder delivery states, the REST
+API's ``ReminderOutput`` (no phone number, no message body), from the change log entries
+``realtime`` migration 0002 adds for ``clinical_remindermessage``.
 """
 
 from __future__ import annotations
@@ -15,13 +21,15 @@ import datetime as dt
 import uuid
 import zoneinfo
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.utils.dateparse import parse_date
 
+from accounts.roles import Role
 from apikit.policy import permissions_for
+from clinical.api.reminders import ReminderOutput
 from clinical.api.serializers import AppointmentOutput
-from clinical.models import Appointment, AppointmentStatus
+from clinical.models import Appointment, AppointmentStatus, ReminderMessage
 from clinical.selectors import facility_list
 from realtime.handshake import CLOSE_NOT_FOUND, RefusedError
 from realtime.registry import Entry, SubscriptionError, SubscriptionKind, register_kind
@@ -39,13 +47,41 @@ STATUS_EVENTS = {
 }
 
 
+# The appointment's own columns its representation shows (patient, clinician and facility
+# names live in other rows, whose changes make no appointment entry). Two equal tuples: nothing
+# the board shows changed, so the entry was bookkeeping (reminder_sent_at, ...) and makes no event.
+SHOWN_COLUMNS = (
+    "starts_at",
+    "ends_at",
+    "status",
+    "reason",
+    "cancellation_reason",
+    "checked_in_at",
+    "completed_at",
+    "cancelled_at",
+    "version",
+    "updated_at",
+    "created_at",
+    "clinician_id",
+    "patient_id",
+    "facility_id",
+    "archived_at",
+)
+
+
+class Known(NamedTuple):
+    starts_at: dt.datetime
+    status: str
+    shown: tuple[Any, ...]
+
+
 @dataclass
 class Board:
     facility_id: str
     starts: dt.datetime
     ends: dt.datetime
-    # Appointment id -> (starts_at, status) of what the board holds.
-    known: dict[str, tuple[dt.datetime, str]] = field(default_factory=dict)
+    # Appointment id -> what the board holds of it.
+    known: dict[str, Known] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,6 +92,7 @@ class Row:
     version: int
     archived: bool
     shown: dict[str, dict[str, Any]]
+    columns: tuple[Any, ...]
 
 
 def _params(params: dict[str, Any]) -> tuple[uuid.UUID, dt.date, dt.date]:
@@ -87,8 +124,11 @@ def board_open(*, user: Any, identity: Any, params: dict[str, Any]) -> Board:
     board = Board(facility_id=str(facility.pk), starts=starts, ends=ends)
     rows = Appointment.objects.filter(
         facility=facility, starts_at__gte=starts, starts_at__lt=ends, archived_at__isnull=True
-    ).values_list("pk", "starts_at", "status")
-    board.known = {str(pk): (starts_at, status) for pk, starts_at, status in rows}
+    ).values_list("pk", *SHOWN_COLUMNS)
+    board.known = {
+        str(pk): Known(starts_at=columns[0], status=columns[2], shown=tuple(columns))
+        for pk, *columns in rows
+    }
     return board
 
 
@@ -110,11 +150,12 @@ def board_load(*, entries: list[Entry], roles: frozenset[str]) -> dict[str, Row]
             # The same representation for every role today (it carries no restricted field);
             # keyed by role so a projection added to AppointmentOutput reaches events too.
             shown={role: dict(shown) for role in roles},
+            columns=tuple(getattr(appointment, column) for column in SHOWN_COLUMNS),
         )
     return rows
 
 
-def _event(board: Board, row: Row | None, previous: tuple[dt.datetime, str] | None) -> str:
+def _event(board: Board, row: Row | None, previous: Known | None) -> str:
     if row is None or row.archived:
         return "appointment.removed"
     if previous is None:
@@ -148,13 +189,17 @@ def board_match(
         # A resume cannot know what the client's board held: every changed row counts as new.
         previous = None if resumed else board.known.get(row_id)
         if on_board and row is not None:
+            if previous is not None and previous.shown == row.columns:
+                continue  # bookkeeping only: the board shows nothing new
             events.append(
                 (
                     entry.event_id,
                     {"event": _event(board, row, previous), "appointment": row.shown[role]},
                 )
             )
-            board.known[row_id] = (row.starts_at, row.status)
+            board.known[row_id] = Known(
+                starts_at=row.starts_at, status=row.status, shown=row.columns
+            )
         elif previous is not None or resumed:
             removed = row is None or row.archived
             name = "appointment.removed" if removed else "appointment.moved_out"
@@ -173,5 +218,70 @@ register_kind(
         open=board_open,
         load=board_load,
         match=board_match,
+    )
+)
+
+
+# --- reminders --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReminderFeed:
+    """A tenant admin's reminder delivery states (the whole tenant: an admin sees every
+    facility)."""
+
+    role: str
+
+
+def reminders_open(*, user: Any, identity: Any, params: dict[str, Any]) -> ReminderFeed:
+    # Not an admin: the same answer as an unknown kind (4404), as the REST API's 404.
+    if not (user.is_active and str(user.role) == Role.TENANT_ADMIN):
+        raise RefusedError(CLOSE_NOT_FOUND, "no such subscription")
+    return ReminderFeed(role=str(user.role))
+
+
+def reminders_load(*, entries: list[Entry], roles: frozenset[str]) -> dict[str, dict[str, Any]]:
+    """One query for the batch's reminders, in the REST API's representation (no phone number,
+    no message body)."""
+    ids = {entry.row_id for entry in entries}
+    reminders = ReminderMessage.objects.select_related("appointment").filter(pk__in=ids)
+    return {str(reminder.pk): dict(ReminderOutput(reminder).data) for reminder in reminders}
+
+
+def reminders_match(
+    feed: ReminderFeed,
+    batch: dict[str, dict[str, Any]],
+    entries: list[Entry],
+    *,
+    role: str,
+    resumed: bool,
+) -> list[tuple[str, dict[str, Any]]]:
+    last_entry: dict[str, Entry] = {}
+    for entry in entries:
+        last_entry.pop(entry.row_id, None)
+        last_entry[entry.row_id] = entry
+    events: list[tuple[str, dict[str, Any]]] = []
+    for row_id, entry in last_entry.items():
+        reminder = batch.get(row_id)
+        if reminder is None:
+            events.append(
+                (entry.event_id, {"event": "reminder.removed", "reminder": {"id": row_id}})
+            )
+        else:
+            events.append(
+                (entry.event_id, {"event": f"reminder.{reminder['state']}", "reminder": reminder})
+            )
+    if len(events) > RELOAD_THRESHOLD:
+        return [(events[-1][0], {"event": "reminders.reload"})]
+    return events
+
+
+register_kind(
+    SubscriptionKind(
+        name="reminders",
+        tables=frozenset({"reminders"}),
+        open=reminders_open,
+        load=reminders_load,
+        match=reminders_match,
     )
 )

@@ -41,6 +41,7 @@ from apikit.request_context import RequestContext
 from apikit.tenancy import current_schema_name
 from audit.models import AuditEvent
 from audit.services import audit_event_record, audit_object_type
+from realtime.publish import user_access_changed
 
 INVALID_CREDENTIALS_DETAIL = "Email or password is incorrect."
 ACCOUNT_INACTIVE_DETAIL = (
@@ -162,6 +163,9 @@ def user_update(
     user.refresh_from_db(fields=["version"])
     if is_active is False:
         refresh_tokens_revoke_all(user=user)
+    if role is not None or is_active is not None:
+        # Open WebSockets re-check this user once the change commits (issue 18, item 6).
+        user_access_changed(user_id=user.pk)
     return user
 
 
@@ -194,6 +198,8 @@ def user_sessions_end(*, user: User) -> None:
     if current_schema_name() != get_public_schema_name():
         # Platform operators (public schema) hold no JWTs, and public has no blacklist table.
         refresh_tokens_revoke_all(user=user)
+        # Open WebSockets of this user end (4403) once the change commits (issue 18, item 6).
+        user_access_changed(user_id=user.pk)
 
 
 @dataclass(frozen=True)
@@ -375,6 +381,7 @@ def _activate_by_link(*, user: User, fields: list[str]) -> None:
         user_seat_reserve()
         user.is_active = True
         fields.append("is_active")
+        user_access_changed(user_id=user.pk)
 
 
 @transaction.atomic

@@ -6,6 +6,9 @@ Handshake: the tenant from the Host header (the HTTP routing cache; unknown host
 API checks it (``handshake.identify``). Every refusal a client must act on is sent after the
 accept, as a close code; a client that cannot offer subprotocols may send ``{"type": "auth"}``
 first, within ``AUTH_DEADLINE_SECONDS`` (4408). At the token's ``exp`` the socket closes 4401.
+A user holding ``REALTIME_MAX_CONNECTIONS_PER_USER`` sockets in this process gets 4429 for one
+more. Authorization stays live: a published change (``realtime.publish``) or the periodic sweep
+re-reads the user and re-opens every subscription; anything withdrawn closes 4403.
 
 All database work goes through ``realtime.db`` (the tenant entered inside the sync call).
 """
@@ -21,6 +24,7 @@ from typing import Any
 import orjson
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from apikit.json import dumps
 from realtime import limits
 from realtime.db import expected_schema, public_call, tenant_call
 from realtime.handshake import (
@@ -43,9 +47,13 @@ from realtime.handshake import (
 from realtime.log import log_position
 from realtime.registry import SubscriptionError, subscription_kind
 from realtime.relay import Subscription, format_position, get_relay, parse_event_id
+from realtime.sockets import socket_register, socket_unregister
+from sync.selectors import forget_cached_devices
 
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
+# Too many sockets for this user (HTTP's 429): close another tab, retry later with backoff.
+CLOSE_TOO_MANY_CONNECTIONS = 4429
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +62,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     tenant: Any = None
     identity: Identity | None = None
     overflowed = False
+    registered: tuple[str, str] | None = None
 
     async def connect(self) -> None:
         self.subscriptions: dict[str, Subscription] = {}
@@ -65,6 +74,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.sweeper: asyncio.Task[None] | None = None
         self.params: dict[str, dict[str, Any]] = {}
         self.closing = False
+        # Set by a published authorization change for this user (realtime.sockets).
+        self.recheck_requested = asyncio.Event()
         self.tokens = float(limits.RATE_BURST)
         self.refilled = time.monotonic()
         # Accept first: a refusal before the accept reaches a browser only as 1006.
@@ -88,6 +99,13 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         for timer in self.timers:
             timer.cancel()
         self.timers = []
+        key = (self.tenant.schema_name, str(self.identity.user.pk))
+        if not socket_register(schema=key[0], user_id=key[1], socket=self):
+            raise RefusedError(CLOSE_TOO_MANY_CONNECTIONS, "too many connections for this user")
+        self.registered = key
+        # The relay starts this process's LISTEN connection, which also carries the published
+        # authorization changes: a socket that never subscribes must hear them too.
+        get_relay()
         self._later(self.identity.expires_at - time.time(), CLOSE_EXPIRED, "token expired")
         loop = asyncio.get_running_loop()
         self.writer = loop.create_task(self._write())
@@ -107,13 +125,16 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self._release()
         with contextlib.suppress(Exception):
             await self.send(
-                text_data=orjson.dumps({"type": "closing", "code": code, "reason": reason}).decode()
+                text_data=dumps({"type": "closing", "code": code, "reason": reason}).decode()
             )
         await self.close(code=code, reason=reason[:120])
 
     def _release(self) -> None:
         for timer in self.timers:
             timer.cancel()
+        if self.registered is not None:
+            socket_unregister(schema=self.registered[0], user_id=self.registered[1], socket=self)
+            self.registered = None
         relay_subscriptions = list(self.subscriptions.values())
         self.subscriptions = {}
         if relay_subscriptions:
@@ -128,25 +149,47 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.closing = True
         self._release()
 
+    def recheck_soon(self) -> None:
+        """A change to this user's access was published (``realtime.sockets``): re-check now."""
+        self.recheck_requested.set()
+
     async def _sweep(self) -> None:
-        """Authorization stays live (issue 18, item 6, the periodic half): every
-        ``recheck_seconds`` the user is re-read and every subscription's access re-checked with
-        its kind's own ``open``; anything lost closes the socket with 4403."""
+        """Authorization stays live (issue 18, item 6): at once when a change to this user is
+        published, and every ``recheck_seconds`` as the safety net, the user is re-read and
+        every subscription's access re-checked with its kind's own ``open``; anything lost
+        closes the socket with 4403."""
         while not self.closing:
-            await asyncio.sleep(limits.recheck_seconds())
+            published = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.recheck_requested.wait(), timeout=limits.recheck_seconds()
+                )
+                published = True
+            self.recheck_requested.clear()
             if self.identity is None or self.closing:
                 continue
             try:
-                await tenant_call(
-                    self.tenant, _recheck, identity=self.identity, subscriptions=self._reopen_list()
+                # The organisation itself: suspended (or gone) since the handshake.
+                await public_call(tenant_for_host, hostname=host_of(self.scope))
+                states = await tenant_call(
+                    self.tenant,
+                    _recheck,
+                    identity=self.identity,
+                    subscriptions=self._reopen_list(),
+                    fresh_devices=published,
                 )
             except RefusedError as refused:
                 await self._close(CLOSE_FORBIDDEN, refused.reason)
                 return
 
-    def _reopen_list(self) -> list[tuple[Any, dict[str, Any]]]:
+            for sub_id, state in states.items():
+                subscription = self.subscriptions.get(sub_id)
+                if subscription is not None and subscription.kind.refresh_state:
+                    subscription.state = state
+
+    def _reopen_list(self) -> list[tuple[str, Any, dict[str, Any]]]:
         return [
-            (subscription.kind, self.params.get(sub_id, {}))
+            (sub_id, subscription.kind, self.params.get(sub_id, {}))
             for sub_id, subscription in self.subscriptions.items()
         ]
 
@@ -167,7 +210,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             message = await self.outbound.get()
             if message is None:
                 return
-            await self.send(text_data=orjson.dumps(message).decode())
+            await self.send(text_data=dumps(message).decode())
 
     # --- inbound ----------------------------------------------------------------------------------
 
@@ -285,13 +328,26 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.deliver({"type": "subscribed", "sub": sub_id, "position": format_position(position)})
 
 
-def _recheck(*, identity: Identity, subscriptions: list[tuple[Any, dict[str, Any]]]) -> None:
+def _recheck(
+    *,
+    identity: Identity,
+    subscriptions: list[tuple[str, Any, dict[str, Any]]],
+    fresh_devices: bool,
+) -> dict[str, Any]:
+    """The re-check, in the tenant's schema: the user as at the handshake, then each
+    subscription's kind's own ``open``; returns the fresh states by subscription id."""
+    if fresh_devices and identity.device_id is not None:
+        # A revocation's own cache notice may reach this process after the publish: read the
+        # device from the database rather than from a cache that may still hold it.
+        forget_cached_devices()
     user = identity_recheck(identity=identity)
-    for kind, params in subscriptions:
+    states: dict[str, Any] = {}
+    for sub_id, kind, params in subscriptions:
         try:
-            kind.open(user=user, identity=identity, params=params)
+            states[sub_id] = kind.open(user=user, identity=identity, params=params)
         except RefusedError:
             raise RefusedError(CLOSE_FORBIDDEN, "access to a subscription was withdrawn") from None
+    return states
 
 
 class NotFoundConsumer(AsyncWebsocketConsumer):

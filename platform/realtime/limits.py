@@ -1,4 +1,4 @@
-"""Per-connection limits (issue 18, item 4). Connections per user are not limited yet."""
+"""Per-connection and per-user limits (issue 18, item 4)."""
 
 from django.conf import settings
 
@@ -20,3 +20,9 @@ def recheck_seconds() -> float:
     """How often an open socket re-checks its user (active, password, device, role) and its
     subscriptions' containers: ``REALTIME_RECHECK_SECONDS`` (default 60)."""
     return float(settings.REALTIME_RECHECK_SECONDS)
+
+
+def max_connections_per_user() -> int:
+    """Open sockets one user (of one tenant) may hold in one process:
+    ``REALTIME_MAX_CONNECTIONS_PER_USER`` (default 10); one more is closed with 4429."""
+    return int(settings.REALTIME_MAX_CONNECTIONS_PER_USER)

@@ -1,6 +1,8 @@
 """One LISTEN connection per ASGI process: PostgreSQL notifies ``verdant_realtime`` with the
 schema name after every statement that adds change-log entries (migration 0001), and the relay
-wakes that tenant's feed.
+wakes that tenant's feed. The same connection LISTENs on ``verdant_realtime_auth``
+(``realtime.publish``): "<schema>:<user id>" after an authorization change commits, and that
+user's sockets of that tenant re-check at once.
 
 Its own psycopg 3 async connection (``application_name`` "realtime"), outside Django's connection
 handling: it lives as long as the process and never runs a query in a tenant schema. A
@@ -17,6 +19,9 @@ from typing import TYPE_CHECKING
 import psycopg
 from django.conf import settings
 from psycopg.conninfo import make_conninfo
+
+from realtime.publish import AUTH_CHANNEL, parse_auth_payload
+from realtime.sockets import user_recheck
 
 if TYPE_CHECKING:
     from realtime.relay import Relay
@@ -48,18 +53,28 @@ async def listen(relay: Relay, *, ready: asyncio.Event | None = None) -> None:
             connection = await psycopg.AsyncConnection.connect(conninfo(), autocommit=True)
             async with connection:
                 await connection.execute(f"LISTEN {CHANNEL}")
+                await connection.execute(f"LISTEN {AUTH_CHANNEL}")
                 backoff = 0.5
                 relay.wake_all()  # whatever committed while no one listened
                 if ready is not None:
                     ready.set()
                 async for notification in connection.notifies():
-                    relay.wake(notification.payload)
+                    dispatch(relay, channel=notification.channel, payload=notification.payload)
         except asyncio.CancelledError:
             raise
         except (psycopg.Error, OSError) as exc:
             logger.warning("realtime LISTEN connection lost (%s); reconnecting", exc)
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, 10.0)
+
+
+def dispatch(relay: Relay, *, channel: str, payload: str) -> None:
+    if channel == AUTH_CHANNEL:
+        target = parse_auth_payload(payload)
+        if target is not None:
+            user_recheck(schema=target[0], user_id=target[1])
+    else:
+        relay.wake(payload)
 
 
 def start_listener(relay: Relay) -> None:

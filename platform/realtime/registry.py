@@ -59,6 +59,10 @@ class SubscriptionKind:
     open: OpenFn
     load: LoadFn
     match: MatchFn
+    # True: a re-check (published change or sweep) replaces the subscription's state with what
+    # ``open`` returns now (a scope that follows grants); False: the state is kept (a board's
+    # memory of the rows it holds) and ``open`` only checks access.
+    refresh_state: bool = False
 
 
 _kinds: dict[str, SubscriptionKind] = {}

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from accounts.authentication import DEVICE_REVOKED_DETAIL
 from apikit.errors import APIError
+from realtime.publish import user_access_changed
 from sync.models import Device, SyncState
 from sync.selectors import devices_changed
 
@@ -36,6 +37,8 @@ def device_revoke(*, device: Device, actor: Any) -> Device:
             locked.revoked_by = actor
             locked.save(update_fields=["revoked_at", "revoked_by"])
             devices_changed()
+            # Open WebSockets of the device's user re-check (4403 for this device's tokens).
+            user_access_changed(user_id=locked.user_id)
         return locked
 
 

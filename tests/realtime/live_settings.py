@@ -1,6 +1,9 @@
-"""The live uvicorn's settings: the hardening suites' live settings, re-checking open sockets'
-authorization every second instead of every minute (tests/realtime/test_live_authorization.py)."""
+"""The live uvicorn's settings: the hardening suites' live settings. The periodic re-check stays
+at its production minute, so tests/realtime/test_live_authorization.py proves that the published
+change (realtime.publish), not the sweep, ends a socket within 5 s; a small per-user connection
+limit keeps the limit's test short."""
 
 from tests.security.live_settings import *  # noqa: F403
 
-REALTIME_RECHECK_SECONDS = 1
+REALTIME_RECHECK_SECONDS = 60
+REALTIME_MAX_CONNECTIONS_PER_USER = 3

@@ -1,0 +1,48 @@
+"""Authorization changes, published on commit (issue 18, item 6).
+
+The services that change what a user may see (``accounts.services`` for role, activation and
+password; ``apikit.policy`` for container grants; ``sync.services.device_revoke``) call
+``user_access_changed`` in their transaction. After the commit one ``pg_notify`` on
+``verdant_realtime_auth`` carries ``"<schema>:<user id>"``; every real-time process LISTENs on it
+(``realtime.listener``) and re-checks that user's sockets of THAT tenant at once. The user id
+alone would not do: tenants share ids (and emails), and a change in one must not touch another.
+
+No data travels (the socket re-reads the user and its subscriptions' containers through the
+same code as the handshake), so a lost notification only means the periodic sweep
+(``REALTIME_RECHECK_SECONDS``) catches the change instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import connection, transaction
+
+from apikit.tenancy import current_schema_name
+
+logger = logging.getLogger(__name__)
+
+AUTH_CHANNEL = "verdant_realtime_auth"
+
+
+def auth_payload(*, schema: str, user_id: Any) -> str:
+    return f"{schema}:{user_id}"
+
+
+def parse_auth_payload(payload: str) -> tuple[str, str] | None:
+    schema, sep, user_id = payload.partition(":")
+    return (schema, user_id) if sep and schema and user_id else None
+
+
+def user_access_changed(*, user_id: Any) -> None:
+    """Publish, once the current transaction commits, that ``user_id`` of the current tenant
+    may see less (or more): open sockets re-check at once. Never fails the caller's write: the
+    notification is sent after the commit (``robust``: an error is logged, the sweep remains)."""
+    payload = auth_payload(schema=current_schema_name(), user_id=user_id)
+
+    def send() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [AUTH_CHANNEL, payload])
+
+    transaction.on_commit(send, robust=True)
