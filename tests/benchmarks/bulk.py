@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from tenants.models import Tenant
 
 ADMIN_PASSWORD = "Bench-bulk-tenants-2026"
+LOCK_TABLE_RETRIES = 30
+LOCK_TABLE_RETRY_SECONDS = 10.0
 
 
 def create_schemas(database_url: str, schemas: list[str]) -> None:
@@ -31,7 +33,18 @@ def create_schemas(database_url: str, schemas: list[str]) -> None:
     # max_locks_per_transaction.
     with psycopg.connect(database_url, autocommit=True) as conn:
         for schema in schemas:
-            conn.execute(rename_schema(dump, source=template, target=schema).encode())
+            script = rename_schema(dump, source=template, target=schema).encode()
+            for attempt in range(LOCK_TABLE_RETRIES + 1):
+                try:
+                    conn.execute(script)
+                    break
+                except psycopg.errors.OutOfMemory:
+                    # The lock table is shared by the whole server: another session holding
+                    # thousands of locks (a whole-database pg_dump, as tenant_scale attempts)
+                    # starves this one-schema transaction for a while. It rolled back; retry.
+                    if attempt == LOCK_TABLE_RETRIES:
+                        raise
+                    time.sleep(LOCK_TABLE_RETRY_SECONDS)
 
 
 def _index_counts(schemas: list[str]) -> dict[str, int]:
