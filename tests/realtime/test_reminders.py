@@ -11,11 +11,15 @@ import uuid
 from typing import Any
 
 import orjson
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from websockets.sync.client import ClientConnection
 
 from accounts.roles import Role
 from clinical.models import Appointment, ReminderMessage, ReminderState
+from clinical.realtime import reminders_load
+from realtime.registry import Entry
 from tests.realtime.board import book, next_start, transition
 from tests.realtime.conftest import (
     RealtimeWorld,
@@ -131,3 +135,30 @@ def test_a_bookkeeping_only_appointment_write_makes_no_board_event(
         transition(a.schema, appointment, "check_in")
         # The check-in is the next event about it: the reminder timestamp made none.
         assert receive_about(ws, appointment)["event"] == "appointment.checked_in"
+
+
+def test_a_batch_of_reminders_is_read_with_one_query(rt: RealtimeWorld, committed_db: None) -> None:
+    """No per-event query: the kind's ``load`` reads a batch of 1 or 20 reminders (with their
+    appointments) in one query; the relay calls it once per batch, whatever the sockets
+    (tests/realtime/test_fanout_queries.py proves that half for the board)."""
+    a = rt.world.a
+    appointment = book(a.schema, starts_at=next_start())
+    ids = [str(uuid.uuid4()) for _ in range(20)]
+    for reminder_id in ids:
+        _create_reminder(a.schema, reminder_id=reminder_id, appointment_id=appointment)
+
+    def queries_for(batch: list[str]) -> int:
+        entries = [Entry(1, n, "reminders", rid, "U", ()) for n, rid in enumerate(batch)]
+        with CaptureQueriesContext(connection) as captured:
+            loaded = reminders_load(entries=entries, roles=frozenset({Role.TENANT_ADMIN}))
+        assert set(loaded) == set(batch)
+        assert all("phone" not in row and "body" not in row for row in loaded.values())
+        # django-tenants' SET search_path is not a read.
+        return len([q for q in captured.captured_queries if q["sql"].startswith("SELECT")])
+
+    try:
+        one = in_schema(a.schema, lambda: queries_for(ids[:1]))
+        assert in_schema(a.schema, lambda: queries_for(ids)) == one
+        assert one == 1
+    finally:
+        in_schema(a.schema, lambda: ReminderMessage.objects.filter(pk__in=ids).delete())
