@@ -64,9 +64,7 @@ lint: $(STAMP)
 		$(PY) -m settings.devstack manage makemigrations --check --dry-run
 
 bench: $(STAMP)
-	@# The realtime benchmark opens 500 sockets per user (one admin per tenant); production
-	@# keeps the per-user limit (docs/realtime.md).
-	@REALTIME_MAX_CONNECTIONS_PER_USER=1000 $(PY) -m settings.devstack bench $(BENCH_ARGS)
+	@$(PY) -m settings.devstack bench $(BENCH_ARGS)
 
 # Load and fault injection on a private stack of its own (docs/reliability.md): 60 s by default.
 load: $(STAMP)
