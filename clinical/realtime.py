@@ -169,12 +169,18 @@ def _event(board: Board, row: Row | None, previous: Known | None) -> str:
     return "appointment.updated"
 
 
+def board_relevant(board: Board, entry: Entry) -> bool:
+    """The entries ``board_match`` looks at: those naming the board's facility (before or after
+    the change), so a resume loads this facility's rows only."""
+    return board.facility_id in entry.scope_ids
+
+
 def board_match(
     board: Board, batch: dict[str, Row], entries: list[Entry], *, role: str, resumed: bool
 ) -> list[tuple[str, dict[str, Any]]]:
     last_entry: dict[str, Entry] = {}
     for entry in entries:
-        if board.facility_id in entry.scope_ids:
+        if board_relevant(board, entry):
             last_entry.pop(entry.row_id, None)
             last_entry[entry.row_id] = entry
     events: list[tuple[str, dict[str, Any]]] = []
@@ -218,6 +224,7 @@ register_kind(
         open=board_open,
         load=board_load,
         match=board_match,
+        relevant=board_relevant,
     )
 )
 

@@ -63,6 +63,10 @@ class SubscriptionKind:
     # ``open`` returns now (a scope that follows grants); False: the state is kept (a board's
     # memory of the rows it holds) and ``open`` only checks access.
     refresh_state: bool = False
+    # ``relevant(state, entry) -> bool`` (pure): False for an entry ``match`` would ignore for
+    # this subscription. A resume's catch-up, which loads for one subscription alone, drops such
+    # entries before ``load`` (a board loads its facility's rows, not the whole tenant's).
+    relevant: Callable[[Any, Entry], bool] | None = None
 
 
 _kinds: dict[str, SubscriptionKind] = {}

@@ -162,6 +162,9 @@ class Relay:
             if not read.more or not read.entries:
                 break
             after = (read.entries[-1].txid, read.entries[-1].seq)
+        relevant = subscription.kind.relevant
+        if relevant is not None:
+            entries = [entry for entry in entries if relevant(subscription.state, entry)]
         if entries:
             # Replayed or not: Subscription.replay_until decides, entry by entry.
             await self._deliver(feed, entries, [subscription], resumed=False)
