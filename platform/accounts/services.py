@@ -27,6 +27,7 @@ from accounts.models import Invitation, User
 from accounts.roles import Role
 from accounts.seats import user_seat_reserve
 from accounts.tokens import TokenPair, refresh_tokens_revoke_all, token_pair_issue
+from apikit.access_events import user_access_changed
 from apikit.concurrency import version_conflict
 from apikit.errors import APIError
 from apikit.login_guard import (
@@ -41,7 +42,6 @@ from apikit.request_context import RequestContext
 from apikit.tenancy import current_schema_name
 from audit.models import AuditEvent
 from audit.services import audit_event_record, audit_object_type
-from realtime.publish import user_access_changed
 
 INVALID_CREDENTIALS_DETAIL = "Email or password is incorrect."
 ACCOUNT_INACTIVE_DETAIL = (

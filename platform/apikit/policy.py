@@ -17,6 +17,7 @@ from typing import Any
 from django.db.models import Model, QuerySet
 
 from accounts.roles import Role
+from apikit.access_events import user_access_changed
 
 # --- 1. the role matrix ------------------------------------------------------------------------
 
@@ -179,9 +180,7 @@ def container_access_revoke(*, user: Any, container: Model, level: AccessLevel) 
 def _access_changed(*, user: Any) -> None:
     """Every grant change goes through the two functions above, so this is where open WebSockets
     learn of it: the user's sockets in this tenant re-check once the change commits (issue 18,
-    item 6). Imported here: realtime's handshake imports apikit."""
-    from realtime.publish import user_access_changed
-
+    item 6)."""
     user_access_changed(user_id=user.pk)
 
 

@@ -7,7 +7,7 @@ API checks it (``handshake.identify``). Every refusal a client must act on is se
 accept, as a close code; a client that cannot offer subprotocols may send ``{"type": "auth"}``
 first, within ``AUTH_DEADLINE_SECONDS`` (4408). At the token's ``exp`` the socket closes 4401.
 A user holding ``REALTIME_MAX_CONNECTIONS_PER_USER`` sockets in this process gets 4429 for one
-more. Authorization stays live: a published change (``realtime.publish``) or the periodic sweep
+more. Authorization stays live: a published change (``apikit.access_events``) or the periodic sweep
 re-reads the user and re-opens every subscription; anything withdrawn closes 4403.
 
 All database work goes through ``realtime.db`` (the tenant entered inside the sync call).

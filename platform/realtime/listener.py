@@ -1,7 +1,7 @@
 """One LISTEN connection per ASGI process: PostgreSQL notifies ``verdant_realtime`` with the
 schema name after every statement that adds change-log entries (migration 0001), and the relay
 wakes that tenant's feed. The same connection LISTENs on ``verdant_realtime_auth``
-(``realtime.publish``): "<schema>:<user id>" after an authorization change commits, and that
+(``apikit.access_events``): "<schema>:<user id>" after an authorization change commits, and that
 user's sockets of that tenant re-check at once.
 
 Its own psycopg 3 async connection (``application_name`` "realtime"), outside Django's connection
@@ -20,7 +20,7 @@ import psycopg
 from django.conf import settings
 from psycopg.conninfo import make_conninfo
 
-from realtime.publish import AUTH_CHANNEL, parse_auth_payload
+from apikit.access_events import AUTH_CHANNEL, parse_auth_payload
 from realtime.sockets import user_recheck
 
 if TYPE_CHECKING:

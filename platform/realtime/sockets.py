@@ -1,6 +1,6 @@
 """The open, authenticated sockets of this process, by (tenant schema, user id).
 
-Two jobs need them: a published authorization change (``realtime.publish``) re-checks that
+Two jobs need them: a published authorization change (``apikit.access_events``) re-checks that
 user's sockets in that tenant at once, and the connections-per-user limit counts them. The count
 is per process (documented in docs/realtime.md): with N real-time pods a user may hold up to N
 times the limit, which bounds abuse without a shared counter that a crashed pod would leak.

@@ -14,8 +14,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.authentication import DEVICE_REVOKED_DETAIL
+from apikit.access_events import user_access_changed
 from apikit.errors import APIError
-from realtime.publish import user_access_changed
 from sync.models import Device, SyncState
 from sync.selectors import devices_changed
 

@@ -1,6 +1,6 @@
 """The live uvicorn's settings: the hardening suites' live settings. The periodic re-check stays
 at its production minute, so tests/realtime/test_live_authorization.py proves that the published
-change (realtime.publish), not the sweep, ends a socket within 5 s; a small per-user connection
+change (apikit.access_events), not the sweep, ends a socket within 5 s; a small per-user connection
 limit keeps the limit's test short."""
 
 from tests.security.live_settings import *  # noqa: F403

@@ -1,6 +1,6 @@
 """Authorization stays live (issue 18, item 6): a withdrawn facility grant, a role change, a
 deactivation, a password set by an admin or a revoked device, made through the services that
-make them, is published on commit (realtime.publish) and closes the affected socket with 4403
+make them, is published on commit (apikit.access_events) and closes the affected socket with 4403
 within 5 s — while the periodic sweep is at its production minute (tests/realtime/
 live_settings.py), so the publish is what ends it. Tenants share user ids and emails: the same
 change in tenant A leaves tenant B's socket of the same user id open."""

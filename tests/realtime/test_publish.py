@@ -14,10 +14,10 @@ from django.db import transaction
 from accounts.models import User
 from accounts.roles import Role
 from accounts.services import user_update
+from apikit.access_events import AUTH_CHANNEL
 from apikit.policy import AccessLevel, container_access_grant, container_access_revoke
 from clinical.models import Facility
 from realtime.listener import conninfo
-from realtime.publish import AUTH_CHANNEL
 from tests.realtime.conftest import RealtimeWorld, in_schema
 from tests.security.world import SHARED, USER_IDS
 

@@ -1,4 +1,5 @@
-"""Authorization changes, published on commit (issue 18, item 6).
+"""Authorization changes, published on commit (issue 18, item 6). In apikit, below every app that
+changes access and the real-time app that listens, so neither imports the other.
 
 The services that change what a user may see (``accounts.services`` for role, activation and
 password; ``apikit.policy`` for container grants; ``sync.services.device_revoke``) call
