@@ -135,6 +135,8 @@ def _value(field: models.Field[Any, Any], salt: int) -> Any:
 def _needs_value(field: models.Field[Any, Any]) -> bool:
     if field.primary_key and isinstance(field, models.AutoField):
         return False
+    if field.generated:  # a GeneratedField: PostgreSQL computes it, an INSERT may not name it
+        return False
     has_db_default = field.db_default is not models.NOT_PROVIDED
     return not (field.null or field.has_default() or has_db_default)
 
