@@ -120,29 +120,44 @@ def test_operator_suspends_a_tenant_and_its_api_answers_403(
 ) -> None:
     bw, b = browser_world, browser_world.world.b
     assert api_get(bw, b.host, "/api/v1/auth/me/").status_code == 401  # served, not suspended
+    try:
+        admin_login(page, bw, bw.public_host, OPERATOR_EMAIL, OPERATOR_PASSWORD)
+        page.goto(bw.url(bw.public_host, "/admin/tenants/tenant/"))
+        row = page.locator("#result_list tr", has_text=b.slug)
+        row.locator("input[name=_selected_action]").check()
+        page.select_option("select[name=action]", "suspend")
+        page.click("button[name=index]")
+        page.wait_for_selector(".messagelist")
+        assert "Suspended 1 tenant" in page.inner_text(".messagelist")
+        page.goto(bw.url(bw.public_host, f"/admin/tenants/tenant/?q={b.slug}"))
+        assert "Suspended" in page.inner_text("#result_list")
 
-    admin_login(page, bw, bw.public_host, OPERATOR_EMAIL, OPERATOR_PASSWORD)
-    page.goto(bw.url(bw.public_host, "/admin/tenants/tenant/"))
-    row = page.locator("#result_list tr", has_text=b.slug)
-    row.locator("input[name=_selected_action]").check()
-    page.select_option("select[name=action]", "suspend")
-    page.click("button[name=index]")
-    page.wait_for_selector(".messagelist")
-    assert "Suspended 1 tenant" in page.inner_text(".messagelist")
-    page.goto(bw.url(bw.public_host, f"/admin/tenants/tenant/?q={b.slug}"))
-    assert "Suspended" in page.inner_text("#result_list")
+        # Every web process notices within the routing recheck interval (1 s).
+        response = _api_until(bw, b.host, status=403)
+        assert response.status_code == 403, response.text
+        assert response.json()["error"]["code"] == "tenant_suspended"
+        # The other tenant is untouched.
+        assert api_get(bw, bw.world.a.host, "/api/v1/auth/me/").status_code == 401
+    finally:
+        # The world is shared by the package's tests (the real-time board logs in on B): the
+        # operator reactivates B, and the servers serve it again.
+        page.goto(bw.url(bw.public_host, f"/admin/tenants/tenant/?q={b.slug}"))
+        page.locator("#result_list tr", has_text=b.slug).locator(
+            "input[name=_selected_action]"
+        ).check()
+        page.select_option("select[name=action]", "reactivate")
+        page.click("button[name=index]")
+        page.wait_for_selector(".messagelist")
+        assert _api_until(bw, b.host, status=401).status_code == 401
 
-    # Every web process notices within the routing recheck interval (1 s).
+
+def _api_until(bw: BrowserWorld, host: str, *, status: int) -> requests.Response:
     deadline = time.monotonic() + 10
     while True:
-        response = api_get(bw, b.host, "/api/v1/auth/me/")
-        if response.status_code == 403 or time.monotonic() > deadline:
-            break
+        response = api_get(bw, host, "/api/v1/auth/me/")
+        if response.status_code == status or time.monotonic() > deadline:
+            return response
         time.sleep(0.25)
-    assert response.status_code == 403, response.text
-    assert response.json()["error"]["code"] == "tenant_suspended"
-    # The other tenant is untouched.
-    assert api_get(bw, bw.world.a.host, "/api/v1/auth/me/").status_code == 401
 
 
 def test_swagger_ui_loads_and_lists_the_endpoints(page: Any, browser_world: BrowserWorld) -> None:
