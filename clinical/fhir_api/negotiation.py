@@ -23,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.schemas.inspectors import ViewInspector
 from rest_framework.versioning import BaseVersioning
 
-from apikit.json import JSONRenderer, dumps
+from apikit.json import JSONRenderer
 from clinical.fhir_api.outcome import FHIR_JSON, fhir_exception_handler
 
 FHIR_VERSION = "4.0"
@@ -44,16 +44,6 @@ class FhirJSONRenderer(JSONRenderer):
     media_type = FHIR_JSON
     format = "json"
     charset = "utf-8"
-
-    def render(
-        self,
-        data: Any,
-        accepted_media_type: str | None = None,
-        renderer_context: Mapping[str, Any] | None = None,
-    ) -> bytes:
-        if data is None:
-            return b""
-        return dumps(data)
 
 
 def _media_ranges(header: str) -> list[tuple[str, dict[str, str], float]]:
