@@ -5,50 +5,24 @@ at a stand-in that records its arguments, so the machine's pgbouncer is never to
 
 from __future__ import annotations
 
-import os
-import stat
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.devstack.ensure_scripts import executable, fake_apt_get, run_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / ".ci" / "ensure-pgbouncer"
 
 
 def _run(**env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(SCRIPT)],
-        env={"PATH": os.environ["PATH"], **env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
-def _executable(path: Path, body: str) -> Path:
-    path.write_text(f"#!/bin/sh\n{body}\n")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return path
-
-
-def _fake_apt_get(tmp_path: Path, *, installs: Path, fails_on: str = "") -> Path:
-    log = tmp_path / "apt-calls"
-    return _executable(
-        tmp_path / "apt-get",
-        f'echo "$*" >> "{log}"\n'
-        f'[ "$1" = "{fails_on}" ] && exit 100\n'
-        f'[ "$1" = install ] && {{ touch "{installs}" && chmod +x "{installs}"; }}\n'
-        "exit 0",
-    )
+    return run_script(SCRIPT, **env)
 
 
 def test_present_pgbouncer_needs_nothing(tmp_path: Path) -> None:
-    pgbouncer = _executable(tmp_path / "pgbouncer", "exit 0")
-    result = _run(
-        PGBOUNCER=str(pgbouncer), APT_GET=str(_fake_apt_get(tmp_path, installs=pgbouncer))
-    )
+    pgbouncer = executable(tmp_path / "pgbouncer", "exit 0")
+    result = _run(PGBOUNCER=str(pgbouncer), APT_GET=str(fake_apt_get(tmp_path, installs=pgbouncer)))
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     assert not (tmp_path / "apt-calls").exists()
@@ -56,7 +30,7 @@ def test_present_pgbouncer_needs_nothing(tmp_path: Path) -> None:
 
 def test_missing_pgbouncer_is_installed_as_root(tmp_path: Path) -> None:
     pgbouncer = tmp_path / "bin-pgbouncer"
-    apt_get = _fake_apt_get(tmp_path, installs=pgbouncer)
+    apt_get = fake_apt_get(tmp_path, installs=pgbouncer)
     result = _run(PGBOUNCER=str(pgbouncer), APT_GET=str(apt_get), ENSURE_PGBOUNCER_UID="0")
     assert result.returncode == 0, result.stdout + result.stderr
     calls = (tmp_path / "apt-calls").read_text().splitlines()
@@ -69,7 +43,7 @@ def test_missing_pgbouncer_is_installed_as_root(tmp_path: Path) -> None:
 @pytest.mark.parametrize("fails_on", ["update", "install"])
 def test_a_failed_install_stops_with_an_error(tmp_path: Path, fails_on: str) -> None:
     pgbouncer = tmp_path / "bin-pgbouncer"
-    apt_get = _fake_apt_get(tmp_path, installs=pgbouncer, fails_on=fails_on)
+    apt_get = fake_apt_get(tmp_path, installs=pgbouncer, fails_on=fails_on)
     result = _run(PGBOUNCER=str(pgbouncer), APT_GET=str(apt_get), ENSURE_PGBOUNCER_UID="0")
     assert result.returncode == 1
     assert f"apt-get {fails_on}" in result.stderr
@@ -77,7 +51,7 @@ def test_a_failed_install_stops_with_an_error(tmp_path: Path, fails_on: str) -> 
 
 def test_not_root_it_says_what_to_run_and_fails(tmp_path: Path) -> None:
     pgbouncer = tmp_path / "bin-pgbouncer"
-    apt_get = _fake_apt_get(tmp_path, installs=pgbouncer)
+    apt_get = fake_apt_get(tmp_path, installs=pgbouncer)
     result = _run(PGBOUNCER=str(pgbouncer), APT_GET=str(apt_get), ENSURE_PGBOUNCER_UID="1000")
     assert result.returncode == 1
     assert "apt-get install pgbouncer" in result.stdout
