@@ -3,8 +3,8 @@
 Contract (part B returns ``cursor_current`` after a push):
 
 - ``cursor_current(*, user, tables=None) -> str``: a fresh signed cursor whose low watermark is
-  the current commit-safe watermark (``pg_snapshot_xmin(pg_current_snapshot())``), for ``user``'s
-  current scope and ``tables`` (default: every table the user may sync). Call it *after* the
+  the current commit-safe watermark (``WATERMARK_SQL``: the oldest transaction of this database
+  still running), for ``user``'s current scope and ``tables`` (default: every table the user may sync). Call it *after* the
   push transaction committed (``transaction.on_commit`` or after the atomic block): inside the
   transaction the watermark is at most the push's own transaction id, so the next pull would
   re-send the pushed rows (harmless, only wasteful). Note: a client that replaces its cursor with
@@ -193,24 +193,41 @@ def _is_str_list(value: Any) -> bool:
     )
 
 
-_WATERMARK = """
-SELECT CASE WHEN pg_current_xact_id_if_assigned() = pg_snapshot_xmin(s)
-            THEN pg_snapshot_xmin(s)::text::bigint + 1
-            ELSE pg_snapshot_xmin(s)::text::bigint END
-  FROM pg_current_snapshot() AS s
+# The smallest transaction id still running IN THIS DATABASE when the snapshot was taken, else the
+# snapshot's xmax. ``pg_snapshot_xmin`` alone is cluster-wide: a long transaction in another
+# database on the same server (a migration, a ``CREATE DATABASE``, a report) would hold every
+# tenant's events and pulls back until it ends, though it can never write here. An in-progress
+# id counts as another database's only when a live backend or prepared transaction of another
+# database holds it now; anything unproven (finished since the snapshot, or hidden from this
+# role) keeps blocking, so the rule only ever errs towards waiting. The own transaction is never
+# in its own snapshot's xip: its changes are visible to it (a push computing its cursor inside
+# its transaction, a test running in one), so it never holds its own watermark back.
+WATERMARK_SQL = """
+WITH snap AS (SELECT pg_current_snapshot() AS s),
+elsewhere AS (
+    SELECT a.backend_xid::text::bigint AS xid32
+      FROM pg_stat_activity AS a
+     WHERE a.backend_xid IS NOT NULL
+       AND a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database())
+    UNION ALL
+    SELECT p.transaction::text::bigint
+      FROM pg_prepared_xacts AS p
+     WHERE p.database <> current_database()
+)
+SELECT coalesce(
+         (SELECT min(x::text::bigint)
+            FROM pg_snapshot_xip(snap.s) AS x
+           WHERE x::text::bigint % 4294967296 NOT IN (SELECT xid32 FROM elsewhere)),
+         pg_snapshot_xmax(snap.s)::text::bigint)
+  FROM snap
 """
 
 
 def watermark_now() -> int:
-    """The commit-safe watermark: every transaction with an id below it has finished.
-
-    When the oldest running transaction is this one (it has written), its own changes are
-    visible to it as well, so the watermark moves one past it (a push computing its cursor
-    inside its transaction; a test running in one transaction). A pull never writes before
-    reading the watermark, so there it is plain ``pg_snapshot_xmin``.
-    """
+    """The commit-safe watermark: every transaction of this database with an id below it has
+    finished, and the current snapshot sees all of them (see ``WATERMARK_SQL``)."""
     with connection.cursor() as cursor:
-        cursor.execute(_WATERMARK)
+        cursor.execute(WATERMARK_SQL)
         row = cursor.fetchone()
     return int(row[0])
 

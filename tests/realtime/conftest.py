@@ -109,9 +109,8 @@ def open_socket(
     )
 
 
-# Events wait for the commit-safe watermark: every older transaction of the PostgreSQL cluster
-# must have finished, including other databases' (a developer machine shared by several test
-# runs). Generous, so a busy machine delays a test instead of failing it.
+# Events wait for the commit-safe watermark: every older writing transaction of the test database
+# must have finished. Generous, so a busy machine delays a test instead of failing it.
 EVENT_TIMEOUT = 60.0
 
 

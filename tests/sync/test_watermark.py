@@ -1,0 +1,77 @@
+"""The commit-safe watermark is per database: a transaction left open in ANOTHER database on the
+same server (a migration, a ``CREATE DATABASE … TEMPLATE``, a report) no longer holds back every
+tenant's pulls and real-time events, while one in this database still does (issue 18)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from django.db import connection, transaction
+
+from sync.cursor import watermark_now
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _connect(dbname: str) -> psycopg.Connection:
+    db = connection.settings_dict
+    return psycopg.connect(
+        dbname=dbname,
+        user=db.get("USER") or None,
+        password=db.get("PASSWORD") or None,
+        host=db.get("HOST") or None,
+        port=str(db["PORT"]) if db.get("PORT") else None,
+    )
+
+
+@pytest.fixture
+def holder() -> Iterator[dict[str, psycopg.Connection]]:
+    """Open transactions that have taken an id: one in this database, one in another."""
+    here = _connect(connection.settings_dict["NAME"])
+    elsewhere = _connect("postgres")
+    try:
+        yield {"here": here, "elsewhere": elsewhere}
+    finally:
+        for held in (here, elsewhere):
+            held.rollback()
+            held.close()
+
+
+def _take_id(held: psycopg.Connection) -> int:
+    row = held.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _committed_write() -> int:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_xact_id()::text::bigint")
+        return int(cursor.fetchone()[0])
+
+
+def test_a_transaction_in_another_database_does_not_hold_the_watermark(
+    holder: dict[str, psycopg.Connection],
+) -> None:
+    other = _take_id(holder["elsewhere"])
+    written = _committed_write()
+    assert written > other
+    assert watermark_now() > written
+
+
+def test_a_transaction_in_this_database_holds_the_watermark_until_it_ends(
+    holder: dict[str, psycopg.Connection],
+) -> None:
+    mine = _take_id(holder["here"])
+    written = _committed_write()
+    assert watermark_now() == mine
+    holder["here"].commit()
+    assert watermark_now() > written
+
+
+def test_the_own_transaction_does_not_hold_its_own_watermark() -> None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_xact_id()::text::bigint")
+        own = int(cursor.fetchone()[0])
+        assert watermark_now() > own
