@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from .env import env_bool, env_int, env_list, env_str, log_formatter
 from .process import current_application_name
@@ -131,8 +132,14 @@ WSGI_APPLICATION = "settings.wsgi.application"
 ASGI_APPLICATION = "settings.asgi.application"
 # How often an open WebSocket re-checks its user and subscriptions (docs/realtime.md).
 REALTIME_RECHECK_SECONDS = env_int("REALTIME_RECHECK_SECONDS", default=60)
-# Open WebSockets one user may hold in one real-time process; one more is closed 4429.
+# Open WebSockets one user (of one tenant) may hold across every real-time process (leases in
+# Redis, platform/realtime/leases.py); one more is closed 4429.
 REALTIME_MAX_CONNECTIONS_PER_USER = env_int("REALTIME_MAX_CONNECTIONS_PER_USER", default=10)
+if REALTIME_MAX_CONNECTIONS_PER_USER < 1:
+    raise ImproperlyConfigured(
+        f"REALTIME_MAX_CONNECTIONS_PER_USER={REALTIME_MAX_CONNECTIONS_PER_USER} would refuse every "
+        "WebSocket: give 1 or more."
+    )
 
 # --- data stores ----------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/verdant")

@@ -6,9 +6,10 @@ Handshake: the tenant from the Host header (the HTTP routing cache; unknown host
 API checks it (``handshake.identify``). Every refusal a client must act on is sent after the
 accept, as a close code; a client that cannot offer subprotocols may send ``{"type": "auth"}``
 first, within ``AUTH_DEADLINE_SECONDS`` (4408). At the token's ``exp`` the socket closes 4401.
-A user holding ``REALTIME_MAX_CONNECTIONS_PER_USER`` sockets in this process gets 4429 for one
-more. Authorization stays live: a published change (``apikit.access_events``) or the periodic sweep
-re-reads the user and re-opens every subscription; anything withdrawn closes 4403.
+A user holding ``REALTIME_MAX_CONNECTIONS_PER_USER`` sockets across every real-time process
+(leases in Redis, ``realtime.sockets``) gets 4429 for one more. Authorization stays live: a
+published change (``apikit.access_events``) or the periodic sweep re-reads the user and re-opens
+every subscription; anything withdrawn closes 4403.
 
 All database work goes through ``realtime.db`` (the tenant entered inside the sync call).
 """
@@ -100,7 +101,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             timer.cancel()
         self.timers = []
         key = (self.tenant.schema_name, str(self.identity.user.pk))
-        if not socket_register(schema=key[0], user_id=key[1], socket=self):
+        if not await socket_register(schema=key[0], user_id=key[1], socket=self):
             raise RefusedError(CLOSE_TOO_MANY_CONNECTIONS, "too many connections for this user")
         self.registered = key
         # The relay starts this process's LISTEN connection, which also carries the published

@@ -14,6 +14,12 @@ RATE_PER_SECOND = 5.0
 MAX_OUTBOUND_QUEUE = 1000
 # Seconds a socket opened without a bearer subprotocol has to send its ``auth`` message (4408).
 AUTH_DEADLINE_SECONDS = 5.0
+# Connections per user across processes (realtime.leases): each socket's lease in Redis lasts
+# this long unless renewed; its process renews every lease it holds at the shorter interval (two
+# renewals may fail before a live socket stops counting). A crashed process's sockets stop
+# counting within CONNECTION_LEASE_SECONDS.
+CONNECTION_LEASE_SECONDS = 90.0
+CONNECTION_LEASE_RENEW_SECONDS = 30.0
 
 
 def recheck_seconds() -> float:
@@ -23,6 +29,6 @@ def recheck_seconds() -> float:
 
 
 def max_connections_per_user() -> int:
-    """Open sockets one user (of one tenant) may hold in one process:
+    """Open sockets one user (of one tenant) may hold across every real-time process:
     ``REALTIME_MAX_CONNECTIONS_PER_USER`` (default 10); one more is closed with 4429."""
     return int(settings.REALTIME_MAX_CONNECTIONS_PER_USER)

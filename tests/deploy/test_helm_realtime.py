@@ -54,6 +54,25 @@ def test_realtime_runs_uvicorn_on_the_asgi_app(rendered: tuple[str, list[Manifes
     assert refs == [next(iter(ref.values()))["name"] for ref in web["containers"][0]["envFrom"]]
 
 
+def test_connections_per_user_is_a_documented_value_of_the_realtime_pods() -> None:
+    """realtime.maxConnectionsPerUser reaches the realtime pods only, as
+    REALTIME_MAX_CONNECTIONS_PER_USER (counted across every pod: leases in Redis), with the
+    settings' default of 10."""
+
+    def env_of(manifests: list[Manifest]) -> dict[str, str]:
+        _, container = _container(manifests)
+        return {item["name"]: item["value"] for item in container["env"]}
+
+    assert env_of(render({}))["REALTIME_MAX_CONNECTIONS_PER_USER"] == "10"
+    manifests = render({"realtime": {"maxConnectionsPerUser": 25}})
+    assert env_of(manifests)["REALTIME_MAX_CONNECTIONS_PER_USER"] == "25"
+    web = _by_kind(manifests, "Deployment")["verdant-web"]["spec"]["template"]["spec"]
+    assert not any(
+        item["name"] == "REALTIME_MAX_CONNECTIONS_PER_USER"
+        for item in web["containers"][0].get("env", [])
+    )
+
+
 def test_probes_use_the_asgi_probe_routes(rendered: tuple[str, list[Manifest]]) -> None:
     _, manifests = rendered
     _, container = _container(manifests)
@@ -176,6 +195,8 @@ def test_realtime_can_be_disabled() -> None:
         ({"realtime": {"resources": {"requests": {"memory": None}}}}, "memory"),
         ({"realtime": {"pingIntervalSeconds": 1}}, "pingIntervalSeconds"),
         ({"realtime": {"workers": 4}}, "workers"),
+        ({"realtime": {"maxConnectionsPerUser": 0}}, "maxConnectionsPerUser"),
+        ({"realtime": {"maxConnectionsPerUser": "ten"}}, "maxConnectionsPerUser"),
     ],
     ids=[
         "timeout-too-short",
@@ -184,6 +205,8 @@ def test_realtime_can_be_disabled() -> None:
         "no-mem",
         "ping-1s",
         "procs",
+        "no-connections",
+        "connections-not-a-number",
     ],
 )
 def test_values_refused(override: dict[str, Any], message: str) -> None:
