@@ -140,6 +140,13 @@ if REALTIME_MAX_CONNECTIONS_PER_USER < 1:
         f"REALTIME_MAX_CONNECTIONS_PER_USER={REALTIME_MAX_CONNECTIONS_PER_USER} would refuse every "
         "WebSocket: give 1 or more."
     )
+# Shutdown (realtime.drain): the preStop hook's drain closes the open WebSockets with 1001 spread
+# evenly over this many seconds (fits the chart's terminationGracePeriodSeconds, helm/verdant).
+REALTIME_DRAIN_SECONDS = env_int("REALTIME_DRAIN_SECONDS", default=20)
+if REALTIME_DRAIN_SECONDS < 0:
+    raise ImproperlyConfigured(
+        f"REALTIME_DRAIN_SECONDS={REALTIME_DRAIN_SECONDS} is negative: give 0 (close at once) or more."
+    )
 
 # --- data stores ----------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/verdant")

@@ -112,8 +112,12 @@ class TenantAdmin(AuditedModelAdmin):
     def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
         if change:
             with transaction.atomic():
-                obj.save(update_fields=["name", "plan", "status"])
+                obj.save(update_fields=["name", "plan"])
                 transaction.on_commit(routing_changed)
+            if "status" in form.changed_data:
+                # Through the service, as the actions: one rule for a suspension (routing and the
+                # real-time publish), never a bare save of the field.
+                tenant_set_status(slug=obj.slug, status=obj.status)
             if "kind" in form.changed_data:
                 self._change_kind(request, obj)
             return

@@ -19,6 +19,7 @@ from django_tenants.utils import quote_schema_name, schema_exists, tenant_contex
 
 from accounts.roles import Role
 from accounts.services import normalize_email, user_create
+from apikit.access_events import tenant_access_changed
 from tenants.kinds import KindChangeRefusedError, kind_change_blockers
 from tenants.migration_state import schemas_behind
 from tenants.models import Domain, Plan, Tenant
@@ -191,11 +192,19 @@ def _get_tenant(slug: str) -> Tenant:
 
 def tenant_set_status(*, slug: str, status: str) -> Tenant:
     """Suspend (archive) or reactivate a tenant; data is kept. Takes effect on every web process
-    within TENANT_ROUTING_RECHECK_SECONDS."""
+    within TENANT_ROUTING_RECHECK_SECONDS, and on open WebSockets at once: the change is
+    published on commit and every real-time process re-checks that tenant's sockets (a
+    suspended tenant's close with 4403 within seconds, docs/realtime.md). Every path that
+    changes a status (the operators' admin form and actions, ``archive_tenant``) comes here."""
+    if status not in Tenant.Status.values:
+        raise ProvisioningError(
+            f"invalid status {status!r}: use one of {', '.join(Tenant.Status.values)}"
+        )
     tenant = _get_tenant(slug)
     with transaction.atomic():
         Tenant.objects.filter(pk=tenant.pk).update(status=status)
         transaction.on_commit(routing_changed)
+        tenant_access_changed(schema=tenant.schema_name)
     tenant.status = status
     return tenant
 
@@ -214,6 +223,8 @@ def tenant_drop(*, slug: str) -> None:
         with connection.cursor() as cursor:
             cursor.execute(f"DROP SCHEMA IF EXISTS {quote_schema_name(schema)} CASCADE")
         transaction.on_commit(routing_changed)
+        # Its open WebSockets find the host gone and close (4404) at once, not at the sweep.
+        tenant_access_changed(schema=schema)
 
 
 def tenant_kind_change(*, slug: str, kind: str) -> Tenant:

@@ -8,6 +8,12 @@ password; ``apikit.policy`` for container grants; ``sync.services.device_revoke`
 (``realtime.listener``) and re-checks that user's sockets of THAT tenant at once. The user id
 alone would not do: tenants share ids (and emails), and a change in one must not touch another.
 
+A change to a whole tenant (``tenants.services``: suspended, reactivated, dropped) is published
+on its own channel, ``verdant_realtime_tenant``, carrying the schema name alone: the channel, not
+a marker inside the payload, says "every user of this tenant", so no user id (a UUID, or any
+string a later id type allows) can ever be read as the tenant-wide case, and a tenant payload is
+never parsed as a user's. Every process then re-checks the tenant of every socket of that schema.
+
 No data travels (the socket re-reads the user and its subscriptions' containers through the
 same code as the handshake), so a lost notification only means the periodic sweep
 (``REALTIME_RECHECK_SECONDS``) catches the change instead.
@@ -16,6 +22,7 @@ same code as the handshake), so a lost notification only means the periodic swee
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from django.db import connection, transaction
@@ -25,6 +32,9 @@ from apikit.tenancy import current_schema_name
 logger = logging.getLogger(__name__)
 
 AUTH_CHANNEL = "verdant_realtime_auth"
+TENANT_CHANNEL = "verdant_realtime_tenant"
+# A schema name as django-tenants accepts one (its SQL identifier check): never empty, no ':'.
+_SCHEMA_NAME = re.compile(r"[_a-zA-Z0-9]{1,63}")
 
 
 def auth_payload(*, schema: str, user_id: Any) -> str:
@@ -45,5 +55,25 @@ def user_access_changed(*, user_id: Any) -> None:
     def send() -> None:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [AUTH_CHANNEL, payload])
+
+    transaction.on_commit(send, robust=True)
+
+
+def parse_tenant_payload(payload: str) -> str | None:
+    """The schema of a ``verdant_realtime_tenant`` payload; None for anything else."""
+    return payload if _SCHEMA_NAME.fullmatch(payload) else None
+
+
+def tenant_access_changed(*, schema: str) -> None:
+    """Publish, once the current transaction commits, that tenant ``schema`` changed as a whole
+    (suspended, reactivated, dropped): every real-time process re-checks the tenant of each of
+    its sockets of that schema at once. Like ``user_access_changed``, never fails the caller's
+    write; ``ValueError`` for a name that is not a schema name (a bug in the caller)."""
+    if parse_tenant_payload(schema) is None:
+        raise ValueError(f"not a schema name: {schema!r}")
+
+    def send() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [TENANT_CHANNEL, schema])
 
     transaction.on_commit(send, robust=True)

@@ -28,6 +28,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from apikit.json import dumps
 from realtime import limits
 from realtime.db import expected_schema, public_call, tenant_call
+from realtime.drain import CLOSE_GOING_AWAY, draining
 from realtime.handshake import (
     CLOSE_AUTH_DEADLINE,
     CLOSE_EXPIRED,
@@ -64,6 +65,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     identity: Identity | None = None
     overflowed = False
     registered: tuple[str, str] | None = None
+    # Set with ``recheck_requested`` by a published change to this user (not to the tenant).
+    user_recheck_due = False
 
     async def connect(self) -> None:
         self.subscriptions: dict[str, Subscription] = {}
@@ -82,6 +85,10 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         # Accept first: a refusal before the accept reaches a browser only as 1006.
         offered = list(self.scope.get("subprotocols") or [])
         await self.accept(subprotocol=PROTOCOL if PROTOCOL in offered else None)
+        if draining():
+            # This process is shutting down (realtime.drain): the client goes to another pod.
+            await self._close(CLOSE_GOING_AWAY, "server going away: reconnect elsewhere")
+            return
         try:
             raw_token = offered_token(self.scope)
             if not origin_allowed(self.scope):
@@ -152,7 +159,18 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     def recheck_soon(self) -> None:
         """A change to this user's access was published (``realtime.sockets``): re-check now."""
+        self.user_recheck_due = True
         self.recheck_requested.set()
+
+    def recheck_tenant_soon(self) -> None:
+        """The tenant was suspended, reactivated or dropped (``realtime.sockets``): re-check the
+        tenant now (the user too only if that is due anyway)."""
+        self.recheck_requested.set()
+
+    async def go_away(self) -> None:
+        """The process drains for shutdown (``realtime.drain``): the client reconnects to
+        another pod and resumes from its last event id."""
+        await self._close(CLOSE_GOING_AWAY, "server going away: reconnect and resume")
 
     async def _sweep(self) -> None:
         """Authorization stays live (issue 18, item 6): at once when a change to this user is
@@ -167,11 +185,22 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 )
                 published = True
             self.recheck_requested.clear()
+            # A tenant-wide publication re-checks the tenant alone: none of its users changed,
+            # and every socket of the tenant re-reading its user would queue that many reads on
+            # the process's one database thread.
+            user_too = not published or self.user_recheck_due
+            self.user_recheck_due = False
             if self.identity is None or self.closing:
                 continue
             try:
-                # The organisation itself: suspended (or gone) since the handshake.
+                # The organisation itself, as at the handshake: suspended (4403) or gone (4404).
                 await public_call(tenant_for_host, hostname=host_of(self.scope))
+            except RefusedError as refused:
+                await self._close(refused.code, refused.reason)
+                return
+            if not user_too:
+                continue
+            try:
                 states = await tenant_call(
                     self.tenant,
                     _recheck,

@@ -2,7 +2,9 @@
 schema name after every statement that adds change-log entries (migration 0001), and the relay
 wakes that tenant's feed. The same connection LISTENs on ``verdant_realtime_auth``
 (``apikit.access_events``): "<schema>:<user id>" after an authorization change commits, and that
-user's sockets of that tenant re-check at once.
+user's sockets of that tenant re-check at once. And on ``verdant_realtime_tenant``: "<schema>"
+after a tenant is suspended, reactivated or dropped (``tenants.services``), and every socket of
+that tenant re-checks the tenant at once (a suspended one closes 4403, a dropped one 4404).
 
 Its own psycopg 3 async connection (``application_name`` "realtime"), outside Django's connection
 handling: it lives as long as the process and never runs a query in a tenant schema. A
@@ -20,8 +22,15 @@ import psycopg
 from django.conf import settings
 from psycopg.conninfo import make_conninfo
 
-from apikit.access_events import AUTH_CHANNEL, parse_auth_payload
-from realtime.sockets import user_recheck
+from apikit.access_events import (
+    AUTH_CHANNEL,
+    TENANT_CHANNEL,
+    parse_auth_payload,
+    parse_tenant_payload,
+)
+from realtime.db import public_call
+from realtime.sockets import tenant_recheck, user_recheck
+from tenants.routing import get_router
 
 if TYPE_CHECKING:
     from realtime.relay import Relay
@@ -32,6 +41,8 @@ CHANNEL = "verdant_realtime"
 APPLICATION_NAME = "realtime"
 
 _task: asyncio.Task[None] | None = None
+# Tenant re-checks under way (a task nobody awaits must be referenced until it ends).
+_tenant_changes: set[asyncio.Task[int]] = set()
 
 
 def conninfo() -> str:
@@ -54,6 +65,7 @@ async def listen(relay: Relay, *, ready: asyncio.Event | None = None) -> None:
             async with connection:
                 await connection.execute(f"LISTEN {CHANNEL}")
                 await connection.execute(f"LISTEN {AUTH_CHANNEL}")
+                await connection.execute(f"LISTEN {TENANT_CHANNEL}")
                 backoff = 0.5
                 relay.wake_all()  # whatever committed while no one listened
                 if ready is not None:
@@ -73,8 +85,31 @@ def dispatch(relay: Relay, *, channel: str, payload: str) -> None:
         target = parse_auth_payload(payload)
         if target is not None:
             user_recheck(schema=target[0], user_id=target[1])
+    elif channel == TENANT_CHANNEL:
+        schema = parse_tenant_payload(payload)
+        if schema is None:
+            logger.warning("realtime: ignored a %s payload that names no schema", TENANT_CHANNEL)
+            return
+        task = asyncio.get_running_loop().create_task(tenant_changed(schema=schema))
+        _tenant_changes.add(task)
+        task.add_done_callback(_tenant_changes.discard)
     else:
         relay.wake(payload)
+
+
+def _forget_routing() -> None:
+    get_router().forget_local()
+
+
+async def tenant_changed(*, schema: str) -> int:
+    """Re-check every socket of ``schema`` against the tenant as committed; how many."""
+    # The sockets read the tenant through this process's routing cache, which learns of the
+    # change only at its next generation check (TENANT_ROUTING_RECHECK_SECONDS). Forgotten on
+    # the database thread, behind any routing read already queued there: a read that saw the
+    # tenant before the commit cannot land in the cache after this, and every socket's re-check,
+    # queued behind it, reads the committed row.
+    await public_call(_forget_routing)
+    return tenant_recheck(schema=schema)
 
 
 def start_listener(relay: Relay) -> None:

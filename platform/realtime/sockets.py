@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import redis
 
@@ -191,3 +191,37 @@ def user_recheck(*, schema: str, user_id: str) -> int:
     """Ask every socket of ``user_id`` IN ``schema`` to re-check now; how many were asked."""
     return _registry.recheck(schema=schema, user_id=user_id)
 
+
+@runtime_checkable
+class OpenSocket(Protocol):
+    """What a tenant-wide change and the shutdown drain ask of a socket (``realtime.consumer``;
+    a registered object without these, such as a test's stand-in, is left alone)."""
+
+    def recheck_tenant_soon(self) -> None: ...
+
+    async def go_away(self) -> None: ...
+
+
+def tenant_recheck(*, schema: str) -> int:
+    """Ask every socket of tenant ``schema`` (whatever its user) to re-check its tenant now (a
+    suspension or drop published by ``tenants.services``); how many were asked."""
+    held = [
+        socket
+        for (socket_schema, _), sockets in list(_registry.open.items())
+        if socket_schema == schema
+        for socket in list(sockets)
+        if isinstance(socket, OpenSocket)
+    ]
+    for socket in held:
+        socket.recheck_tenant_soon()
+    return len(held)
+
+
+def every_socket() -> list[OpenSocket]:
+    """Every registered (authenticated) socket of this process: the ones the drain closes."""
+    return [
+        socket
+        for sockets in list(_registry.open.values())
+        for socket in list(sockets)
+        if isinstance(socket, OpenSocket)
+    ]

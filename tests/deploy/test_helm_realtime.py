@@ -82,16 +82,59 @@ def test_probes_use_the_asgi_probe_routes(rendered: tuple[str, list[Manifest]]) 
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
 
 
+def _pre_stop_script(container: dict[str, Any]) -> str:
+    """The preStop hook's program: the image's python (the image has no curl), stdlib only."""
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[:2] == ["python", "-c"]
+    script: str = command[2]
+    return script
+
+
 def test_shutdown_drains_within_the_grace_period(rendered: tuple[str, list[Manifest]]) -> None:
+    """The preStop hook sleeps, then drains the process (POST /drain on the pod's own loopback,
+    platform/realtime/drain.py) and returns when the window has passed; sleep + drain + uvicorn's
+    graceful shutdown fit in the grace period. tests/realtime/test_drain.py runs this hook."""
     _, manifests = rendered
     pod, container = _container(manifests)
-    sleep = container["lifecycle"]["preStop"]["exec"]["command"]
-    assert sleep[0] == "sleep"
-    assert int(sleep[1]) > 0
+    script = _pre_stop_script(container)
+    compile(script, "preStop", "exec")
+    port = container["ports"][0]["containerPort"]
+    assert f'"http://127.0.0.1:{port}/drain", method="POST"' in script
+    sleep = int(script.split("time.sleep(")[1].split(")")[0])
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    drain = int(env["REALTIME_DRAIN_SECONDS"])
+    assert sleep >= 0
+    assert drain > 0
+    # The hook waits for the drain's answer, which comes once the window has passed.
+    timeout = int(script.split("timeout=")[1].split(")")[0])
+    assert timeout > drain
     graceful = int(_flag(container["command"], "--timeout-graceful-shutdown"))
-    assert int(sleep[1]) + graceful < int(pod["terminationGracePeriodSeconds"])
+    assert sleep + drain + graceful < int(pod["terminationGracePeriodSeconds"])
     strategy = _by_kind(manifests, "Deployment")[NAME]["spec"]["strategy"]
     assert strategy["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_the_drain_window_is_a_value() -> None:
+    values = {
+        "realtime": {
+            "preStopSleepSeconds": 2,
+            "drainSeconds": 45,
+            "gracefulShutdownSeconds": 10,
+            "terminationGracePeriodSeconds": 60,
+        }
+    }
+    _, container = _container(render(values))
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["REALTIME_DRAIN_SECONDS"] == "45"
+    script = _pre_stop_script(container)
+    assert "time.sleep(2)" in script
+    assert "timeout=60" in script
+    # The default window is the settings' default (settings/base.py), which fits the default
+    # grace period.
+    _, default = _container(render({}))
+    assert {item["name"]: item.get("value") for item in default["env"]}[
+        "REALTIME_DRAIN_SECONDS"
+    ] == "20"
 
 
 def test_ingress_sends_ws_to_realtime_with_timeouts_above_the_ping() -> None:
@@ -192,6 +235,12 @@ def test_realtime_can_be_disabled() -> None:
             {"realtime": {"preStopSleepSeconds": 30, "gracefulShutdownSeconds": 15}},
             "must fit in realtime.terminationGracePeriodSeconds",
         ),
+        (
+            # 5 + 25 + 10 = 40: the drain window counts, and the sum must stay below the grace.
+            {"realtime": {"drainSeconds": 25}},
+            "preStopSleepSeconds \\+ realtime.drainSeconds \\+ realtime.gracefulShutdownSeconds",
+        ),
+        ({"realtime": {"drainSeconds": -1}}, "drainSeconds"),
         ({"realtime": {"resources": {"requests": {"memory": None}}}}, "memory"),
         ({"realtime": {"pingIntervalSeconds": 1}}, "pingIntervalSeconds"),
         ({"realtime": {"workers": 4}}, "workers"),
@@ -202,6 +251,8 @@ def test_realtime_can_be_disabled() -> None:
         "timeout-too-short",
         "timeout-below-ping",
         "grace-too-short",
+        "drain-too-long",
+        "drain-negative",
         "no-mem",
         "ping-1s",
         "procs",
