@@ -10,6 +10,7 @@ committed while an older one still runs) waits until the watermark passes it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 
@@ -25,6 +26,16 @@ SELECT txid::text::bigint, seq, tbl, row_id::text, op, scope_ids::text[]
  WHERE (txid, seq) > (%s::text::xid8, %s)
    AND txid < %s::text::xid8
  ORDER BY txid, seq
+ LIMIT %s
+"""
+# The newest entries of a closed range, newest first (reversed by the caller): a catch-up wants
+# the end of the range, and only needs to know whether anything older was left out.
+_BETWEEN = """
+SELECT txid::text::bigint, seq, tbl, row_id::text, op, scope_ids::text[]
+  FROM sync_change
+ WHERE (txid, seq) > (%s::text::xid8, %s)
+   AND (txid, seq) <= (%s::text::xid8, %s)
+ ORDER BY txid DESC, seq DESC
  LIMIT %s
 """
 _LAST = "SELECT txid::text::bigint, seq FROM sync_change ORDER BY txid DESC, seq DESC LIMIT 1"
@@ -58,15 +69,30 @@ def log_window_start() -> int:
     return min_retained_txid()
 
 
+def _entries(rows: list[tuple[Any, ...]]) -> list[Entry]:
+    return [
+        Entry(int(t), int(s), str(tbl), str(row), str(op), tuple(scopes or ()))
+        for t, s, tbl, row, op, scopes in rows
+    ]
+
+
+def log_read_between(*, after: Position, upto: Position, limit: int) -> tuple[list[Entry], bool]:
+    """The newest ``limit`` entries in ``(after, upto]``, oldest first, and whether older ones in
+    that range were left out. ``upto`` is a feed's position (below a watermark already passed):
+    the range is final, no entry can still appear in it."""
+    with connection.cursor() as cursor:
+        cursor.execute(_BETWEEN, [str(after[0]), after[1], str(upto[0]), upto[1], limit + 1])
+        rows = cursor.fetchall()
+    truncated = len(rows) > limit
+    return _entries(rows[:limit])[::-1], truncated
+
+
 def log_read(*, after: Position, limit: int, upto: Position | None = None) -> LogRead:
     watermark = watermark_now()
     with connection.cursor() as cursor:
         cursor.execute(_READ, [str(after[0]), after[1], str(watermark), limit + 1])
         rows = cursor.fetchall()
-        entries = [
-            Entry(int(t), int(s), str(tbl), str(row), str(op), tuple(scopes or ()))
-            for t, s, tbl, row, op, scopes in rows
-        ]
+        entries = _entries(rows)
         if upto is not None:
             entries = [entry for entry in entries if (entry.txid, entry.seq) <= upto]
         more = len(entries) > limit

@@ -9,7 +9,8 @@ of sockets; matching each subscription is in memory.
 
 A feed's lock orders everything for its tenant: a batch is delivered to every subscription
 registered before it, and a subscription that resumes from an event id is caught up from the log
-to the feed's position, then registered, under the same lock — no gap, no event twice.
+to the feed's position, then registered, under the same lock — no gap, no event twice. The
+subscriptions queued for the lock are registered together (one catch-up read and load for all).
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from typing import Any, Protocol
 
 from realtime.db import expected_schema, tenant_call
 from realtime.handshake import CLOSE_RESUME, RefusedError
-from realtime.log import LogRead, Position, log_last_written, log_read, log_window_start
+from realtime.log import (
+    LogRead,
+    Position,
+    log_last_written,
+    log_read,
+    log_read_between,
+    log_window_start,
+)
 from realtime.registry import Entry, SubscriptionKind
 
 logger = logging.getLogger(__name__)
@@ -59,10 +67,22 @@ class Subscription:
 
 
 @dataclass(eq=False)
+class Joining:
+    """A subscription waiting for its feed's lock, and the position it will receive events after
+    (or the refusal) once registered."""
+
+    subscription: Subscription
+    start: Position
+    since: Position | None
+    done: asyncio.Future[Position]
+
+
+@dataclass(eq=False)
 class Feed:
     tenant: Any
     position: Position | None = None
     subscriptions: set[Subscription] = field(default_factory=set)
+    joining: list[Joining] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
@@ -97,39 +117,78 @@ class Relay:
     ) -> Position:
         """Registers ``subscription``, whose state was read after the log position ``start``.
         With ``since`` (a resume), it first receives what it missed after that event id;
-        without, everything after ``start``. Returns the position it receives events after."""
+        without, everything after ``start``. Returns the position it receives events after.
+
+        Subscriptions that queue for the same feed while its lock is held join together: whoever
+        takes the lock first registers every one waiting, with one log read and one load per
+        kind for all their catch-ups (a reconnect storm, where a thousand boards resume from
+        nearby positions, costs a few queries per batch rather than per board)."""
         schema = tenant.schema_name
-        if since is not None:
-            subscription.replay_until = await tenant_call(tenant, log_last_written)
+        loop = asyncio.get_running_loop()
         while True:
             feed = self.feeds.get(schema)
             if feed is None:
                 feed = self.feeds[schema] = Feed(tenant=tenant)
+            joining = Joining(subscription, start=start, since=since, done=loop.create_future())
+            feed.joining.append(joining)
             async with feed.lock:
                 # A feed that ended (no subscriptions) while this call waited for its lock is
                 # out of the map: start over with the current one.
-                if self.feeds.get(schema) is feed:
-                    return await self._register(feed, subscription, start=start, since=since)
+                if not joining.done.done() and self.feeds.get(schema) is feed:
+                    await self._register_joining(feed)
+            if joining.done.done():
+                return joining.done.result()
 
-    async def _register(
-        self, feed: Feed, subscription: Subscription, *, start: Position, since: Position | None
-    ) -> Position:
-        """Under the feed's lock."""
+    async def _register_joining(self, feed: Feed) -> None:
+        """Under the feed's lock: registers every subscription waiting to join ``feed``."""
+        batch = [joining for joining in feed.joining if not joining.done.done()]
+        feed.joining = []
+        try:
+            await self._register(feed, [j for j in batch if not j.subscription.closed])
+        except Exception as exc:
+            for joining in batch:
+                if not joining.done.done():
+                    joining.done.set_exception(exc)
+        for joining in batch:
+            if not joining.done.done():  # closed while waiting: nothing to register
+                joining.done.set_result(joining.start)
+
+    async def _register(self, feed: Feed, batch: list[Joining]) -> None:
         tenant = feed.tenant
+        if not batch:
+            return
         if feed.position is None:
-            feed.position = start
-        floor = since if since is not None else start
-        if since is not None:
+            feed.position = min(joining.start for joining in batch)
+        window, last_written = 0, None
+        if any(joining.since is not None for joining in batch):
             window = await tenant_call(tenant, log_window_start)
-            if since[0] < window:
-                raise RefusedError(CLOSE_RESUME, "resume point is no longer in the log: reload")
-        subscription.floor = floor
-        if floor < feed.position:
-            await self._catch_up(feed, subscription, upto=feed.position)
-        feed.subscriptions.add(subscription)
-        if feed.task is None or feed.task.done():
+            # What was written before these clients came back is replayed to them even if the
+            # feed delivers it after they joined (``Subscription.replay_until``).
+            last_written = await tenant_call(tenant, log_last_written)
+        joined: list[Joining] = []
+        for joining in batch:
+            subscription, since = joining.subscription, joining.since
+            if since is not None:
+                if since[0] < window:
+                    joining.done.set_exception(
+                        RefusedError(CLOSE_RESUME, "resume point is no longer in the log: reload")
+                    )
+                    continue
+                subscription.replay_until = last_written
+            subscription.floor = since if since is not None else joining.start
+            joined.append(joining)
+        behind = [j.subscription for j in joined if j.subscription.floor < feed.position]
+        if behind:
+            for refused in await self._catch_up(feed, behind, upto=feed.position):
+                next(j for j in joined if j.subscription is refused).done.set_exception(
+                    RefusedError(CLOSE_RESUME, "too much missed: reload")
+                )
+        for joining in joined:
+            if not joining.done.done():
+                feed.subscriptions.add(joining.subscription)
+                joining.done.set_result(max(joining.subscription.floor, feed.position))
+        if feed.subscriptions and (feed.task is None or feed.task.done()):
             feed.task = asyncio.get_running_loop().create_task(self._run(feed))
-        return max(floor, feed.position)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         subscription.closed = True
@@ -148,26 +207,37 @@ class Relay:
 
     # --- the feed -------------------------------------------------------------------------------
 
-    async def _catch_up(self, feed: Feed, subscription: Subscription, *, upto: Position) -> None:
-        """Entries after the subscription's floor up to the feed's position, to it alone."""
-        entries: list[Entry] = []
-        after = subscription.floor
-        while True:
-            read: LogRead = await tenant_call(
-                feed.tenant, log_read, after=after, limit=BATCH, upto=upto
+    async def _catch_up(
+        self, feed: Feed, subscriptions: list[Subscription], *, upto: Position
+    ) -> list[Subscription]:
+        """Entries after each subscription's floor up to the feed's position, to those
+        subscriptions alone: one read from the lowest floor, one load per kind. Returns the
+        subscriptions that missed more than ``MAX_RESUME_ENTRIES`` (refused: reload)."""
+        lowest = min(subscription.floor for subscription in subscriptions)
+        entries, truncated = await tenant_call(
+            feed.tenant, log_read_between, after=lowest, upto=upto, limit=MAX_RESUME_ENTRIES
+        )
+        refused: list[Subscription] = []
+        if truncated:
+            oldest: Position = (entries[0].txid, entries[0].seq)
+            refused = [s for s in subscriptions if s.floor < oldest]
+            subscriptions = [s for s in subscriptions if s.floor >= oldest]
+        # A board loads its facility's rows, not the whole tenant's: only the entries some
+        # catching-up subscription will look at.
+        wanted: set[Position] = set()
+        for subscription in subscriptions:
+            relevant = subscription.kind.relevant
+            wanted.update(
+                (entry.txid, entry.seq)
+                for entry in entries
+                if (entry.txid, entry.seq) > subscription.floor
+                and (relevant is None or relevant(subscription.state, entry))
             )
-            entries.extend(read.entries)
-            if len(entries) > MAX_RESUME_ENTRIES:
-                raise RefusedError(CLOSE_RESUME, "too much missed: reload")
-            if not read.more or not read.entries:
-                break
-            after = (read.entries[-1].txid, read.entries[-1].seq)
-        relevant = subscription.kind.relevant
-        if relevant is not None:
-            entries = [entry for entry in entries if relevant(subscription.state, entry)]
-        if entries:
+        missed = [entry for entry in entries if (entry.txid, entry.seq) in wanted]
+        if missed and subscriptions:
             # Replayed or not: Subscription.replay_until decides, entry by entry.
-            await self._deliver(feed, entries, [subscription], resumed=False)
+            await self._deliver(feed, missed, subscriptions, resumed=False)
+        return refused
 
     async def _run(self, feed: Feed) -> None:
         expected_schema.set(feed.tenant.schema_name)

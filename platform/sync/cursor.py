@@ -200,8 +200,9 @@ def _is_str_list(value: Any) -> bool:
 # id counts as another database's only when a live backend or prepared transaction of another
 # database holds it now; anything unproven (finished since the snapshot, or hidden from this
 # role) keeps blocking, so the rule only ever errs towards waiting. The own transaction is never
-# in its own snapshot's xip: its changes are visible to it (a push computing its cursor inside
-# its transaction, a test running in one), so it never holds its own watermark back.
+# in its own snapshot's xip, but the snapshot's xmax can be the own id (the newest assigned, none
+# later completed): its changes are visible to it (a push computing its cursor inside its
+# transaction, a test running in one), so the watermark then moves one past it.
 WATERMARK_SQL = """
 WITH snap AS (SELECT pg_current_snapshot() AS s),
 elsewhere AS (
@@ -214,12 +215,15 @@ elsewhere AS (
       FROM pg_prepared_xacts AS p
      WHERE p.database <> current_database()
 )
-SELECT coalesce(
-         (SELECT min(x::text::bigint)
-            FROM pg_snapshot_xip(snap.s) AS x
-           WHERE x::text::bigint % 4294967296 NOT IN (SELECT xid32 FROM elsewhere)),
-         pg_snapshot_xmax(snap.s)::text::bigint)
-  FROM snap
+SELECT CASE WHEN w = pg_current_xact_id_if_assigned()::text::bigint THEN w + 1 ELSE w END
+  FROM (
+    SELECT least(
+             (SELECT min(x::text::bigint)
+                FROM pg_snapshot_xip(snap.s) AS x
+               WHERE x::text::bigint % 4294967296 NOT IN (SELECT xid32 FROM elsewhere)),
+             pg_snapshot_xmax(snap.s)::text::bigint) AS w
+      FROM snap
+  ) AS watermark
 """
 
 

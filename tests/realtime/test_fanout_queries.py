@@ -22,7 +22,7 @@ from accounts.roles import Role
 from clinical.realtime import board_open
 from realtime.db import public_call, tenant_call
 from realtime.handshake import tenant_for_host
-from realtime.log import log_last_written
+from realtime.log import log_last_written, log_position
 from realtime.registry import Entry, subscription_kind
 from realtime.relay import Feed, Relay, Subscription
 from tests.realtime.board import book, next_start
@@ -62,8 +62,8 @@ def _open(*, params: dict[str, str]) -> Any:
 
 def _queries_for_one_booking(rt: RealtimeWorld, sockets: int) -> tuple[int, list[Sink]]:
     """The queries the relay runs to deliver one booking's change-log entries to ``sockets``
-    board subscriptions (delivery itself: reading the log waits for the cluster-wide watermark,
-    which other databases' transactions can hold back on a shared machine)."""
+    board subscriptions (delivery itself, not the log read, whose wait for the commit-safe
+    watermark is not what this counts)."""
     a = rt.world.a
     start = next_start()
     params = {"facility": str(SHARED["clinical.facility"]), "from": start.date().isoformat()}
@@ -127,3 +127,68 @@ def test_the_relay_queries_the_same_for_1_and_40_sockets(
         assert [m["event"] for m in sink.messages] == ["appointment.created"]
     assert one == many, (one, many)
     assert 1 <= one <= 2, one
+
+
+def _queries_for_resumes(rt: RealtimeWorld, boards: int) -> tuple[int, list[Sink], Sink]:
+    """``boards`` board subscriptions resume together (a reconnect storm: they queue for the
+    feed's lock while it is held) from a position before one booking; the queries their
+    registration and catch-up cost, their sinks, and the sink of the board that was live."""
+    a = rt.world.a
+    start = next_start()
+    params = {"facility": str(SHARED["clinical.facility"]), "from": start.date().isoformat()}
+    kind = subscription_kind("appointments")
+    assert kind is not None
+    counter = Counter()
+    relay = Relay()
+    live_sink, sinks = Sink(), [Sink() for _ in range(boards)]
+    since = in_schema(a.schema, log_last_written)
+    book(a.schema, starts_at=start)
+
+    async def storm() -> None:
+        tenant = await public_call(tenant_for_host, hostname=a.host)
+
+        async def subscription(sub_id: str, sink: Sink) -> Subscription:
+            state = await tenant_call(tenant, _open, params=params)
+            return Subscription(
+                sub_id=sub_id,
+                schema=tenant.schema_name,
+                kind=kind,
+                state=state,
+                role=Role.RECEPTIONIST,
+                sink=sink,
+            )
+
+        # A live board first: the feed stands after the booking (the watermark has passed it).
+        now = await tenant_call(tenant, log_position)
+        assert now > since
+        await relay.subscribe(
+            await subscription("live", live_sink), tenant=tenant, start=now, since=None
+        )
+        resuming = [await subscription(f"r{n}", sink) for n, sink in enumerate(sinks)]
+        feed = relay.feeds[tenant.schema_name]
+        await database_sync_to_async(lambda: connection.execute_wrappers.append(counter))()
+        try:
+            async with feed.lock:
+                tasks = [
+                    asyncio.create_task(relay.subscribe(s, tenant=tenant, start=now, since=since))
+                    for s in resuming
+                ]
+                while len(feed.joining) < boards:
+                    await asyncio.sleep(0)
+            positions = await asyncio.gather(*tasks)
+        finally:
+            await database_sync_to_async(lambda: connection.execute_wrappers.remove(counter))()
+        assert positions == [now] * boards
+
+    asyncio.run(storm())
+    return counter.count, sinks, live_sink
+
+
+def test_boards_resuming_together_share_one_catch_up(rt: RealtimeWorld, unblocked: None) -> None:
+    one, sinks_one, live_one = _queries_for_resumes(rt, 1)
+    many, sinks_many, live_many = _queries_for_resumes(rt, 30)
+    for sink in [*sinks_one, *sinks_many]:
+        assert [m["event"] for m in sink.messages] == ["appointment.created"], sink.messages
+    # The live board saw nothing of the catch-ups (the booking was before it subscribed).
+    assert live_one.messages == live_many.messages == []
+    assert one == many, (one, many)

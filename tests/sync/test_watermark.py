@@ -5,6 +5,7 @@ tenant's pulls and real-time events, while one in this database still does (issu
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -12,7 +13,14 @@ from django.db import connection, transaction
 
 from sync.cursor import watermark_now
 
-pytestmark = pytest.mark.django_db(transaction=True)
+
+@pytest.fixture(autouse=True)
+def committed(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Outside the test transaction: each write below commits (it only takes an id, it stores
+    nothing), as the watermark sees real transactions."""
+    with django_db_blocker.unblock():
+        yield
+        connection.close()
 
 
 def _connect(dbname: str) -> psycopg.Connection:
