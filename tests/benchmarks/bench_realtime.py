@@ -1,5 +1,6 @@
 """Real-time board (issue 18): N concurrent WebSocket clients (python ``websockets``, this one
-process) on ONE uvicorn process serving settings.asgi, over two tenants and 20 facilities (10
+process) on ONE ASGI process serving settings.asgi (uvicorn as deployed; daphne measured the
+same way for comparison, no target), over two tenants and 20 facilities (10
 each, every client subscribed to one facility's board for one day); appointments booked through
 the REST API (a real gunicorn) at 50/s, spread over the 20 facilities.
 
@@ -7,9 +8,9 @@ Measured:
 
 - latency from the API's response to the frame's arrival, on this process's monotonic clock:
   p50 / p95 / p99 (targets p95 <= 200 ms, p99 <= 500 ms), and how much of it is the commit-safe
-  watermark: a sampler records when ``pg_snapshot_xmin`` passes each event's txid (the relay may
-  read an entry only then);
-- the uvicorn process's CPU (share of one core over the steady phase) and memory per connection
+  watermark: a sampler records when the commit-safe watermark (``sync.cursor.WATERMARK_SQL``, the
+  relay's own) passes each event's txid (the relay may read an entry only then);
+- the server process's CPU (share of one core over the steady phase) and memory per connection
   (RSS growth from one connection to N, divided by N; target <= 100 KiB);
 - events delivered to a client of another tenant or facility (target 0);
 - a process restart under the same write load: uvicorn gets SIGTERM (every socket closed with
@@ -21,6 +22,14 @@ Measured:
 
     make bench BENCH_ARGS=realtime
     BENCH_REALTIME_CLIENTS=100 BENCH_REALTIME_SECONDS=10 make bench BENCH_ARGS=realtime
+    BENCH_REALTIME_SERVERS=uvicorn make bench BENCH_ARGS=realtime     # the deployed server only
+    BENCH_REALTIME_PROFILE=1 make bench BENCH_ARGS=realtime           # + py-spy of the server
+
+BENCH_REALTIME_SERVERS (default ``uvicorn,daphne``) names the servers measured, one after the
+other, on the same tenants (each booking later slots); the targets apply to uvicorn, the server the chart
+runs. With BENCH_REALTIME_PROFILE=1, py-spy samples the server process through the steady phase
+and writes collapsed stacks (``<server>-steady.collapsed`` beside the result) and the top frames
+into the result.
 """
 
 from __future__ import annotations
@@ -63,12 +72,20 @@ CLIENTS = int(os.environ.get("BENCH_REALTIME_CLIENTS", "1000"))
 STEADY_SECONDS = float(os.environ.get("BENCH_REALTIME_SECONDS", "20"))
 RESTART_WRITE_SECONDS = float(os.environ.get("BENCH_REALTIME_RESTART_SECONDS", "15"))
 WRITES_PER_SECOND = 50.0
+SERVERS = [
+    name.strip()
+    for name in os.environ.get("BENCH_REALTIME_SERVERS", "uvicorn,daphne").split(",")
+    if name.strip()
+]
+PROFILE = os.environ.get("BENCH_REALTIME_PROFILE", "") == "1"
 TENANTS = 2
 FACILITIES_PER_TENANT = 10
 # Clients reconnect after a random delay up to this (as docs/realtime.md asks of clients).
 RECONNECT_JITTER = 5.0
 DAY = dt.date(2031, 6, 2)
-SLOT = dt.timedelta(minutes=10)
+# One slot per write round (a write to each of the 20 boards): 5 minutes, so the 3,500 writes of
+# two servers (175 rounds) stay inside the boards' one day.
+SLOT = dt.timedelta(minutes=5)
 PASSWORD = "Bench-realtime-2026"
 TARGET_P95_MS = 200.0
 TARGET_P99_MS = 500.0
@@ -177,31 +194,54 @@ def seed() -> tuple[list[Board], dict[str, tuple[str, str, str]], dict[int, list
 # --- servers ---------------------------------------------------------------------------------------
 
 
-def start_uvicorn(port: int, log: Path) -> subprocess.Popen[bytes]:
-    """uvicorn as the chart and `make run` run it (helm/verdant realtime Deployment)."""
+def server_command(server: str, port: int) -> list[str]:
+    """The ASGI server command: uvicorn as the chart and `make run` run it (helm/verdant realtime
+    Deployment), or daphne with its defaults (Channels' own server)."""
+    if server == "uvicorn":
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "settings.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ws-per-message-deflate",
+            "false",
+            "--lifespan",
+            "off",
+            "--timeout-graceful-shutdown",
+            "15",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+    if server == "daphne":
+        return [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--application-close-timeout",
+            "15",
+            "-v",
+            "0",
+            "settings.asgi:application",
+        ]
+    raise SystemExit(f"BENCH_REALTIME_SERVERS: unknown server {server!r} (uvicorn, daphne)")
+
+
+def start_server(server: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = os.environ.copy()
     env.update(DJANGO_SETTINGS_MODULE="settings.dev", DEBUG="false", LOG_LEVEL="WARNING")
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "settings.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--ws-per-message-deflate",
-        "false",
-        "--lifespan",
-        "off",
-        "--timeout-graceful-shutdown",
-        "15",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
     out = log.open("ab")
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        server_command(server, port), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError, ValueError):
@@ -211,7 +251,55 @@ def start_uvicorn(port: int, log: Path) -> subprocess.Popen[bytes]:
         if process.poll() is not None:
             break
         time.sleep(0.2)
-    raise RuntimeError(f"uvicorn did not start; see {log}")
+    raise RuntimeError(f"{server} did not start; see {log}")
+
+
+@contextlib.contextmanager
+def profiled(pid: int, output: Path) -> Iterator[None]:
+    """py-spy sampling ``pid`` (every thread, idle ones excluded) while the block runs."""
+    if not PROFILE:
+        yield
+        return
+    profiler = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--nonblocking",
+            "--output",
+            str(output),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield
+    finally:
+        profiler.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            profiler.wait(timeout=30)
+
+
+def top_frames(collapsed: Path, *, limit: int = 15) -> list[tuple[str, float]]:
+    """The frames with the largest inclusive share of the samples in py-spy's collapsed stacks."""
+    if not collapsed.exists():
+        return []
+    inclusive: dict[str, int] = defaultdict(int)
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        for frame in set(stack.split(";")):
+            inclusive[frame] += int(count)
+    ranked = sorted(inclusive.items(), key=lambda item: -item[1])
+    return [(frame, round(100 * n / total, 1)) for frame, n in ranked[:limit] if total]
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -228,8 +316,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 class WatermarkSampler:
-    """(monotonic time, pg_snapshot_xmin) every 5 ms on its own connection: when the relay could
-    first read an entry of transaction X is the first sample with xmin > X."""
+    """(monotonic time, commit-safe watermark) every 5 ms on its own connection, through the
+    relay's own query: when the relay could first read an entry of transaction X is the first
+    sample above X."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -248,11 +337,11 @@ class WatermarkSampler:
     def _run(self) -> None:
         import psycopg
 
+        from sync.cursor import WATERMARK_SQL
+
         with psycopg.connect(self.url, autocommit=True) as connection:
             while not self.stopped.is_set():
-                row = connection.execute(
-                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
-                ).fetchone()
+                row = connection.execute(WATERMARK_SQL).fetchone()
                 if row is not None:
                     self.samples.append((time.monotonic(), int(row[0])))
                 time.sleep(0.005)
@@ -378,7 +467,7 @@ def write_one(
             "clinician": clinician,
             "facility": board.facility,
             "starts_at": starts.isoformat(),
-            "ends_at": (starts + dt.timedelta(minutes=5)).isoformat(),
+            "ends_at": (starts + dt.timedelta(minutes=4)).isoformat(),
         },
     )
     if status != 201:
@@ -445,7 +534,7 @@ async def settle(bench: Bench, timeout: float) -> float:
 
 
 @contextlib.contextmanager
-def servers(log_dir: Path) -> Iterator[tuple[int, int, list[subprocess.Popen[bytes]]]]:
+def servers(server: str, log_dir: Path) -> Iterator[tuple[int, int, list[subprocess.Popen[bytes]]]]:
     api_port, ws_port = free_port(), free_port()
     with gunicorn(
         app="settings.wsgi:application",
@@ -454,7 +543,7 @@ def servers(log_dir: Path) -> Iterator[tuple[int, int, list[subprocess.Popen[byt
         workers=2,
         threads=8,
     ):
-        realtime = [start_uvicorn(ws_port, log_dir / "uvicorn.log")]
+        realtime = [start_server(server, ws_port, log_dir / f"{server}.log")]
         try:
             yield api_port, ws_port, realtime
         finally:
@@ -463,14 +552,19 @@ def servers(log_dir: Path) -> Iterator[tuple[int, int, list[subprocess.Popen[byt
 
 
 async def measure(
+    server: str,
     result: Result,
     boards: list[Board],
     tokens: dict[int, list[str]],
     facilities: dict[str, tuple[str, str, str]],
     database_url: str,
     log_dir: Path,
-) -> None:
-    with servers(log_dir) as (api_port, ws_port, realtime):
+    *,
+    first_write: int,
+) -> int:
+    """Measures ``server``; returns the number of the next write (slots stay distinct across
+    servers)."""
+    with servers(server, log_dir) as (api_port, ws_port, realtime):
         bench = Bench(boards, tokens, ws_port)
         stop_clients = asyncio.Event()
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=16)
@@ -492,12 +586,22 @@ async def measure(
         say(f"all subscribed in {connect_seconds:.1f} s; {per_connection / 1024:.1f} KiB each")
 
         # --- steady phase ---
-        with WatermarkSampler(database_url) as sampler:
+        collapsed = log_dir.parent / f"{server}-steady.collapsed"
+        with (
+            WatermarkSampler(database_url) as sampler,
+            profiled(realtime[0].pid, collapsed),
+        ):
             cpu_before, wall_before = cpu_seconds(realtime[0].pid), time.monotonic()
             own_before = cpu_seconds(os.getpid())
             load_before = os.getloadavg()[0]
             next_write = await write_load(
-                bench, api_port, facilities, boards, first=0, seconds=STEADY_SECONDS, pool=pool
+                bench,
+                api_port,
+                facilities,
+                boards,
+                first=first_write,
+                seconds=STEADY_SECONDS,
+                pool=pool,
             )
             await settle(bench, SETTLE_TIMEOUT)
             wall = time.monotonic() - wall_before
@@ -529,7 +633,7 @@ async def measure(
         )
 
         # --- restart under load: SIGTERM (1012 to every socket), a new process, resume ---
-        say("restarting the uvicorn process under the write load")
+        say(f"restarting the {server} process under the write load")
         bench.restarting = True
         writes = asyncio.create_task(
             write_load(
@@ -548,7 +652,9 @@ async def measure(
             client.ready_at = None
         old = realtime.pop()
         await asyncio.to_thread(stop, old)
-        realtime.append(await asyncio.to_thread(start_uvicorn, ws_port, log_dir / "uvicorn.log"))
+        realtime.append(
+            await asyncio.to_thread(start_server, server, ws_port, log_dir / f"{server}.log")
+        )
         bench.server_back = time.monotonic()
         bench.restarting = False
         deadline = time.monotonic() + 120
@@ -558,7 +664,7 @@ async def measure(
         storm_seconds = (max(resumed) - bench.server_back) if resumed else float("nan")
         readied = [c.ready_at for c in bench.clients if c.ready_at is not None]
         ready_seconds = (max(readied) - bench.server_back) if readied else float("nan")
-        await writes
+        next_write = await writes
         await settle(bench, SETTLE_TIMEOUT)
         lost = sum(
             len(expected_for(bench, c) - c.seen.keys()) for c in bench.clients if not c.reloads
@@ -574,91 +680,96 @@ async def measure(
         pool.shutdown(wait=False, cancel_futures=True)
 
     frames = len(latencies)
+    first_row = len(result.rows)
+    details: dict[str, Any] = result.details.setdefault(server, {})
+
+    def add(metric: str, value: float, unit: str, *, target: str = "", status: str = "") -> None:
+        result.add(f"{server}: {metric}", value, unit, target=target, status=status)
+
+    details["profile_top_frames_percent"] = top_frames(collapsed)
     p50, p95, p99 = (
         percentile(latencies, q) if latencies else float("nan") for q in (0.5, 0.95, 0.99)
     )
     w50, w95 = (
         percentile(watermark_waits, q) if watermark_waits else float("nan") for q in (0.5, 0.95)
     )
-    result.add("clients (one process each side)", CLIENTS, "sockets")
-    result.add("writes through the API (steady phase)", len(steady), "appointments")
-    result.add("frames measured (steady phase)", frames, "frames")
-    result.add("latency p50 (API response -> frame)", round(p50, 1), "ms")
-    result.add(
+    add("clients (one process each side)", CLIENTS, "sockets")
+    add("writes through the API (steady phase)", len(steady), "appointments")
+    add("frames measured (steady phase)", frames, "frames")
+    add("latency p50 (API response -> frame)", round(p50, 1), "ms")
+    add(
         "latency p95",
         round(p95, 1),
         "ms",
         target="<= 200 ms",
         status=pass_fail(p95 <= TARGET_P95_MS),
     )
-    result.add(
+    add(
         "latency p99",
         round(p99, 1),
         "ms",
         target="<= 500 ms",
         status=pass_fail(p99 <= TARGET_P99_MS),
     )
-    result.add("of which commit-safe watermark wait, p50", round(w50, 1), "ms")
-    result.add("of which commit-safe watermark wait, p95", round(w95, 1), "ms")
-    result.add("uvicorn CPU during the steady phase", round(cpu_share * 100, 1), "% of one core")
-    result.add(
+    add("of which commit-safe watermark wait, p50", round(w50, 1), "ms")
+    add("of which commit-safe watermark wait, p95", round(w95, 1), "ms")
+    add("server CPU during the steady phase", round(cpu_share * 100, 1), "% of one core")
+    add(
         "clients' process CPU during the steady phase",
         round(client_share * 100, 1),
         "% of one core",
     )
-    result.add("machine load average (1 min), steady phase start / end", round(load_before, 1), "")
-    result.details.update(load_average_end=round(load_after, 1), cpus=os.cpu_count())
-    result.add(
+    add("machine load average (1 min), steady phase start / end", round(load_before, 1), "")
+    details.update(load_average_end=round(load_after, 1), cpus=os.cpu_count())
+    add(
         "memory per connection",
         round(per_connection / 1024, 1),
         "KiB",
         target="<= 100 KiB",
         status=pass_fail(per_connection / 1024 <= TARGET_KIB_PER_CONNECTION),
     )
-    result.add("connect + subscribe, all clients", round(connect_seconds, 1), "s")
-    result.add(
+    add("connect + subscribe, all clients", round(connect_seconds, 1), "s")
+    add(
         "events to a wrong tenant or facility",
         wrong + wrong_after,
         "events",
         target="0",
         status=pass_fail(wrong + wrong_after == 0),
     )
-    result.add(
+    add(
         "events lost (steady phase)",
         lost_steady,
         "events",
         target="0",
         status=pass_fail(lost_steady == 0),
     )
-    result.add(
+    add(
         "events lost across a process restart (resumes counted)",
         lost,
         "events",
         target="0",
         status=pass_fail(lost == 0),
     )
-    result.add(
+    add(
         "events received twice", duplicates, "events", target="0", status=pass_fail(duplicates == 0)
     )
-    result.add("clients told to reload (4409 / reload event)", reloads, "clients")
-    result.add(
+    add("clients told to reload (4409 / reload event)", reloads, "clients")
+    add(
         "reconnect storm: all clients resumed after the restart",
         round(storm_seconds, 1),
         "s",
         target="<= 30 s",
         status=pass_fail(len(resumed) == CLIENTS and storm_seconds <= TARGET_STORM_SECONDS),
     )
-    result.add(
-        "of which: all clients connected and authenticated again", round(ready_seconds, 1), "s"
-    )
-    result.add(
+    add("of which: all clients connected and authenticated again", round(ready_seconds, 1), "s")
+    add(
         "errors (connections, frames, close codes other than 1001/1012)",
         len(errors),
         "errors",
         target="0",
         status=pass_fail(not errors),
     )
-    result.details.update(
+    details.update(
         clients=CLIENTS,
         resumed=len(resumed),
         steady_seconds=STEADY_SECONDS,
@@ -668,8 +779,9 @@ async def measure(
         errors_sample=errors[:20],
         close_codes=sorted({code for c in bench.clients for code in c.closes}),
     )
-    for row in result.rows:
+    for row in result.rows[first_row:]:
         say(f"{row.metric}: {row.value} {row.unit} {row.status}")
+    return next_write
 
 
 def main() -> int:
@@ -689,7 +801,21 @@ def main() -> int:
         connections.close_all()
         log_dir = output.parent / "realtime-logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        asyncio.run(measure(result, boards, tokens, facilities, url, log_dir))
+        next_write = 0
+        for server in SERVERS:
+            say(f"--- {server} ---")
+            next_write = asyncio.run(
+                measure(
+                    server,
+                    result,
+                    boards,
+                    tokens,
+                    facilities,
+                    url,
+                    log_dir,
+                    first_write=next_write,
+                )
+            )
     result.write(output)
     return 0
 
