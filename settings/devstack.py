@@ -420,6 +420,27 @@ def supervised(
                 os.killpg(process.pid, signal.SIGKILL)
 
 
+def realtime_server_command(*, port: int, extra: Sequence[str] = ()) -> list[str]:
+    """uvicorn serving settings.asgi on 127.0.0.1:``port`` as the Helm chart's realtime Deployment
+    runs it (per-message deflate off: it cost most of the CPU per frame; no lifespan: Channels
+    has none). `make run`, the real-time tests and the benchmark start it through here."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "settings.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ws-per-message-deflate",
+        "false",
+        "--lifespan",
+        "off",
+        *extra,
+    ]
+
+
 def command_run(stack: Stack) -> int:
     port = os.environ.get("PORT", "8000")
     say("[1/3] migrating the public schema, the tenant template and every tenant")
@@ -448,18 +469,7 @@ def command_run(stack: Stack) -> int:
             "--graceful-timeout",
             "10",
         ],
-        "realtime": [
-            str(bin_dir / "uvicorn"),
-            "settings.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            ws_port,
-            "--ws-per-message-deflate",
-            "false",
-            "--lifespan",
-            "off",
-        ],
+        "realtime": realtime_server_command(port=int(ws_port)),
         "worker": [
             str(bin_dir / "celery"),
             "-A",

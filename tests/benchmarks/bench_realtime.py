@@ -53,6 +53,7 @@ from typing import Any
 
 import orjson
 
+from settings.devstack import realtime_server_command
 from tests.benchmarks.common import (
     ROOT,
     Result,
@@ -198,25 +199,16 @@ def server_command(server: str, port: int) -> list[str]:
     """The ASGI server command: uvicorn as the chart and `make run` run it (helm/verdant realtime
     Deployment), or daphne with its defaults (Channels' own server)."""
     if server == "uvicorn":
-        return [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "settings.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--ws-per-message-deflate",
-            "false",
-            "--lifespan",
-            "off",
-            "--timeout-graceful-shutdown",
-            "15",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
+        return realtime_server_command(
+            port=port,
+            extra=[
+                "--timeout-graceful-shutdown",
+                "15",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+        )
     if server == "daphne":
         return [
             sys.executable,

@@ -7,7 +7,6 @@ import contextlib
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 import requests
 from django.conf import settings
 
+from settings.devstack import realtime_server_command
 from tests.security.live import free_port, test_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,22 +48,7 @@ def live_uvicorn(*, name: str = "realtime") -> Iterator[LiveASGI]:
         LOG_LEVEL="WARNING",
     )
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "settings.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--ws-per-message-deflate",
-        "false",
-        "--lifespan",
-        "off",
-        "--log-level",
-        "warning",
-    ]
+    command = realtime_server_command(port=port, extra=["--log-level", "warning"])
     with log.open("w") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
