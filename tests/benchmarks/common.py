@@ -95,7 +95,7 @@ def bench_database(benchmark: str) -> Iterator[str]:
             say(f"database {_database_name(url)}: kept (BENCH_KEEP_DATABASE=1)")
         else:
             drop_database(url)
-        say(f"database {_database_name(url)}: dropped")
+            say(f"database {_database_name(url)}: dropped")
 
 
 def django_setup(settings_module: str = "settings.dev") -> None:
