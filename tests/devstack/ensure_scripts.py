@@ -27,14 +27,15 @@ def executable(path: Path, body: str) -> Path:
     return path
 
 
-def fake_apt_get(tmp_path: Path, *, installs: Path, fails_on: str = "") -> Path:
+def fake_apt_get(tmp_path: Path, *, installs: Path | None, fails_on: str = "") -> Path:
     """apt-get that logs its arguments to ``tmp_path/apt-calls``, fails on ``fails_on`` and, on
-    ``install``, creates ``installs`` as an executable."""
+    ``install``, creates ``installs`` as an executable (``None``: installs nothing)."""
     log = tmp_path / "apt-calls"
+    create = f'touch "{installs}" && chmod +x "{installs}"' if installs else "true"
     return executable(
         tmp_path / "apt-get",
         f'echo "$*" >> "{log}"\n'
         f'[ "$1" = "{fails_on}" ] && exit 100\n'
-        f'[ "$1" = install ] && {{ touch "{installs}" && chmod +x "{installs}"; }}\n'
+        f'[ "$1" = install ] && {{ {create}; }}\n'
         "exit 0",
     )

@@ -6,52 +6,25 @@ exist, and ``APT_GET`` at a stand-in that records its arguments."""
 
 from __future__ import annotations
 
-import os
-import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.browser.conftest import CHROMIUM_MISSING, chromium_path, chromium_required
+from tests.devstack.ensure_scripts import executable, fake_apt_get, run_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / ".ci" / "ensure-chromium"
 
 
 def _run(**env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(SCRIPT)],
-        env={"PATH": os.environ["PATH"], **env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
-def _executable(path: Path, body: str) -> Path:
-    path.write_text(f"#!/bin/sh\n{body}\n")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return path
-
-
-def _fake_apt_get(tmp_path: Path, *, installs: Path | None, fails_on: str = "") -> Path:
-    """Records each call; ``install`` creates ``installs`` (the chromium being checked)."""
-    log = tmp_path / "apt-calls"
-    create = f'touch "{installs}" && chmod +x "{installs}"' if installs else "true"
-    return _executable(
-        tmp_path / "apt-get",
-        f'echo "$*" >> "{log}"\n'
-        f'[ "$1" = "{fails_on}" ] && exit 100\n'
-        f'[ "$1" = install ] && {{ {create}; }}\n'
-        "exit 0",
-    )
+    return run_script(SCRIPT, **env)
 
 
 def test_present_chromium_needs_nothing(tmp_path: Path) -> None:
-    chromium = _executable(tmp_path / "chromium", "exit 0")
-    apt_get = _fake_apt_get(tmp_path, installs=None)
+    chromium = executable(tmp_path / "chromium", "exit 0")
+    apt_get = fake_apt_get(tmp_path, installs=None)
     result = _run(CHROMIUM=str(chromium), APT_GET=str(apt_get))
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
@@ -60,7 +33,7 @@ def test_present_chromium_needs_nothing(tmp_path: Path) -> None:
 
 def test_missing_chromium_is_installed_as_root_after_apt_get_update(tmp_path: Path) -> None:
     chromium = tmp_path / "bin-chromium"
-    apt_get = _fake_apt_get(tmp_path, installs=chromium)
+    apt_get = fake_apt_get(tmp_path, installs=chromium)
     result = _run(CHROMIUM=str(chromium), APT_GET=str(apt_get), ENSURE_CHROMIUM_UID="0")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[setup] installing Debian's chromium" in result.stdout
@@ -74,7 +47,7 @@ def test_missing_chromium_is_installed_as_root_after_apt_get_update(tmp_path: Pa
 @pytest.mark.parametrize("fails_on", ["update", "install"])
 def test_a_failed_install_stops_with_an_error(tmp_path: Path, fails_on: str) -> None:
     chromium = tmp_path / "bin-chromium"
-    apt_get = _fake_apt_get(tmp_path, installs=chromium, fails_on=fails_on)
+    apt_get = fake_apt_get(tmp_path, installs=chromium, fails_on=fails_on)
     result = _run(CHROMIUM=str(chromium), APT_GET=str(apt_get), ENSURE_CHROMIUM_UID="0")
     assert result.returncode == 1
     assert f"apt-get {fails_on}" in result.stderr
@@ -97,7 +70,7 @@ def test_without_apt_get_it_says_what_to_run_and_leaves_the_failure_to_the_tests
 
 def test_not_root_it_installs_nothing(tmp_path: Path) -> None:
     chromium = tmp_path / "bin-chromium"
-    apt_get = _fake_apt_get(tmp_path, installs=chromium)
+    apt_get = fake_apt_get(tmp_path, installs=chromium)
     result = _run(CHROMIUM=str(chromium), APT_GET=str(apt_get), ENSURE_CHROMIUM_UID="1000")
     assert result.returncode == 0
     assert "apt-get install chromium" in result.stdout
@@ -117,7 +90,7 @@ def test_the_browser_suite_fails_without_chromium(monkeypatch: pytest.MonkeyPatc
 def test_the_browser_suite_uses_the_configured_chromium(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    chromium = _executable(tmp_path / "chromium", "exit 0")
+    chromium = executable(tmp_path / "chromium", "exit 0")
     monkeypatch.setenv("CHROMIUM", str(chromium))
     assert chromium_required() == str(chromium)
 
