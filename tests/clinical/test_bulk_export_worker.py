@@ -6,11 +6,7 @@ and downloads every file."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,9 +15,8 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings as django_settings
-from django.db import connection
 
+from tests.celery_worker import CeleryWorker
 from tests.clinical.bulk_world import (
     PATIENTS,
     BulkWorld,
@@ -39,34 +34,7 @@ pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("committed_db")]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class Worker:
-    def __init__(self, *, queue: str, log: Path) -> None:
-        db = connection.settings_dict
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTEST_"))},
-            "DJANGO_SETTINGS_MODULE": "settings.test",
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            "REDIS_URL": str(django_settings.REDIS_URL),
-            "CACHE_KEY_PREFIX": str(django_settings.CACHES["default"]["KEY_PREFIX"]),
-            "LOG_FORMAT": "plain",
-        }
-        self.queue, self.log = queue, log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Worker:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "settings.celery_app", "worker",
-                 "--pool", "solo", "-Q", self.queue, "-n", f"{self.queue}@%h",
-                 "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
-                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while " ready." not in self.log.read_text(errors="replace"):
-            assert time.monotonic() < deadline, self.log.read_text(errors="replace")[-4000:]
-            time.sleep(0.1)
-        return self
-
+class Worker(CeleryWorker):
     @property
     def media_root(self) -> Path:
         # settings.test puts each process's files under a directory named by its pid (solo pool:
@@ -75,13 +43,7 @@ class Worker:
         return Path(tempfile.gettempdir()) / f"verdant-test-media-{self.process.pid}"
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        super().stop()
         shutil.rmtree(self.media_root, ignore_errors=True)
 
 

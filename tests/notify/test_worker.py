@@ -8,10 +8,6 @@ only sees committed rows), dropped afterwards; alpha and beta are never touched.
 from __future__ import annotations
 
 import itertools
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings as django_settings
-from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
@@ -34,6 +28,7 @@ from clinical.models import Facility, Patient, ReminderMessage, ReminderSettings
 from clinical.tasks import reminders_sweep
 from tenants.models import Tenant
 from tenants.services import tenant_drop, tenant_provision
+from tests.celery_worker import CeleryWorker
 from tests.committed import committed
 from tests.notify.fake_twilio import FakeTwilio
 
@@ -93,51 +88,24 @@ def queue(settings: Any) -> str:
     return name
 
 
-class Worker:
+class Worker(CeleryWorker):
+    """The worker with the fake Twilio as its SMS provider."""
+
     def __init__(self, *, queue: str, fake: FakeTwilio, log: Path) -> None:
-        db = connection.settings_dict
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTEST_"))},
-            "DJANGO_SETTINGS_MODULE": "settings.test",
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            "REDIS_URL": str(django_settings.REDIS_URL),
-            "CELERY_SMS_QUEUE": queue,
-            "NOTIFY_SMS_BACKEND": "twilio",
-            "TWILIO_API_BASE": fake.base_url,
-            "TWILIO_ACCOUNT_SID": ACCOUNT,
-            "TWILIO_AUTH_TOKEN": TOKEN,
-            "TWILIO_FROM_NUMBER": "+15005550006",
-            "TWILIO_READ_TIMEOUT_SECONDS": "60",
-            "REMINDER_STUCK_AFTER_SECONDS": "1",
-            "LOG_FORMAT": "plain",
-        }
-        self.queue, self.log = queue, log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Worker:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "settings.celery_app", "worker",
-                 "--pool", "solo", "-Q", self.queue, "-n", f"{self.queue}-{time.monotonic_ns()}@%h",
-                 "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
-                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        wait_for(lambda: " ready." in self.log.read_text(errors="replace"), what="worker ready",
-                 log=self.log)  # fmt: skip
-        return self
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        super().__init__(
+            queue=queue,
+            log=log,
+            env={
+                "CELERY_SMS_QUEUE": queue,
+                "NOTIFY_SMS_BACKEND": "twilio",
+                "TWILIO_API_BASE": fake.base_url,
+                "TWILIO_ACCOUNT_SID": ACCOUNT,
+                "TWILIO_AUTH_TOKEN": TOKEN,
+                "TWILIO_FROM_NUMBER": "+15005550006",
+                "TWILIO_READ_TIMEOUT_SECONDS": "60",
+                "REMINDER_STUCK_AFTER_SECONDS": "1",
+            },
+        )
 
 
 def wait_for(check: Callable[[], bool], *, what: str, log: Path, seconds: float = 45) -> None:
