@@ -8,6 +8,10 @@ bumps a generation counter in Redis (``publish_change``); each process compares 
 at most every ``recheck_seconds`` and drops everything when it moved, so a change reaches every
 process within about that long (and this process at once). If Redis cannot be read, entries are
 trusted for at most ``FALLBACK_TTL_SECONDS``.
+
+Both tables are bounded least-recently-used: at ``MAX_ENTRIES`` found values the one used longest
+ago goes, and remembered misses (hosts that name no tenant) have their own, smaller bound, so a
+flood of made-up hosts can neither grow the process nor push a real tenant out.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import copy
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -26,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 FALLBACK_TTL_SECONDS = 30.0
 MAX_ENTRIES = 10_000
+MAX_MISSES = 1_000
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -58,7 +64,8 @@ class ProcessCache(Generic[K, V]):
         self._cache_misses = cache_misses
         self._clock = clock
         self._lock = threading.Lock()
-        self._entries: dict[K, _Entry[V]] = {}
+        self._entries: OrderedDict[K, _Entry[V]] = OrderedDict()
+        self._misses: OrderedDict[K, _Entry[V]] = OrderedDict()
         self._generation: bytes | None = None
         self._generation_checked_at = float("-inf")
         self._redis_healthy = True
@@ -67,22 +74,37 @@ class ProcessCache(Generic[K, V]):
         """The cached value for ``key`` (a private copy), loading it on a miss."""
         self._refresh_generation()
         now = self._clock()
-        entry = self._entries.get(key)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+            else:
+                entry = self._misses.get(key)
         if entry is None or (
             not self._redis_healthy and now - entry.loaded_at > FALLBACK_TTL_SECONDS
         ):
             entry = _Entry(value=load(), loaded_at=now)
-            if entry.value is not None or self._cache_misses:
-                with self._lock:
-                    if len(self._entries) >= MAX_ENTRIES:
-                        self._entries.clear()
-                    self._entries[key] = entry
+            if entry.value is not None:
+                self._remember(self._entries, key, entry, limit=MAX_ENTRIES)
+            elif self._cache_misses:
+                self._remember(self._misses, key, entry, limit=MAX_MISSES)
         # Callers annotate what they get (request.tenant, request.user): never share an instance.
         return copy.copy(entry.value) if entry.value is not None else None
+
+    def _remember(
+        self, table: OrderedDict[K, _Entry[V]], key: K, entry: _Entry[V], *, limit: int
+    ) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+            self._misses.pop(key, None)
+            table[key] = entry
+            while len(table) > limit:
+                table.popitem(last=False)
 
     def forget_local(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._misses.clear()
 
     def publish_change(self) -> None:
         """Tell every process (this one at once) that cached values changed."""
@@ -114,4 +136,5 @@ class ProcessCache(Generic[K, V]):
         if generation != self._generation:
             with self._lock:
                 self._entries.clear()
+                self._misses.clear()
                 self._generation = generation
