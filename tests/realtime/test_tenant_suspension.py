@@ -200,8 +200,11 @@ def operator(committed_db: None) -> Iterator[Client]:
 
 
 def _operator_delete() -> None:
-    """Raw delete: the ORM's cascade would look for guardian tables, which public lacks."""
+    """Raw delete: the ORM's cascade would look for guardian tables, which public lacks; the
+    admin's own log of the operator's changes goes first (it references the user)."""
+    users = f"SELECT id FROM {User._meta.db_table} WHERE email = %s"
     with schema_context("public"), connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM django_admin_log WHERE user_id IN ({users})", [OPERATOR_EMAIL])
         cursor.execute(f"DELETE FROM {User._meta.db_table} WHERE email = %s", [OPERATOR_EMAIL])
 
 
