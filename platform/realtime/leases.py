@@ -33,6 +33,7 @@ from pathlib import Path
 import redis
 from django.conf import settings
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -129,7 +130,7 @@ async def client_close() -> None:
 class _Handle:
     url: str
     loop: asyncio.AbstractEventLoop
-    pool: BlockingConnectionPool
+    pool: BlockingConnectionPool[Connection]
     client: Redis
     scripts: dict[str, AsyncScript]
 
@@ -153,7 +154,7 @@ def _handle() -> _Handle:
     if handle is None or handle.url != url or handle.loop is not loop:
         # No retries: a lease call either answers fast or the caller fails open; waiting on a
         # dead Redis would hold every handshake.
-        pool = BlockingConnectionPool.from_url(
+        pool: BlockingConnectionPool[Connection] = BlockingConnectionPool.from_url(
             url,
             max_connections=REDIS_MAX_CONNECTIONS,
             timeout=REDIS_POOL_WAIT_SECONDS,
