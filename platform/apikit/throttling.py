@@ -52,7 +52,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +65,8 @@ from redis.retry import Retry
 from rest_framework import exceptions
 from rest_framework.throttling import BaseThrottle
 
+from apikit.outage_log import OutageLog
 from apikit.request_context import client_ip
-from observability import metrics
 
 if TYPE_CHECKING:
     # rest_framework.views imports this module while it is being defined (APIView's
@@ -335,40 +334,10 @@ def _script_handle() -> _ScriptHandle:
     return handle
 
 
-class _RedisHealth:
-    """Counts every failure, but logs the first of an outage and then at most one warning per
-    FAILURE_LOG_INTERVAL_SECONDS (with the count since the last one)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._last_warning_at: float | None = None
-        self._unreported = 0
-
-    def failed(self, *, error: redis.RedisError) -> None:
-        metrics.increment(REDIS_FAILURE_COUNTER)
-        now = time.monotonic()
-        with self._lock:
-            self._unreported += 1
-            last = self._last_warning_at
-            if last is not None and now - last < FAILURE_LOG_INTERVAL_SECONDS:
-                return
-            count, self._unreported, self._last_warning_at = self._unreported, 0, now
-        logger.warning(
-            "throttling: Redis unreachable, serving requests unthrottled "
-            "(%d failure(s) since the last warning): %s: %s",
-            count,
-            type(error).__name__,
-            error,
-        )
-
-    def succeeded(self) -> None:
-        if self._last_warning_at is None:  # the common case: no lock on the hot path
-            return
-        with self._lock:
-            recovered = self._last_warning_at is not None  # another thread may have got here first
-            self._last_warning_at, self._unreported = None, 0
-        if recovered:
-            logger.info("throttling: Redis reachable again, throttles apply")
-
-
-_redis_health = _RedisHealth()
+_redis_health = OutageLog(
+    logger=logger,
+    counter=REDIS_FAILURE_COUNTER,
+    failing="throttling: Redis unreachable, serving requests unthrottled",
+    recovered="throttling: Redis reachable again, throttles apply",
+    interval_seconds=FAILURE_LOG_INTERVAL_SECONDS,
+)

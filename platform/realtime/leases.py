@@ -38,8 +38,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
+from apikit.outage_log import OutageLog
 from apikit.throttling import key_prefix
-from observability import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -182,41 +182,13 @@ def _handle() -> _Handle:
 # --- failures ----------------------------------------------------------------------------------------
 
 
-class _RedisHealth:
-    """Counts every failure; logs the first of an outage, then at most one warning per
-    FAILURE_LOG_INTERVAL_SECONDS (an outage must not flood the logs), and the recovery.
-    Event-loop code only: no lock."""
-
-    def __init__(self) -> None:
-        self.last_warning_at: float | None = None
-        self.unreported = 0
-
-    def failed(self, *, error: redis.RedisError, doing: str) -> None:
-        metrics.increment(REDIS_FAILURE_COUNTER)
-        self.unreported += 1
-        now = time.monotonic()
-        if self.last_warning_at is not None and now - self.last_warning_at < (
-            FAILURE_LOG_INTERVAL_SECONDS
-        ):
-            return
-        count, self.unreported, self.last_warning_at = self.unreported, 0, now
-        logger.warning(
-            "realtime: Redis unreachable (%s), connections per user limited per process only "
-            "(%d failure(s) since the last warning): %s: %s",
-            doing,
-            count,
-            type(error).__name__,
-            error,
-        )
-
-    def succeeded(self) -> None:
-        if self.last_warning_at is None:
-            return
-        self.last_warning_at, self.unreported = None, 0
-        logger.info("realtime: Redis reachable again, connections per user limited cluster-wide")
-
-
-_health = _RedisHealth()
+_health = OutageLog(
+    logger=logger,
+    counter=REDIS_FAILURE_COUNTER,
+    failing="realtime: Redis unreachable, connections per user limited per process only",
+    recovered="realtime: Redis reachable again, connections per user limited cluster-wide",
+    interval_seconds=FAILURE_LOG_INTERVAL_SECONDS,
+)
 
 
 def redis_failed(*, error: redis.RedisError, doing: str) -> None:
