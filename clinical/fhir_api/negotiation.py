@@ -24,6 +24,7 @@ from rest_framework.schemas.inspectors import ViewInspector
 from rest_framework.versioning import BaseVersioning
 
 from apikit.json import JSONRenderer
+from apikit.media import media_ranges
 from clinical.fhir_api.outcome import FHIR_JSON, fhir_exception_handler
 
 FHIR_VERSION = "4.0"
@@ -46,27 +47,6 @@ class FhirJSONRenderer(JSONRenderer):
     charset = "utf-8"
 
 
-def _media_ranges(header: str) -> list[tuple[str, dict[str, str], float]]:
-    """``Accept`` as (type, parameters, q), q 0 left out."""
-    ranges = []
-    for item in header.split(","):
-        parts = [part.strip() for part in item.split(";")]
-        media_type = parts[0].lower()
-        if not media_type:
-            continue
-        params: dict[str, str] = {}
-        for part in parts[1:]:
-            name, _, value = part.partition("=")
-            params[name.strip().lower()] = value.strip().strip('"')
-        try:
-            quality = float(params.pop("q", "1"))
-        except ValueError:
-            quality = 1.0
-        if quality > 0:
-            ranges.append((media_type, params, quality))
-    return ranges
-
-
 def _check_version(params: Mapping[str, str]) -> None:
     version = params.get("fhirversion")
     if version is not None and version != FHIR_VERSION:
@@ -76,7 +56,7 @@ def _check_version(params: Mapping[str, str]) -> None:
 def acceptable(*, accept: str, format_value: str | None) -> None:
     """Raise 406 (``NotAcceptable``) unless FHIR JSON R4 may be answered."""
     if format_value is not None:
-        ranges = _media_ranges(format_value)
+        ranges = media_ranges(format_value)
         value = format_value.strip().lower()
         if value not in _FORMAT_VALUES and not any(r[0] in _JSON_TYPES for r in ranges):
             raise NotAcceptable(NOT_ACCEPTABLE)
@@ -85,7 +65,7 @@ def acceptable(*, accept: str, format_value: str | None) -> None:
         return
     if not accept.strip():
         return  # no preference: any representation will do
-    matches = [r for r in _media_ranges(accept) if r[0] in _JSON_TYPES or r[0] in _WILDCARDS]
+    matches = [r for r in media_ranges(accept) if r[0] in _JSON_TYPES or r[0] in _WILDCARDS]
     if not matches:
         raise NotAcceptable(NOT_ACCEPTABLE)
     # The best range decides; a fhir+json range naming another version is refused.

@@ -170,6 +170,29 @@ def negotiated_media_type(request: Request, default: str) -> str:
     return media_type if isinstance(media_type, str) and media_type else default
 
 
+def media_ranges(header: str) -> list[tuple[str, dict[str, str], float]]:
+    """An ``Accept`` header (or a FHIR ``_format`` value) as (type, parameters, q), the type and
+    parameter names lower-cased; ranges with ``q=0`` ("not acceptable", RFC 9110 12.4.2) are
+    left out, and an unreadable q counts as 1."""
+    ranges = []
+    for item in header.split(","):
+        parts = [part.strip() for part in item.split(";")]
+        media_type = parts[0].lower()
+        if not media_type:
+            continue
+        params: dict[str, str] = {}
+        for part in parts[1:]:
+            name, _, value = part.partition("=")
+            params[name.strip().lower()] = value.strip().strip('"')
+        try:
+            quality = float(params.pop("q", "1"))
+        except ValueError:
+            quality = 1.0
+        if quality > 0:
+            ranges.append((media_type, params, quality))
+    return ranges
+
+
 def accepts(request: Request, media_type: str) -> bool:
     """Whether the request's ``Accept`` admits ``media_type`` (no header: anything). For bodies
     whose type is known only once the object is found (a stored document), after negotiation
@@ -178,21 +201,6 @@ def accepts(request: Request, media_type: str) -> bool:
         # ``?format=`` chose the renderer and overrides Accept (DRF's negotiation).
         return negotiated_media_type(request, "") == media_type
     header = request.META.get("HTTP_ACCEPT", "")
-    ranges = [token.strip() for token in header.split(",") if token.strip()]
-    if not ranges:
+    if not any(token.strip() for token in header.split(",")):
         return True
-    return any(
-        media_type_matches(media_type, accepted) and not _refused(accepted) for accepted in ranges
-    )
-
-
-def _refused(media_range: str) -> bool:
-    """``q=0`` means "not acceptable" (RFC 9110, 12.4.2)."""
-    for parameter in media_range.split(";")[1:]:
-        key, _, value = parameter.partition("=")
-        if key.strip().lower() == "q":
-            try:
-                return float(value.strip()) == 0
-            except ValueError:
-                return False
-    return False
+    return any(media_type_matches(media_type, accepted) for accepted, _, _ in media_ranges(header))
