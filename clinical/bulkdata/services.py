@@ -17,7 +17,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.core.files.storage import default_storage
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -28,6 +27,7 @@ from apikit.policy import BULK_EXPORT_SYSTEM
 from apikit.request_context import RequestContext
 from apikit.tenancy import current_schema_name
 from apikit.tenant_tasks import tenant_task_send
+from apikit.uploads import stored_file_delete
 from audit.models import AuditEvent
 from audit.services import audit_event_record, audit_object_type
 from clinical.bulkdata.params import KickoffRequest
@@ -139,10 +139,9 @@ def bulk_export_poll(*, export: BulkExport) -> PollState:
 
 
 def _files_delete(paths: list[str]) -> None:
-    prefix = f"{current_schema_name()}/"
+    # Only the current tenant's files (apikit.uploads: anything outside its prefix is left).
     for path in paths:
-        if path.startswith(prefix):
-            default_storage.delete(path)
+        stored_file_delete(path=path)
 
 
 def bulk_export_delete(*, export: BulkExport) -> None:
