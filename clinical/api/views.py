@@ -46,6 +46,7 @@ from clinical.api.filters import (
 from clinical.api.pagination import SearchAwarePagination
 from clinical.api.reminders import AppointmentDetailOutput
 from clinical.fhir import resources
+from clinical.fhir.selectors import builder_rows
 from clinical.models import (
     Appointment,
     Facility,
@@ -407,10 +408,11 @@ def _ndjson(
     while True:
         with schema_context(schema):
             chunk_qs = queryset if last is None else queryset.filter(pk__gt=last)
-            # Named rows of the builder's columns: a third of a model instance's CPU per row.
-            chunk = list(
-                chunk_qs.values_list(*resources.PatientValues._fields, named=True)[:EXPORT_CHUNK]
-            )
+            # The builder's own typed rows, as the Bulk export fetches them.
+            chunk = [
+                resources.PatientValues._make(row)
+                for row in builder_rows(chunk_qs, resources.PatientValues)[:EXPORT_CHUNK]
+            ]
             if not chunk:
                 return
             audit_event_record(
