@@ -151,15 +151,41 @@ def structure_signature(cursor: psycopg.Cursor[Any], schema: str) -> Signature:
     return frozenset((row[0], row[1], row[2], bool(row[3])) for row in cursor.fetchall())
 
 
-def _copied_columns(cursor: psycopg.Cursor[Any], schema: str, table: str) -> list[str]:
-    """Columns in attnum order, without generated ones (COPY cannot write those; they are
-    computed again on load)."""
+# Table c's columns in attnum order, without dropped and generated ones.
+_COPIED_COLUMNS = (
+    "ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 "
+    "AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum)"
+)
+
+
+def _tables_with_columns(cursor: psycopg.Cursor[Any], schema: str) -> list[tuple[str, list[str]]]:
+    """Every ordinary table of ``schema`` by name, with its columns in attnum order but without
+    generated ones (COPY cannot write those; they are computed again on load): one query for the
+    whole schema, not one per table."""
     cursor.execute(
-        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
-        "AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
-        [_qualified(schema, table)],
+        f"SELECT DISTINCT c.relname, {_COPIED_COLUMNS} {_SCHEMA_RELATIONS} {_IN_SCHEMA} "
+        "AND c.relkind = 'r' ORDER BY 1",
+        [schema],
     )
-    return [row[0] for row in cursor.fetchall()]
+    return [(row[0], list(row[1])) for row in cursor.fetchall()]
+
+
+def _sequence_positions(
+    cursor: psycopg.Cursor[Any], schema: str, sequences: list[str]
+) -> dict[str, tuple[int, bool]]:
+    """Each sequence's (last_value, is_called), in one round trip."""
+    if not sequences:
+        return {}
+    cursor.execute(
+        sql.SQL(" UNION ALL ").join(
+            sql.SQL("SELECT {}, last_value, is_called FROM {}").format(
+                sql.Literal(sequence), sql.Identifier(schema, sequence)
+            )
+            for sequence in sequences
+        )
+    )
+    positions = {str(row[0]): (int(row[1]), bool(row[2])) for row in cursor.fetchall()}
+    return {sequence: positions[sequence] for sequence in sequences}
 
 
 def _qualified(schema: str, name: str) -> str:
@@ -180,15 +206,13 @@ def schema_rows_dump(
     not fit the caller's DDL) raises ``CopyRefusedError`` before anything is read, so the check
     and the rows cannot straddle a migration."""
     tables: list[TableRows] = []
-    sequences: dict[str, tuple[int, bool]] = {}
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     try:
         with conn.cursor() as cursor:
             reason = refusal(cursor) if refusal is not None else ""
             if reason:
                 raise CopyRefusedError(reason)
-            for number, table in enumerate(_relations(cursor, schema, ("r",))):
-                columns = _copied_columns(cursor, schema, table)
+            for number, (table, columns) in enumerate(_tables_with_columns(cursor, schema)):
                 target = directory / f"{number:04d}.copy"
                 statement = sql.SQL("COPY {} ({}) TO STDOUT {}").format(
                     sql.Identifier(schema, table),
@@ -206,15 +230,7 @@ def schema_rows_dump(
                         bytes=target.stat().st_size,
                     )
                 )
-            for sequence in _relations(cursor, schema, ("S",)):
-                cursor.execute(
-                    sql.SQL("SELECT last_value, is_called FROM {}").format(
-                        sql.Identifier(schema, sequence)
-                    )
-                )
-                row = cursor.fetchone()
-                if row is not None:
-                    sequences[sequence] = (int(row[0]), bool(row[1]))
+            sequences = _sequence_positions(cursor, schema, _relations(cursor, schema, ("S",)))
     finally:
         conn.execute("ROLLBACK")
     return SchemaRows(tables=tables, sequences=sequences)
@@ -236,6 +252,15 @@ def _load_order(cursor: psycopg.Cursor[Any], schema: str, tables: list[str]) -> 
     return list(graphlib.TopologicalSorter(graph).static_order())
 
 
+def _for_each_table(
+    cursor: psycopg.Cursor[Any], statement: str, tables: list[sql.Identifier]
+) -> None:
+    """``statement`` (``{}`` stands for the table) for every one of ``tables``, in one round
+    trip."""
+    if tables:
+        cursor.execute(sql.SQL("; ").join(sql.SQL(statement).format(table) for table in tables))
+
+
 def schema_rows_load(
     conn: psycopg.Connection[Any], *, schema: str, directory: Path, rows: SchemaRows
 ) -> None:
@@ -254,15 +279,11 @@ def schema_rows_load(
         # The DDL script's inserts left deferred foreign-key checks queued, and PostgreSQL alters
         # or truncates no table with queued trigger events: run them now.
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        for name in names:
-            cursor.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER USER").format(name))
-        if names:
-            # The DDL script's own rows (the template's migration records and permissions) go.
-            # DELETE, not TRUNCATE: TRUNCATE scans every foreign key of the database (2 s at 300
-            # tenants); a DELETE of these few rows touches this schema alone.
-            cursor.execute(
-                sql.SQL("; ").join(sql.SQL("DELETE FROM {}").format(name) for name in names)
-            )
+        _for_each_table(cursor, "ALTER TABLE {} DISABLE TRIGGER USER", names)
+        # The DDL script's own rows (the template's migration records and permissions) go.
+        # DELETE, not TRUNCATE: TRUNCATE scans every foreign key of the database (2 s at 300
+        # tenants); a DELETE of these few rows touches this schema alone.
+        _for_each_table(cursor, "DELETE FROM {}", names)
         # Deferrable foreign keys are checked once every table is loaded, not row by row.
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         for table in _load_order(cursor, schema, tables):
@@ -278,10 +299,14 @@ def schema_rows_load(
         # Check the loaded rows' foreign keys now (an error names the row), then the triggers
         # can be enabled again.
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        for name in names:
-            cursor.execute(sql.SQL("ALTER TABLE {} ENABLE TRIGGER USER").format(name))
-        for sequence, (last_value, is_called) in rows.sequences.items():
+        _for_each_table(cursor, "ALTER TABLE {} ENABLE TRIGGER USER", names)
+        if rows.sequences:
+            # Every sequence in one statement.
             cursor.execute(
-                "SELECT setval(%s::regclass, %s, %s)",
-                [_qualified(schema, sequence), last_value, is_called],
+                "SELECT " + ", ".join(["setval(%s::regclass, %s, %s)"] * len(rows.sequences)),
+                [
+                    value
+                    for sequence, (last_value, is_called) in rows.sequences.items()
+                    for value in (_qualified(schema, sequence), last_value, is_called)
+                ],
             )
