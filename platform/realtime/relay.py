@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ class Subscription:
     state: Any
     role: str
     sink: Sink
+    # What the client subscribed with: a re-check opens the kind again with them.
+    params: dict[str, Any] = field(default_factory=dict)
     # Entries at or below this position are never delivered (a resume from another process's
     # position, ahead of this feed).
     floor: Position = (0, 0)
@@ -236,7 +239,7 @@ class Relay:
         missed = [entry for entry in entries if (entry.txid, entry.seq) in wanted]
         if missed and subscriptions:
             # Replayed or not: Subscription.replay_until decides, entry by entry.
-            await self._deliver(feed, missed, subscriptions, resumed=False)
+            await self._deliver(feed, missed, subscriptions)
         return refused
 
     async def _run(self, feed: Feed) -> None:
@@ -271,7 +274,7 @@ class Relay:
             return None
         read: LogRead = await tenant_call(feed.tenant, log_read, after=feed.position, limit=BATCH)
         if read.entries:
-            await self._deliver(feed, read.entries, list(feed.subscriptions), resumed=False)
+            await self._deliver(feed, read.entries, list(feed.subscriptions))
             last = read.entries[-1]
             feed.position = (last.txid, last.seq)
         if read.more:
@@ -279,38 +282,35 @@ class Relay:
         return PENDING_RETRY if read.pending else None
 
     async def _deliver(
-        self,
-        feed: Feed,
-        entries: list[Entry],
-        subscriptions: Iterable[Subscription],
-        *,
-        resumed: bool,
+        self, feed: Feed, entries: list[Entry], subscriptions: Iterable[Subscription]
     ) -> None:
+        """``entries`` (in log order) to ``subscriptions``: one load per kind, then each
+        subscription's part in memory (the hot path: nothing here is per entry per socket)."""
         by_kind: dict[str, list[Subscription]] = defaultdict(list)
-        kinds: dict[str, SubscriptionKind] = {}
         tables = {entry.tbl for entry in entries}
         for subscription in subscriptions:
             kind_tables = subscription.kind.tables
             if not subscription.closed and (kind_tables is None or kind_tables & tables):
                 by_kind[subscription.kind.name].append(subscription)
-                kinds[subscription.kind.name] = subscription.kind
-        for name, members in by_kind.items():
-            kind = kinds[name]
+        for members in by_kind.values():
+            kind = members[0].kind
             relevant = [e for e in entries if kind.tables is None or e.tbl in kind.tables]
+            # Sorted as the log is: each subscription's part is found by bisection.
+            positions = [(e.txid, e.seq) for e in relevant]
             roles = frozenset(member.role for member in members)
             batch = await tenant_call(feed.tenant, kind.load, entries=relevant, roles=roles)
             for member in members:
-                fresh = [e for e in relevant if (e.txid, e.seq) > member.floor]
-                if not fresh or member.closed:
+                first = bisect_right(positions, member.floor)
+                if first == len(positions) or member.closed:
                     continue
+                # Up to ``replay_until`` the entries are replayed (resumed), after it live.
                 until = member.replay_until
-                replayed = [e for e in fresh if until is not None and (e.txid, e.seq) <= until]
-                live = fresh[len(replayed) :]
-                for part, as_resumed in ((replayed, True), (live, resumed)):
+                split = first if until is None else max(first, bisect_right(positions, until))
+                for part, resumed in ((relevant[first:split], True), (relevant[split:], False)):
                     if not part:
                         continue
                     for event_id, message in kind.match(
-                        member.state, batch, part, role=member.role, resumed=as_resumed
+                        member.state, batch, part, role=member.role, resumed=resumed
                     ):
                         member.sink.deliver(
                             {"type": "event", "id": event_id, "sub": member.sub_id, **message}

@@ -100,7 +100,7 @@ def _queries_for_one_booking(rt: RealtimeWorld, sockets: int) -> tuple[int, list
         # Evaluated on the database thread: connections are per thread.
         await database_sync_to_async(lambda: connection.execute_wrappers.append(counter))()
         try:
-            await relay._deliver(Feed(tenant=tenant), entries, subscriptions, resumed=False)
+            await relay._deliver(Feed(tenant=tenant), entries, subscriptions)
         finally:
             await database_sync_to_async(lambda: connection.execute_wrappers.remove(counter))()
 
