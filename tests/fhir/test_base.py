@@ -40,19 +40,13 @@ from tests.fhir.world import (
     MOBILE,
     NAMELESS_ID,
     RECEPTIONIST_EMAIL,
+    RESOURCE_TYPES,
     SHORT_ID,
     FhirClinic,
     fhir_clinic,
     references,
 )
 from tests.query_budget import assert_constant_queries
-
-RESOURCE_TYPES = ("Patient", "Appointment", "Practitioner", "Location", "Organization")
-
-
-@pytest.fixture
-def fc(clinic: Clinic) -> FhirClinic:
-    return fhir_clinic(clinic)
 
 
 def ids(bundle: dict[str, Any]) -> set[str]:

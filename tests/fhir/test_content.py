@@ -17,7 +17,7 @@ from clinical.models import Appointment
 from clinical.projection import patient_projection_narrowest
 from tenants.models import Domain, Tenant
 from tenants.services import ProvisioningError, tenant_drop, tenant_provision
-from tests.clinical.conftest import A1_ID, P1_ID, P2_ID, VIEWER_EMAIL, Clinic
+from tests.clinical.conftest import A1_ID, P1_ID, P2_ID, VIEWER_EMAIL
 from tests.conftest import CLINICIAN_ID
 from tests.fhir.validate import FhirValidationError, validate_fhir
 from tests.fhir.world import (
@@ -26,18 +26,11 @@ from tests.fhir.world import (
     CANCELLED_ID,
     LANDLINE,
     NAMELESS_ID,
+    RESOURCE_TYPES,
     SHORT_ID,
     FhirClinic,
     empty_values,
-    fhir_clinic,
 )
-
-RESOURCE_TYPES = ("Patient", "Appointment", "Practitioner", "Location", "Organization")
-
-
-@pytest.fixture
-def fc(clinic: Clinic) -> FhirClinic:
-    return fhir_clinic(clinic)
 
 
 def test_everything_the_base_emits_is_valid_r4(fc: FhirClinic) -> None:

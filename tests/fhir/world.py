@@ -36,6 +36,8 @@ AGRONOMIST_EMAIL = "agronomist@example.com"
 NAMELESS_ID = uuid.UUID("01900000-0000-7000-8000-0000000a0009")
 SHORT_ID = uuid.UUID("01900000-0000-7000-8000-0000000e0009")
 CANCELLED_ID = uuid.UUID("01900000-0000-7000-8000-0000000e000a")
+# Every resource type the base serves.
+RESOURCE_TYPES = ("Patient", "Appointment", "Practitioner", "Location", "Organization")
 
 
 @dataclass(frozen=True)
