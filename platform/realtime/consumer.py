@@ -76,7 +76,6 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.timers: list[asyncio.TimerHandle] = []
         self.writer: asyncio.Task[None] | None = None
         self.sweeper: asyncio.Task[None] | None = None
-        self.params: dict[str, dict[str, Any]] = {}
         self.closing = False
         # Set by a published authorization change for this user (realtime.sockets).
         self.recheck_requested = asyncio.Event()
@@ -205,7 +204,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                     self.tenant,
                     _recheck,
                     identity=self.identity,
-                    subscriptions=self._reopen_list(),
+                    subscriptions=list(self.subscriptions.values()),
                     fresh_devices=published,
                 )
             except RefusedError as refused:
@@ -216,12 +215,6 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 subscription = self.subscriptions.get(sub_id)
                 if subscription is not None and subscription.kind.refresh_state:
                     subscription.state = state
-
-    def _reopen_list(self) -> list[tuple[str, Any, dict[str, Any]]]:
-        return [
-            (sub_id, subscription.kind, self.params.get(sub_id, {}))
-            for sub_id, subscription in self.subscriptions.items()
-        ]
 
     # --- outbound ---------------------------------------------------------------------------------
 
@@ -349,9 +342,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             state=state,
             role=self.identity.role,
             sink=self,
+            params=params,
         )
         self.subscriptions[sub_id] = subscription
-        self.params[sub_id] = params
         position = await get_relay().subscribe(
             subscription, tenant=self.tenant, start=start, since=since
         )
@@ -361,7 +354,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 def _recheck(
     *,
     identity: Identity,
-    subscriptions: list[tuple[str, Any, dict[str, Any]]],
+    subscriptions: list[Subscription],
     fresh_devices: bool,
 ) -> dict[str, Any]:
     """The re-check, in the tenant's schema: the user as at the handshake, then each
@@ -372,9 +365,11 @@ def _recheck(
         forget_cached_devices()
     user = identity_recheck(identity=identity)
     states: dict[str, Any] = {}
-    for sub_id, kind, params in subscriptions:
+    for subscription in subscriptions:
         try:
-            states[sub_id] = kind.open(user=user, identity=identity, params=params)
+            states[subscription.sub_id] = subscription.kind.open(
+                user=user, identity=identity, params=subscription.params
+            )
         except RefusedError:
             raise RefusedError(CLOSE_FORBIDDEN, "access to a subscription was withdrawn") from None
     return states
