@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.deploy.test_helm_chart import Manifest, _by_kind, _containers, _pod_specs, render
+from tests.deploy.chart import Manifest, by_kind, containers, pod_specs, render
 
 EXPECTED = {
     "web": "web",
@@ -31,23 +31,23 @@ def manifests() -> list[Manifest]:
 
 def test_every_container_names_its_process(manifests: list[Manifest]) -> None:
     seen = set()
-    for name, pod in _pod_specs(manifests).items():
-        for container in _containers(pod):
+    for name, pod in pod_specs(manifests).items():
+        for container in containers(pod):
             env = {item["name"]: item.get("value") for item in container.get("env", [])}
             assert env.get("VERDANT_PROCESS") == _process_of(name), (name, container["name"])
             seen.add(env["VERDANT_PROCESS"])
     assert seen == set(EXPECTED.values())
 
 
-def test_the_bound_reaches_every_pod_from_values(manifests: list[Manifest]) -> None:
-    maps = _by_kind(manifests, "ConfigMap")
+def test_the_bound_reaches_every_pod_fromvalues_file(manifests: list[Manifest]) -> None:
+    maps = by_kind(manifests, "ConfigMap")
     values = {m["data"].get("DB_MAX_SCHEMAS_PER_CONNECTION") for m in maps.values()}
     # The release's ConfigMap and the migration hook's copy carry the same value.
     assert values - {None} == {"120"}
 
 
 def test_the_default_bound_is_250() -> None:
-    maps = _by_kind(render(None), "ConfigMap")
+    maps = by_kind(render(None), "ConfigMap")
     assert {m["data"].get("DB_MAX_SCHEMAS_PER_CONNECTION") for m in maps.values()} - {None} == {
         "250"
     }

@@ -4,22 +4,25 @@ Kubernetes OpenAPI schemas (kubernetes-validate), and the properties that matter
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import helm_python as helm
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
-import yaml
 
-CHART = Path(__file__).resolve().parents[2] / "helm" / "verdant"
+from tests.deploy.chart import (
+    CHART,
+    VALUES_FILES,
+    Manifest,
+    by_kind,
+    containers,
+    pod_specs,
+    render,
+    values_file,
+)
+
 # A version kubernetes-validate ships schemas for; the chart's kubeVersion floor is 1.27.
 KUBE_VERSION = "1.30.0"
-VALUES_FILES = {
-    "defaults": None,
-    "production": CHART / "ci" / "production-values.yaml",
-    "minimal": CHART / "ci" / "minimal-values.yaml",
-}
 QUEUES = ("default", "sms")
 MIGRATION_STEPS = [
     ["python", "manage.py", "migrate_schemas", "--shared", "--noinput"],
@@ -38,45 +41,6 @@ MIGRATION_STEPS = [
     ["python", "manage.py", "check_schema_drift"],
 ]
 
-Manifest = dict[str, Any]
-
-
-def _values(name: str) -> dict[str, Any] | None:
-    path = VALUES_FILES[name]
-    return None if path is None else yaml.safe_load(path.read_text())
-
-
-def render(values: dict[str, Any] | None, *, release: str = "verdant") -> list[Manifest]:
-    with helm.Chart.load(CHART) as chart:
-        rendered = chart.render(values=values, name=release, namespace="verdant", is_install=True)
-    manifests: list[Manifest] = []
-    for template, text in sorted(rendered.items()):
-        if not template.endswith((".yaml", ".yml")):
-            continue
-        manifests.extend(doc for doc in yaml.safe_load_all(text) if doc)
-    return manifests
-
-
-@pytest.fixture(scope="module", params=sorted(VALUES_FILES))
-def rendered(request: pytest.FixtureRequest) -> tuple[str, list[Manifest]]:
-    return request.param, render(_values(request.param))
-
-
-def _by_kind(manifests: list[Manifest], kind: str) -> dict[str, Manifest]:
-    return {m["metadata"]["name"]: m for m in manifests if m["kind"] == kind}
-
-
-def _pod_specs(manifests: list[Manifest]) -> dict[str, dict[str, Any]]:
-    return {
-        f"{m['kind']}/{m['metadata']['name']}": m["spec"]["template"]["spec"]
-        for m in manifests
-        if m["kind"] in {"Deployment", "Job"}
-    }
-
-
-def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
-    return [*pod.get("initContainers", []), *pod["containers"]]
-
 
 def _hook(manifest: Manifest) -> tuple[str, int] | None:
     annotations = manifest["metadata"].get("annotations") or {}
@@ -90,7 +54,7 @@ def _hook(manifest: Manifest) -> tuple[str, int] | None:
 
 @pytest.mark.parametrize("name", sorted(VALUES_FILES))
 def test_helm_lint_strict_is_clean(name: str) -> None:
-    report = helm.lint(CHART, _values(name), strict=True, kube_version=f"v{KUBE_VERSION}")
+    report = helm.lint(CHART, values_file(name), strict=True, kube_version=f"v{KUBE_VERSION}")
     problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
     assert problems == []
 
@@ -105,7 +69,7 @@ def test_every_manifest_is_valid_kubernetes(rendered: tuple[str, list[Manifest]]
 
 def test_invalid_manifest_is_caught_by_the_validator() -> None:
     """Guards the guard: the validator really rejects a broken Deployment."""
-    deployment = _by_kind(render(None), "Deployment")["verdant-web"]
+    deployment = by_kind(render(None), "Deployment")["verdant-web"]
     deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, KUBE_VERSION, strict=True)
@@ -136,7 +100,7 @@ def test_invalid_manifest_is_caught_by_the_validator() -> None:
         "no-mem",
     ],
 )
-def test_values_schema_refuses_unsafe_values(override: dict[str, Any], message: str) -> None:
+def test_values_schema_refuses_unsafevalues_file(override: dict[str, Any], message: str) -> None:
     with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmError, match=message):
         chart.render(values=override, name="verdant")
 
@@ -146,7 +110,7 @@ def test_values_schema_refuses_unsafe_values(override: dict[str, Any], message: 
 
 def test_web_runs_gunicorn_with_health_probes(rendered: tuple[str, list[Manifest]]) -> None:
     _, manifests = rendered
-    pod = _by_kind(manifests, "Deployment")["verdant-web"]["spec"]["template"]["spec"]
+    pod = by_kind(manifests, "Deployment")["verdant-web"]["spec"]["template"]["spec"]
     (web,) = pod["containers"]
     assert web["command"] == [
         "gunicorn",
@@ -168,7 +132,7 @@ def test_web_runs_gunicorn_with_health_probes(rendered: tuple[str, list[Manifest
 
 def test_one_worker_deployment_per_queue(rendered: tuple[str, list[Manifest]]) -> None:
     _, manifests = rendered
-    deployments = _by_kind(manifests, "Deployment")
+    deployments = by_kind(manifests, "Deployment")
     for queue in QUEUES:
         (worker,) = deployments[f"verdant-worker-{queue}"]["spec"]["template"]["spec"]["containers"]
         assert worker["command"][:6] == [
@@ -183,7 +147,7 @@ def test_one_worker_deployment_per_queue(rendered: tuple[str, list[Manifest]]) -
 
 def test_beat_is_exactly_one_replica_recreated(rendered: tuple[str, list[Manifest]]) -> None:
     _, manifests = rendered
-    beat = _by_kind(manifests, "Deployment")["verdant-beat"]
+    beat = by_kind(manifests, "Deployment")["verdant-beat"]
     assert beat["spec"]["replicas"] == 1
     assert beat["spec"]["strategy"] == {"type": "Recreate"}
     assert beat["spec"]["template"]["spec"]["containers"][0]["command"][:4] == [
@@ -192,19 +156,19 @@ def test_beat_is_exactly_one_replica_recreated(rendered: tuple[str, list[Manifes
         "settings.celery_app",
         "beat",
     ]
-    assert "verdant-beat" not in _by_kind(manifests, "HorizontalPodAutoscaler")
-    assert "verdant-beat" not in _by_kind(manifests, "PodDisruptionBudget")
+    assert "verdant-beat" not in by_kind(manifests, "HorizontalPodAutoscaler")
+    assert "verdant-beat" not in by_kind(manifests, "PodDisruptionBudget")
 
 
 def test_every_container_is_locked_down_and_sized(rendered: tuple[str, list[Manifest]]) -> None:
     _, manifests = rendered
-    pods = _pod_specs(manifests)
+    pods = pod_specs(manifests)
     assert len(pods) == 6  # web, realtime, two workers, beat, migration Job
     for name, pod in pods.items():
         assert pod["securityContext"]["runAsNonRoot"] is True, name
         assert pod["securityContext"]["runAsUser"] > 0, name
         assert pod["automountServiceAccountToken"] is False, name
-        for container in _containers(pod):
+        for container in containers(pod):
             where = f"{name}/{container['name']}"
             security = container["securityContext"]
             assert security["runAsNonRoot"] is True, where
@@ -222,21 +186,21 @@ def test_every_container_is_locked_down_and_sized(rendered: tuple[str, list[Mani
 
 def test_migration_job_is_an_ordered_pre_deploy_hook(rendered: tuple[str, list[Manifest]]) -> None:
     values_name, manifests = rendered
-    parallel = str((_values(values_name) or {}).get("migrations", {}).get("parallel", 4))
-    job = _by_kind(manifests, "Job")["verdant-migrate"]
+    parallel = str((values_file(values_name) or {}).get("migrations", {}).get("parallel", 4))
+    job = by_kind(manifests, "Job")["verdant-migrate"]
     hook = _hook(job)
     assert hook is not None
     assert set(hook[0].split(",")) == {"pre-install", "pre-upgrade"}
     pod = job["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
-    commands = [container["command"] for container in _containers(pod)]
+    commands = [container["command"] for container in containers(pod)]
     expected = [[parallel if arg == "<N>" else arg for arg in step] for step in MIGRATION_STEPS]
     assert commands == expected
 
     # Everything the Job reads exists before it: hook resources with a lower weight.
     env_sources = {
         ref.get("configMapRef", ref.get("secretRef"))["name"]
-        for container in _containers(pod)
+        for container in containers(pod)
         for ref in container["envFrom"]
     }
     earlier = {
@@ -244,17 +208,17 @@ def test_migration_job_is_an_ordered_pre_deploy_hook(rendered: tuple[str, list[M
         for m in manifests
         if (h := _hook(m)) is not None and h[1] < hook[1] and m["kind"] != "Job"
     }
-    external = {(_values(values_name) or {}).get("secrets", {}).get("existingSecret")}
+    external = {(values_file(values_name) or {}).get("secrets", {}).get("existingSecret")}
     assert env_sources <= earlier | external
     assert pod["serviceAccountName"] in earlier
 
 
 def test_hook_config_matches_the_release_config(rendered: tuple[str, list[Manifest]]) -> None:
     _, manifests = rendered
-    config_maps = _by_kind(manifests, "ConfigMap")
+    config_maps = by_kind(manifests, "ConfigMap")
     assert config_maps["verdant-migrate"]["data"] == config_maps["verdant"]["data"]
     assert config_maps["verdant"]["data"]["DJANGO_SETTINGS_MODULE"] == "settings.production"
-    secrets = _by_kind(manifests, "Secret")
+    secrets = by_kind(manifests, "Secret")
     if secrets:
         # A generated SECRET_KEY is generated once per render: hook and release agree.
         assert secrets["verdant-migrate"]["data"] == secrets["verdant"]["data"]
@@ -262,8 +226,8 @@ def test_hook_config_matches_the_release_config(rendered: tuple[str, list[Manife
 
 
 def test_production_values_scale_out_and_keep_secrets_external() -> None:
-    manifests = render(_values("production"))
-    hpas = _by_kind(manifests, "HorizontalPodAutoscaler")
+    manifests = render(values_file("production"))
+    hpas = by_kind(manifests, "HorizontalPodAutoscaler")
     assert set(hpas) == {
         "verdant-web",
         "verdant-realtime",
@@ -273,41 +237,41 @@ def test_production_values_scale_out_and_keep_secrets_external() -> None:
     assert hpas["verdant-web"]["spec"]["minReplicas"] == 3
     # The HPA owns the replica count: the Deployment must not reset it on every upgrade.
     for name in hpas:
-        assert "replicas" not in _by_kind(manifests, "Deployment")[name]["spec"]
-    assert set(_by_kind(manifests, "PodDisruptionBudget")) == set(hpas)
-    assert _by_kind(manifests, "Secret") == {}
-    for pod in _pod_specs(manifests).values():
-        for container in _containers(pod):
+        assert "replicas" not in by_kind(manifests, "Deployment")[name]["spec"]
+    assert set(by_kind(manifests, "PodDisruptionBudget")) == set(hpas)
+    assert by_kind(manifests, "Secret") == {}
+    for pod in pod_specs(manifests).values():
+        for container in containers(pod):
             secret_refs = [
                 ref["secretRef"]["name"] for ref in container["envFrom"] if "secretRef" in ref
             ]
             assert secret_refs == ["verdant-runtime"]
-    config = _by_kind(manifests, "ConfigMap")["verdant"]["data"]
+    config = by_kind(manifests, "ConfigMap")["verdant"]["data"]
     assert config["OTEL_SDK_DISABLED"] == "false"
     assert config["OTEL_EXPORTER_OTLP_ENDPOINT"].startswith("http://otel-collector")
     # No origin trusted besides each request's own host: no wildcard across tenant hosts.
     assert "CSRF_TRUSTED_ORIGINS" not in config
-    assert len(_by_kind(manifests, "NetworkPolicy")) == 3  # web, realtime, default
+    assert len(by_kind(manifests, "NetworkPolicy")) == 3  # web, realtime, default
 
 
 def test_ingress_serves_base_and_wildcard_tenant_hosts_with_tls() -> None:
-    manifests = render(_values("production"))
-    ingress = _by_kind(manifests, "Ingress")["verdant"]
+    manifests = render(values_file("production"))
+    ingress = by_kind(manifests, "Ingress")["verdant"]
     hosts = [rule["host"] for rule in ingress["spec"]["rules"]]
     assert hosts == ["verdant.health", "*.verdant.health"]
     assert ingress["spec"]["tls"] == [
         {"hosts": hosts, "secretName": "verdant-wildcard-tls"},
     ]
     backend = ingress["spec"]["rules"][1]["http"]["paths"][0]["backend"]["service"]
-    assert backend["name"] in _by_kind(manifests, "Service")
+    assert backend["name"] in by_kind(manifests, "Service")
 
 
 def test_minimal_values_render_a_small_release() -> None:
-    manifests = render(_values("minimal"))
-    assert _by_kind(manifests, "HorizontalPodAutoscaler") == {}
-    assert _by_kind(manifests, "PodDisruptionBudget") == {}
-    assert _by_kind(manifests, "Ingress") == {}
-    assert _by_kind(manifests, "Deployment")["verdant-web"]["spec"]["replicas"] == 1
+    manifests = render(values_file("minimal"))
+    assert by_kind(manifests, "HorizontalPodAutoscaler") == {}
+    assert by_kind(manifests, "PodDisruptionBudget") == {}
+    assert by_kind(manifests, "Ingress") == {}
+    assert by_kind(manifests, "Deployment")["verdant-web"]["spec"]["replicas"] == 1
 
 
 def test_release_name_prefixes_every_resource() -> None:

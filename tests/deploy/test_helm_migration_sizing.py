@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.test_helm_chart import render
+from tests.deploy.chart import render
 
 
 def _job(values: dict[str, Any] | None) -> dict[str, Any]:

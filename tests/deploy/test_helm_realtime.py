@@ -14,18 +14,13 @@ from typing import Any
 import helm_python as helm
 import pytest
 
-from tests.deploy.test_helm_chart import CHART, VALUES_FILES, Manifest, _by_kind, _values, render
+from tests.deploy.chart import CHART, Manifest, by_kind, render, values_file
 
 NAME = "verdant-realtime"
 
 
-@pytest.fixture(scope="module", params=sorted(VALUES_FILES))
-def rendered(request: pytest.FixtureRequest) -> tuple[str, list[Manifest]]:
-    return request.param, render(_values(request.param))
-
-
 def _container(manifests: list[Manifest]) -> tuple[dict[str, Any], dict[str, Any]]:
-    pod = _by_kind(manifests, "Deployment")[NAME]["spec"]["template"]["spec"]
+    pod = by_kind(manifests, "Deployment")[NAME]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     return pod, container
 
@@ -50,7 +45,7 @@ def test_realtime_runs_uvicorn_on_the_asgi_app(rendered: tuple[str, list[Manifes
     assert env["VERDANT_PROCESS"] == "realtime"
     # The same configuration and secrets as every other pod.
     refs = [next(iter(ref.values()))["name"] for ref in container["envFrom"]]
-    web = _by_kind(manifests, "Deployment")["verdant-web"]["spec"]["template"]["spec"]
+    web = by_kind(manifests, "Deployment")["verdant-web"]["spec"]["template"]["spec"]
     assert refs == [next(iter(ref.values()))["name"] for ref in web["containers"][0]["envFrom"]]
 
 
@@ -66,7 +61,7 @@ def test_connections_per_user_is_a_documented_value_of_the_realtime_pods() -> No
     assert env_of(render({}))["REALTIME_MAX_CONNECTIONS_PER_USER"] == "10"
     manifests = render({"realtime": {"maxConnectionsPerUser": 25}})
     assert env_of(manifests)["REALTIME_MAX_CONNECTIONS_PER_USER"] == "25"
-    web = _by_kind(manifests, "Deployment")["verdant-web"]["spec"]["template"]["spec"]
+    web = by_kind(manifests, "Deployment")["verdant-web"]["spec"]["template"]["spec"]
     assert not any(
         item["name"] == "REALTIME_MAX_CONNECTIONS_PER_USER"
         for item in web["containers"][0].get("env", [])
@@ -110,7 +105,7 @@ def test_shutdown_drains_within_the_grace_period(rendered: tuple[str, list[Manif
     assert timeout > drain
     graceful = int(_flag(container["command"], "--timeout-graceful-shutdown"))
     assert sleep + drain + graceful < int(pod["terminationGracePeriodSeconds"])
-    strategy = _by_kind(manifests, "Deployment")[NAME]["spec"]["strategy"]
+    strategy = by_kind(manifests, "Deployment")[NAME]["spec"]["strategy"]
     assert strategy["rollingUpdate"]["maxUnavailable"] == 0
 
 
@@ -138,8 +133,8 @@ def test_the_drain_window_is_a_value() -> None:
 
 
 def test_ingress_sends_ws_to_realtime_with_timeouts_above_the_ping() -> None:
-    manifests = render(_values("production"))
-    ingresses = _by_kind(manifests, "Ingress")
+    manifests = render(values_file("production"))
+    ingresses = by_kind(manifests, "Ingress")
     realtime = ingresses[NAME]
     _, container = _container(manifests)
     ping = float(_flag(container["command"], "--ws-ping-interval"))
@@ -158,20 +153,20 @@ def test_ingress_sends_ws_to_realtime_with_timeouts_above_the_ping() -> None:
         (path,) = rule["http"]["paths"]
         assert (path["path"], path["pathType"]) == ("/ws/", "Prefix")
         assert path["backend"]["service"] == {"name": NAME, "port": {"name": "http"}}
-    service = _by_kind(manifests, "Service")[NAME]
+    service = by_kind(manifests, "Service")[NAME]
     assert (
         service["spec"]["selector"]
-        == _by_kind(manifests, "Deployment")[NAME]["spec"]["selector"]["matchLabels"]
+        == by_kind(manifests, "Deployment")[NAME]["spec"]["selector"]["matchLabels"]
     )
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
 
 def test_network_policy_lets_the_ingress_reach_realtime() -> None:
-    values = _values("production")
+    values = values_file("production")
     assert values is not None
     manifests = render(values)
-    policies = _by_kind(manifests, "NetworkPolicy")
-    labels = _by_kind(manifests, "Deployment")[NAME]["spec"]["template"]["metadata"]["labels"]
+    policies = by_kind(manifests, "NetworkPolicy")
+    labels = by_kind(manifests, "Deployment")[NAME]["spec"]["template"]["metadata"]["labels"]
     admitting = [
         policy
         for policy in policies.values()
@@ -192,12 +187,12 @@ def test_network_policy_lets_the_ingress_reach_realtime() -> None:
 def render_defaults_ingress_from() -> list[dict[str, Any]]:
     """The default values' ingressFrom (the ingress-nginx namespace)."""
     manifests = render({"networkPolicy": {"enabled": True}})
-    return list(_by_kind(manifests, "NetworkPolicy")["verdant-web"]["spec"]["ingress"][0]["from"])
+    return list(by_kind(manifests, "NetworkPolicy")["verdant-web"]["spec"]["ingress"][0]["from"])
 
 
 def test_own_hpa_and_pdb_scale_down_slowly() -> None:
-    manifests = render(_values("production"))
-    hpa = _by_kind(manifests, "HorizontalPodAutoscaler")[NAME]
+    manifests = render(values_file("production"))
+    hpa = by_kind(manifests, "HorizontalPodAutoscaler")[NAME]
     assert hpa["spec"]["scaleTargetRef"]["name"] == NAME
     assert hpa["spec"]["minReplicas"] == 3
     # Removing a pod disconnects its sockets: one pod per period, after a long window.
@@ -205,17 +200,17 @@ def test_own_hpa_and_pdb_scale_down_slowly() -> None:
     assert scale_down["stabilizationWindowSeconds"] >= 300
     assert scale_down["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 300}]
     # The HPA owns the replica count.
-    assert "replicas" not in _by_kind(manifests, "Deployment")[NAME]["spec"]
-    pdb = _by_kind(manifests, "PodDisruptionBudget")[NAME]
+    assert "replicas" not in by_kind(manifests, "Deployment")[NAME]["spec"]
+    pdb = by_kind(manifests, "PodDisruptionBudget")[NAME]
     assert pdb["spec"]["maxUnavailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "realtime"
 
 
 def test_minimal_release_runs_one_realtime_pod_without_ingress() -> None:
-    manifests = render(_values("minimal"))
-    assert _by_kind(manifests, "Deployment")[NAME]["spec"]["replicas"] == 1
-    assert NAME not in _by_kind(manifests, "Ingress")
-    assert NAME not in _by_kind(manifests, "HorizontalPodAutoscaler")
+    manifests = render(values_file("minimal"))
+    assert by_kind(manifests, "Deployment")[NAME]["spec"]["replicas"] == 1
+    assert NAME not in by_kind(manifests, "Ingress")
+    assert NAME not in by_kind(manifests, "HorizontalPodAutoscaler")
 
 
 def test_realtime_can_be_disabled() -> None:

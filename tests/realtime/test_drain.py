@@ -23,7 +23,7 @@ from websockets.sync.client import ClientConnection
 from accounts.roles import Role
 from realtime.drain import CLOSE_GOING_AWAY
 from realtime.probes import from_loopback
-from tests.deploy.test_helm_chart import _by_kind, render
+from tests.deploy.chart import by_kind, render
 from tests.realtime.conftest import RealtimeWorld, access_token, close_code, open_socket, ready
 from tests.realtime.live import LiveASGI, live_uvicorn
 
@@ -51,7 +51,7 @@ def _pre_stop_command(port: int) -> list[str]:
     """The chart's preStop hook for a pod serving on ``port``, with this interpreter as the
     image's ``python`` (the image has no curl)."""
     values = {"realtime": {"port": port, "preStopSleepSeconds": 0, "drainSeconds": DRAIN_SECONDS}}
-    pod = _by_kind(render(values), "Deployment")["verdant-realtime"]["spec"]["template"]["spec"]
+    pod = by_kind(render(values), "Deployment")["verdant-realtime"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     env = {item["name"]: item.get("value") for item in container["env"]}
     # The process drains over the window the chart gives it.
