@@ -171,7 +171,7 @@ def _copy_refusal(
     template = settings.TENANT_TEMPLATE_SCHEMA
     if migration_records(cursor, template) != script_records:
         return TEMPLATE_CHANGED
-    if migration_names(cursor, schema) != migration_names(cursor, template):
+    if migration_names(cursor, schema) != {(app, name) for app, name, _ in script_records}:
         return NOT_LIKE_TEMPLATE_MIGRATIONS
     if structure_signature(cursor, schema) != structure_signature(cursor, template):
         return NOT_LIKE_TEMPLATE_COLUMNS

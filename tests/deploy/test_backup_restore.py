@@ -342,6 +342,30 @@ def test_a_schema_unlike_the_template_is_backed_up_by_pg_dump_exactly(tmp_path: 
 
 
 @pytest.mark.usefixtures("committed_tenants")
+def test_a_schema_with_other_migrations_than_the_template_is_not_copied(tmp_path: Path) -> None:
+    """A migration the template has not applied (a schema mid-deploy, or migrated by hand): the
+    template's DDL may not fit its rows, so --method copy refuses with the reason; the other
+    tenant, still like the template, is copied."""
+    backup = tmp_path / "a.backup"
+
+    def scenario() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {quote_schema_name(schema_name_for(SLUG_A))}.django_migrations "
+                "(app, name, applied) VALUES ('toy', '9999_by_hand', now())"
+            )
+        with pytest.raises(CommandError, match="its applied migrations differ from the template"):
+            _run("backup_tenant", SLUG_A, "--file", str(backup), "--method", "copy")
+        assert not backup.exists()
+        output = _run(
+            "backup_tenant", SLUG_B, "--file", str(tmp_path / "b.backup"), "--method", "copy"
+        )
+        assert ", copy) in " in output
+
+    committed(scenario)
+
+
+@pytest.mark.usefixtures("committed_tenants")
 def test_restore_refuses_another_tenants_backup(tmp_path: Path) -> None:
     backup = tmp_path / "b.backup"
 
