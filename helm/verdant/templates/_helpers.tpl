@@ -174,3 +174,27 @@ checksum/secret: {{ printf "%s|%s|%s" .Values.secrets.databaseUrl .Values.secret
 - name: media
   mountPath: {{ .Values.media.mountPath }}
 {{- end }}
+
+{{/* One step of the migration Job (an init container, or the last container): the image with
+the hook-scoped configuration and secret, the Job's resources and /tmp. Call with
+(dict "root" $ "name" "<container name>" "command" (list "python" "manage.py" ...)). */}}
+{{- define "verdant.migrateStep" -}}
+- name: {{ .name }}
+  image: {{ include "verdant.image" .root }}
+  imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+  command:
+    {{- toYaml .command | nindent 4 }}
+  env:
+    # application_name verdant-migrate in pg_stat_activity (settings/process.py).
+    - name: VERDANT_PROCESS
+      value: migrate
+  envFrom:
+    {{- include "verdant.envFrom" (dict "root" .root "hook" true) | nindent 4 }}
+  resources:
+    {{- toYaml .root.Values.migrations.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml .root.Values.securityContext | nindent 4 }}
+  volumeMounts:
+    - name: tmp
+      mountPath: /tmp
+{{- end }}
