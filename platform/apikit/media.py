@@ -27,7 +27,7 @@ from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.utils.mediatypes import media_type_matches
 
-from apikit.json import JSONRenderer, dumps
+from apikit.json import JSONRenderer
 
 JSON = "application/json"
 _ERROR_CONTENT_TYPE = JSON
@@ -47,31 +47,11 @@ def format_name(media_type: str) -> str:
     return media_type.split(";", 1)[0].split("/", 1)[-1].strip()
 
 
-class BodyRenderer(renderers.BaseRenderer):
-    """For an action that writes its own body (a file, a stream): DRF negotiates with it, and the
-    action's HttpResponse carries the bytes. DRF only ever renders an error envelope through it,
-    written as JSON."""
-
-    charset = None
-    format = ""
-
-    def render(
-        self,
-        data: Any,
-        accepted_media_type: str | None = None,
-        renderer_context: Mapping[str, Any] | None = None,
-    ) -> bytes:
-        if data is None:
-            return b""
-        if isinstance(data, bytes):
-            return data
-        _label_error(renderer_context)
-        return dumps(data)
-
-
-class JSONBodyRenderer(JSONRenderer):
-    """A JSON body under its own media type (``application/fhir+json``): the API's JSON bytes;
-    an error envelope is labelled ``application/json``, as on every other endpoint."""
+class MediaTypeRenderer(JSONRenderer):
+    """The base of every ``@produces`` media type's renderer. DRF negotiates with it; a JSON body
+    (a FHIR resource, GeoJSON) is the API's JSON bytes, and an action that writes its own body (a
+    file, a stream) hands DRF nothing but an error envelope. An error is labelled
+    ``application/json`` whatever was negotiated, as on every other endpoint."""
 
     def render(
         self,
@@ -101,24 +81,22 @@ class ContentNegotiation(negotiation.DefaultContentNegotiation):
         return matching
 
 
-_RENDERERS: dict[tuple[str, bool], type[renderers.BaseRenderer]] = {}
+_RENDERERS: dict[str, type[renderers.BaseRenderer]] = {}
 
 
-def renderer_for(media_type: str, *, json_body: bool) -> type[renderers.BaseRenderer]:
+def renderer_for(media_type: str) -> type[renderers.BaseRenderer]:
     """The renderer class for one media type (one class per type, built once)."""
-    if json_body and media_type == JSON:
+    if media_type == JSON:
         return JSONRenderer
-    key = (media_type, json_body)
-    if key not in _RENDERERS:
-        base: type[renderers.BaseRenderer] = JSONBodyRenderer if json_body else BodyRenderer
+    if media_type not in _RENDERERS:
         name = "".join(part.title() for part in media_type.replace("+", "/").split("/"))
-        _RENDERERS[key] = type(
+        _RENDERERS[media_type] = type(
             f"{name.replace('-', '').replace('.', '')}Renderer",
-            (base,),
+            (MediaTypeRenderer,),
             # The subtype is the renderer's format: DRF's ``?format=ndjson`` picks it too.
             {"media_type": media_type, "format": format_name(media_type)},
         )
-    return _RENDERERS[key]
+    return _RENDERERS[media_type]
 
 
 @dataclass(frozen=True)
@@ -131,9 +109,7 @@ class Produces:
     description: str
 
     def renderer_classes(self) -> list[type[renderers.BaseRenderer]]:
-        return [
-            renderer_for(media_type, json_body=self.json_body) for media_type in self.media_types
-        ]
+        return [renderer_for(media_type) for media_type in self.media_types]
 
 
 def produces(

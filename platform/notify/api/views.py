@@ -140,10 +140,7 @@ class InboundMessageView(_TwilioWebhook):
 
     our_number_field = "To"
     # The answer is TwiML: negotiated as XML (apikit.media; errors stay the JSON envelope).
-    renderer_classes = [
-        renderer_for("text/xml", json_body=False),
-        renderer_for("application/xml", json_body=False),
-    ]
+    renderer_classes = [renderer_for("text/xml"), renderer_for("application/xml")]
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.BINARY}, auth=[])
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
