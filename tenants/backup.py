@@ -42,7 +42,7 @@ from apikit.tenancy import activate_public
 from notify.services import sender_route_resync
 from tenants.migration_state import expected_migrations, schemas_behind
 from tenants.models import Domain, Plan, Tenant
-from tenants.pg_tools import find_pg_tool, libpq_env
+from tenants.pg_tools import find_pg_tool, libpq_env, pg_connection
 from tenants.routing import routing_changed
 from tenants.schema_copy import (
     CopyRefusedError,
@@ -50,7 +50,6 @@ from tenants.schema_copy import (
     SchemaRows,
     migration_names,
     migration_records,
-    pg_connection,
     schema_rows_dump,
     schema_rows_load,
     structure_signature,

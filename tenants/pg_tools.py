@@ -1,16 +1,44 @@
 """PostgreSQL's client tools (pg_dump, pg_restore) for backups and the template script: where to
-find them, and the connection settings they get."""
+find them, and the connection settings they get; the same settings for a psycopg connection of a
+backup's own (tenants.backup)."""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import psycopg
 from django.db import connection
+from psycopg.conninfo import make_conninfo
 
 PG_SEARCH_ROOTS = (Path("/usr/lib/postgresql"), Path("/usr/local/pgsql"), Path("/opt/homebrew/opt"))
+# libpq keyword -> DATABASES setting; then the OPTIONS that are libpq keywords themselves.
+LIBPQ_SETTINGS = {
+    "dbname": "NAME",
+    "host": "HOST",
+    "port": "PORT",
+    "user": "USER",
+    "password": "PASSWORD",
+}
+LIBPQ_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout")
+# libpq keyword -> the environment variable the client tools read it from.
+LIBPQ_ENV = {
+    "dbname": "PGDATABASE",
+    "host": "PGHOST",
+    "port": "PGPORT",
+    "user": "PGUSER",
+    "password": "PGPASSWORD",
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+}
 
 
 def _version_key(path: Path) -> tuple[int, ...]:
@@ -40,19 +68,31 @@ def find_pg_tool(
     return Path(found) if found else None
 
 
-def libpq_env() -> dict[str, str]:
-    """Connection settings for the client tools as libpq variables: the password never appears
-    in a process listing."""
+def libpq_params() -> dict[str, str]:
+    """The default database's connection settings as libpq keywords: DATABASES' NAME, HOST,
+    PORT, USER and PASSWORD, and the OPTIONS that are libpq's own (TLS, connect timeout)."""
     db = connection.settings_dict
-    env = dict(os.environ)
-    for variable, value in (
-        ("PGHOST", db.get("HOST")),
-        ("PGPORT", db.get("PORT")),
-        ("PGUSER", db.get("USER")),
-        ("PGPASSWORD", db.get("PASSWORD")),
-        ("PGDATABASE", db.get("NAME")),
-        ("PGSSLMODE", (db.get("OPTIONS") or {}).get("sslmode")),
-    ):
-        if value:
-            env[variable] = str(value)
-    return env
+    options = db.get("OPTIONS") or {}
+    found = {keyword: db.get(setting) for keyword, setting in LIBPQ_SETTINGS.items()}
+    found.update({keyword: options.get(keyword) for keyword in LIBPQ_OPTIONS})
+    return {keyword: str(value) for keyword, value in found.items() if value not in (None, "")}
+
+
+def libpq_env() -> dict[str, str]:
+    """The same settings for the client tools as libpq variables: the password never appears
+    in a process listing."""
+    return {
+        **os.environ,
+        **{LIBPQ_ENV[keyword]: value for keyword, value in libpq_params().items()},
+    }
+
+
+@contextmanager
+def pg_connection(*, application_name: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection of its own (not Django's), with the same settings: its snapshot and
+    transaction belong to a backup or restore alone, as pg_dump's and pg_restore's do."""
+    conn = psycopg.connect(make_conninfo(**libpq_params(), application_name=application_name))
+    try:
+        yield conn
+    finally:
+        conn.close()

@@ -21,14 +21,12 @@ loading referenced tables first.
 from __future__ import annotations
 
 import graphlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from django.db import connection
 from psycopg import sql
 
 COPY_CHUNK_BYTES = 1 << 16
@@ -75,28 +73,6 @@ class SchemaRows:
                 for name, value in data["sequences"].items()
             },
         )
-
-
-@contextmanager
-def pg_connection(*, application_name: str) -> Iterator[psycopg.Connection[Any]]:
-    """A connection of its own (not Django's): its snapshot and transaction belong to the backup
-    or restore alone, like pg_dump's and pg_restore's did."""
-    db = connection.settings_dict
-    params: dict[str, Any] = {"dbname": db["NAME"], "application_name": application_name}
-    for key, setting in (("user", "USER"), ("password", "PASSWORD"), ("host", "HOST")):
-        if db.get(setting):
-            params[key] = db[setting]
-    if db.get("PORT"):
-        params["port"] = int(db["PORT"])
-    options = db.get("OPTIONS") or {}
-    for key in ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout"):
-        if options.get(key) is not None:
-            params[key] = options[key]
-    conn = psycopg.connect(**params)
-    try:
-        yield conn
-    finally:
-        conn.close()
 
 
 # A schema's tables and sequences, found through pg_depend's index on the referenced object:

@@ -32,7 +32,7 @@ from notify.services import sms_sender_save
 from tenants import backup as backup_module
 from tenants.backup import ASIDE_SUFFIX
 from tenants.models import Domain, Tenant
-from tenants.pg_tools import find_pg_tool
+from tenants.pg_tools import find_pg_tool, libpq_env, libpq_params
 from tenants.services import schema_name_for, tenant_drop, tenant_host, tenant_provision
 from tests.apikit.toy.models import Item, Site
 from tests.committed import committed
@@ -415,6 +415,26 @@ def test_client_tools_are_found_newest_major_first(tmp_path: Path) -> None:
     found = find_pg_tool("pg_dump", search_roots=(tmp_path / "postgresql",), path_env="")
     assert found == tmp_path / "postgresql" / "15" / "bin" / "pg_dump"
     assert find_pg_tool("pg_restore", search_roots=(tmp_path / "none",), path_env="") is None
+
+
+def test_the_client_tools_and_the_backups_own_connection_get_the_same_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pg_dump / pg_restore (libpq variables) and the copy method's psycopg connection (libpq
+    keywords) connect alike, TLS files and connect timeout included."""
+    options = {
+        **(connection.settings_dict.get("OPTIONS") or {}),
+        "sslmode": "verify-full",
+        "sslrootcert": "/etc/verdant/db-ca.pem",
+        "connect_timeout": 7,
+    }
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS", options)
+    params, env = libpq_params(), libpq_env()
+    assert params["sslrootcert"] == env["PGSSLROOTCERT"] == "/etc/verdant/db-ca.pem"
+    assert params["sslmode"] == env["PGSSLMODE"] == "verify-full"
+    assert params["connect_timeout"] == env["PGCONNECT_TIMEOUT"] == "7"
+    assert params["dbname"] == env["PGDATABASE"] == connection.settings_dict["NAME"]
+    assert "application_name" not in params  # each connection names itself
 
 
 def test_without_the_template_script_auto_falls_back_to_pg_dump_and_copy_refuses(
