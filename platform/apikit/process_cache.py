@@ -75,11 +75,10 @@ class ProcessCache(Generic[K, V]):
         self._refresh_generation()
         now = self._clock()
         with self._lock:
-            entry = self._entries.get(key)
+            table = self._entries if key in self._entries else self._misses
+            entry = table.get(key)
             if entry is not None:
-                self._entries.move_to_end(key)
-            else:
-                entry = self._misses.get(key)
+                table.move_to_end(key)  # least-recently-used: this one goes last
         if entry is None or (
             not self._redis_healthy and now - entry.loaded_at > FALLBACK_TTL_SECONDS
         ):

@@ -73,3 +73,19 @@ def test_a_miss_that_becomes_a_value_is_found(cache: ProcessCache[str, str]) -> 
     loader.known.add("new")
     cache.publish_change()  # provisioning publishes
     assert cache.get("new", loader("new")) == "value-new"
+
+
+def test_a_full_misses_table_drops_the_miss_used_longest_ago(
+    cache: ProcessCache[str, str],
+) -> None:
+    loader = Loader(set())
+    for key in ("x", "y"):
+        assert cache.get(key, loader(key)) is None
+    cache.get("x", loader("x"))  # asked again: now the most recent miss
+    cache.get("z", loader("z"))  # the misses table (2) is full: "y" goes, not "x"
+    loader.loads.clear()
+    for key in ("x", "z"):
+        cache.get(key, loader(key))
+    assert loader.loads == []
+    cache.get("y", loader("y"))
+    assert loader.loads == ["y"]
