@@ -163,24 +163,21 @@ def scope_to_containers(
     return queryset.filter(**{f"{container_field}__in": containers.values("pk")})
 
 
+# Every grant change goes through the two functions below, so this is where open WebSockets learn
+# of it: the user's sockets in this tenant re-check once the change commits (issue 18, item 6).
+
+
 def container_access_grant(*, user: Any, container: Model, level: AccessLevel) -> None:
     from guardian.shortcuts import assign_perm
 
     assign_perm(_codename(type(container), level), user, container)
-    _access_changed(user=user)
+    user_access_changed(user_id=user.pk)
 
 
 def container_access_revoke(*, user: Any, container: Model, level: AccessLevel) -> None:
     from guardian.shortcuts import remove_perm
 
     remove_perm(_codename(type(container), level), user, container)
-    _access_changed(user=user)
-
-
-def _access_changed(*, user: Any) -> None:
-    """Every grant change goes through the two functions above, so this is where open WebSockets
-    learn of it: the user's sockets in this tenant re-check once the change commits (issue 18,
-    item 6)."""
     user_access_changed(user_id=user.pk)
 
 
