@@ -74,12 +74,17 @@ class Cell:
         return requests.get(f"{self.url}{path}", headers=headers, timeout=10)
 
     def login(self, host: str) -> requests.Response:
-        return requests.post(
-            f"{self.url}/api/v1/auth/token/",
-            json={"email": ADMIN_EMAIL, "password": PASSWORD},
-            headers={"Host": host},
-            timeout=10,
-        )
+        return _login(self.url, host)
+
+
+def _login(url: str, host: str) -> requests.Response:
+    """The shared admin credentials posted for ``host`` to a cell or the edge at ``url``."""
+    return requests.post(
+        f"{url}/api/v1/auth/token/",
+        json={"email": ADMIN_EMAIL, "password": PASSWORD},
+        headers={"Host": host},
+        timeout=10,
+    )
 
 
 def _free_port() -> int:
@@ -253,12 +258,7 @@ def test_colliding_credentials_and_ids_never_cross_cells(cells: dict[str, Cell])
     for slug, home in HOME.items():
         # What a front proxy does with the 421: the same request at the cell it names.
         first = cells["b" if home == "a" else "a"].login(_host(slug))
-        retried = requests.post(
-            f"{first.json()['error']['cell_url']}/api/v1/auth/token/",
-            json={"email": ADMIN_EMAIL, "password": PASSWORD},
-            headers={"Host": _host(slug)},
-            timeout=10,
-        )
+        retried = _login(first.json()["error"]["cell_url"], _host(slug))
         assert retried.status_code == 200, retried.text
         tokens[slug] = retried.json()["access"]
 
@@ -394,12 +394,7 @@ def test_the_edge_proxy_sends_every_host_to_its_cell(edge: str) -> None:
 
     for slug in HOME:
         # A POST body survives the retry: the same credentials log in to each tenant's own data.
-        token = requests.post(
-            f"{edge}/api/v1/auth/token/",
-            json={"email": ADMIN_EMAIL, "password": PASSWORD},
-            headers={"Host": _host(slug)},
-            timeout=10,
-        )
+        token = _login(edge, _host(slug))
         assert token.status_code == 200, token.text
         clinician = requests.get(
             f"{edge}/api/v1/users/{CLINICIAN_ID}/",
@@ -455,12 +450,7 @@ def test_a_tenant_moves_between_cells_by_backup_restore_and_the_directory_flip(
         assert clinician.json()["full_name"] == f"{slug} clinician"
 
     # The edge's map still says cell a: a answers 421 (north is suspended there), b serves it.
-    via_edge = requests.post(
-        f"{edge}/api/v1/auth/token/",
-        json={"email": ADMIN_EMAIL, "password": PASSWORD},
-        headers={"Host": _host("north")},
-        timeout=10,
-    )
+    via_edge = _login(edge, _host("north"))
     assert via_edge.status_code == 200, via_edge.text
 
     source.manage("drop_tenant", "north", "--confirm")
