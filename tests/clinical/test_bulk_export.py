@@ -20,11 +20,12 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 from rest_framework.test import APIClient
 
+from accounts.models import User
 from audit.models import AuditEvent
 from clinical import rules
 from clinical.bulkdata import resources, services
 from clinical.bulkdata.tasks import bulk_exports_purge_all
-from clinical.models import Appointment, BulkExport, Patient
+from clinical.models import Appointment, BulkExport, BulkExportStatus, Patient
 from tests.clinical.bulk_world import (
     ADMIN,
     APPOINTMENTS,
@@ -432,6 +433,65 @@ def test_tenants_never_cross(a: BulkWorld, b: BulkWorld) -> None:
     exports_clear(b)
     assert kickoff(a_admin, a).status_code == 202
     assert kickoff(b_admin, b).status_code == 202
+
+
+def _same_id_in(world: BulkWorld, export: BulkExport, **fields: Any) -> None:
+    """A copy of ``export`` (same id, same stored-file paths) in ``world``, its admin's."""
+    with schema_context(world.schema):
+        BulkExport.objects.create(
+            id=export.pk,
+            requested_by=User.objects.get(email=ADMIN),
+            level=export.level,
+            request_url=export.request_url,
+            resource_types=export.resource_types,
+            output_format=export.output_format,
+            **fields,
+        )
+
+
+def test_an_export_id_held_by_both_tenants_keeps_each_ones_files(
+    a: BulkWorld, b: BulkWorld
+) -> None:
+    """B holds an export with A's export id whose output names A's stored files: B's admin is
+    served none of them (404), and deleting B's export leaves A's files in place (a tenant's
+    files are its schema's prefix)."""
+    a_admin, b_admin = a.client(), b.client()
+    manifest_a = completed_export(a_admin, a)
+    with schema_context(a.schema):
+        export_a = BulkExport.objects.get()
+    paths = [item["path"] for item in export_a.output]
+    _same_id_in(
+        b,
+        export_a,
+        status=BulkExportStatus.COMPLETED,
+        active=False,
+        transaction_time=export_a.transaction_time,
+        output=export_a.output,
+        expires_at=export_a.expires_at,
+    )
+    for item in manifest_a["output"]:
+        outcome_of(b_admin.get(urlsplit(item["url"]).path), 404)
+    assert b_admin.delete(f"/fhir/R4/$export-status/{export_a.pk}").status_code == 202
+    assert all(default_storage.exists(path) for path in paths)
+    assert by_type(a_admin, manifest_a)["Patient"]
+
+
+def test_cancelling_an_export_leaves_the_other_tenants_one_of_the_same_id(
+    a: BulkWorld, b: BulkWorld
+) -> None:
+    """The cancellation travels through the cache, keyed by the export id: B cancelling its
+    export of A's export id must not stop A's run (the cache keys are the tenant's)."""
+    a_admin, b_admin = a.client(), b.client()
+    started = kickoff(a_admin, a)
+    assert started.status_code == 202, started.content
+    with schema_context(a.schema):
+        export_a = BulkExport.objects.get()
+    _same_id_in(b, export_a)
+    assert b_admin.delete(f"/fhir/R4/$export-status/{export_a.pk}").status_code == 202
+    run(a)
+    done = a_admin.get(status_path(started))
+    assert done.status_code == 200, done.content
+    assert {item["type"] for item in done.json()["output"]} >= {"Patient", "Appointment"}
 
 
 # --- the snapshot --------------------------------------------------------------------------------
