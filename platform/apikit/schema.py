@@ -88,9 +88,10 @@ class EnvelopeAutoSchema(AutoSchema):
 
     def get_operation(self, *args: Any, **kwargs: Any) -> Any:
         """drf-spectacular's operation, with the error envelope added for every status it may
-        answer (and 304 where If-None-Match is honoured). Done on the finished operation, through
-        public AutoSchema methods only (issue 22 item 3): ``resolve_serializer`` registers the
-        envelope component, ``map_renderers`` gives the media types the view answers in."""
+        answer (always as ``application/json``, whatever the success body is), the success body's
+        media types of an ``@produces`` action with its 406, and 304 where If-None-Match is
+        honoured. Done on the finished operation, through public AutoSchema methods only (issue 22
+        item 3): ``resolve_serializer`` registers the envelope component."""
         operation = super().get_operation(*args, **kwargs)
         if operation is None:
             return None
