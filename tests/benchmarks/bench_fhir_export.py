@@ -49,7 +49,7 @@ from tests.benchmarks.common import (
     say,
     unthrottled_tenant_provision,
 )
-from tests.benchmarks.serving import free_port, gunicorn
+from tests.benchmarks.serving import free_port, gunicorn, stop, wait_until
 
 PATIENTS = int(os.environ.get("BENCH_PATIENTS", "100000"))
 APPOINTMENTS = int(os.environ.get("BENCH_APPOINTMENTS", str(2 * PATIENTS)))
@@ -198,11 +198,13 @@ class Worker:
                  "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while " ready." not in self.log.read_text(errors="replace"):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"worker did not start; see {self.log}")
-            time.sleep(0.2)
+        wait_until(
+            lambda: " ready." in self.log.read_text(errors="replace"),
+            process=self.process,
+            what="worker",
+            log=self.log,
+            seconds=60,
+        )
         return self
 
     def child_pid(self) -> int:
@@ -216,8 +218,7 @@ class Worker:
 
     def __exit__(self, *exc_info: object) -> None:
         if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
+            stop(self.process)
 
 
 def request(

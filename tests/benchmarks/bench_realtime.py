@@ -67,7 +67,7 @@ from tests.benchmarks.common import (
     say,
     unthrottled_tenant_provision,
 )
-from tests.benchmarks.serving import free_port, gunicorn
+from tests.benchmarks.serving import free_port, gunicorn, healthy, stop, wait_until
 
 CLIENTS = int(os.environ.get("BENCH_REALTIME_CLIENTS", "1000"))
 STEADY_SECONDS = float(os.environ.get("BENCH_REALTIME_SECONDS", "20"))
@@ -230,20 +230,16 @@ def server_command(server: str, port: int) -> list[str]:
 def start_server(server: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = os.environ.copy()
     env.update(DJANGO_SETTINGS_MODULE="settings.dev", DEBUG="false", LOG_LEVEL="WARNING")
-    out = log.open("ab")
-    process = subprocess.Popen(
-        server_command(server, port), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError):
-            status, _, _, _ = http_json(port, "localhost", "GET", "/healthz")
-            if status == 200:
-                return process
-        if process.poll() is not None:
-            break
-        time.sleep(0.2)
-    raise RuntimeError(f"{server} did not start; see {log}")
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            server_command(server, port), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_until(lambda: healthy(port), process=process, what=server, log=log, seconds=90)
+    except RuntimeError:
+        stop(process)
+        raise
+    return process
 
 
 @contextlib.contextmanager
@@ -292,16 +288,6 @@ def top_frames(collapsed: Path, *, limit: int = 15) -> list[tuple[str, float]]:
             inclusive[frame] += int(count)
     ranked = sorted(inclusive.items(), key=lambda item: -item[1])
     return [(frame, round(100 * n / total, 1)) for frame, n in ranked[:limit] if total]
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 # --- the watermark sampler -------------------------------------------------------------------------

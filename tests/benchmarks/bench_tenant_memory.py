@@ -66,7 +66,7 @@ from tests.benchmarks.common import (
     pass_fail,
     say,
 )
-from tests.benchmarks.serving import START_SECONDS, free_port
+from tests.benchmarks.serving import deployed_gunicorn, free_port, port_accepts, stop, wait_until
 
 TENANTS = int(os.environ.get("BENCH_TENANTS", "2000"))
 SMALL_TENANTS = int(os.environ.get("BENCH_SMALL_TENANTS", "10"))
@@ -218,17 +218,6 @@ def pgbouncer_executable() -> str:
     raise SystemExit("pgbouncer not found")
 
 
-def _wait_for_port(port: int, what: str, log: Path) -> None:
-    import socket
-
-    deadline = time.monotonic() + START_SECONDS
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"{what} did not start; see {log}")
-
-
 @contextlib.contextmanager
 def pgbouncer(*, database_url: str, server_lifetime: int, workdir: Path) -> Iterator[str]:
     """A private PgBouncer in session mode in front of the benchmark database; yields the
@@ -262,11 +251,10 @@ def pgbouncer(*, database_url: str, server_lifetime: int, workdir: Path) -> Iter
         command[1:1] = ["-u", "postgres"]  # PgBouncer refuses to run as root
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
-        _wait_for_port(port, "pgbouncer", log)
+        wait_until(lambda: port_accepts(port), process=process, what="pgbouncer", log=log)
         yield urlunsplit(parts._replace(netloc=f"{parts.username or 'postgres'}@127.0.0.1:{port}"))
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop(process)
 
 
 @contextlib.contextmanager
@@ -278,34 +266,14 @@ def gunicorn(*, database_url: str, bound: int, log: Path) -> Iterator[int]:
         DJANGO_SETTINGS_MODULE="settings.dev",
         DATABASE_URL=database_url,
         DB_MAX_SCHEMAS_PER_CONNECTION=str(bound),
-        DEBUG="false",
-        LOG_LEVEL="WARNING",
         PORT=str(port),
-        GUNICORN_WORKERS=str(WORKERS),
-        GUNICORN_THREADS=str(THREADS),
-        GUNICORN_ACCESS_LOG="",
-        GUNICORN_LOG_LEVEL="warning",
         VERDANT_PROCESS="web",
     )
     env.pop("DB_CONN_MAX_AGE", None)  # the deployed default (60 s)
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-c",
-        "settings/gunicorn.conf.py",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "settings.wsgi:application",
-    ]
-    with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            _wait_for_port(port, "gunicorn", log)
-            yield port
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
+    with deployed_gunicorn(
+        port=port, log=log, workers=WORKERS, threads=THREADS, env=env, stop_seconds=60
+    ):
+        yield port
 
 
 # --- load and memory --------------------------------------------------------------------------------

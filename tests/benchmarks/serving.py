@@ -1,15 +1,18 @@
 """Serving a benchmark over HTTP: a free loopback port, gunicorn started and stopped around the
-measurement, and the WSGI application of a benchmark module that adds its own comparison routes."""
+measurement (a plain one, or one with the production configuration, which the live-server test
+suites start too: tests/security/live.py), and the WSGI application of a benchmark module that
+adds its own comparison routes."""
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,23 +55,127 @@ def gunicorn(
         "--log-level",
         "warning",
     ]
+    with served(command, env=env, log=log, ready=lambda: port_accepts(port), what="gunicorn") as p:
+        yield p
+
+
+@contextlib.contextmanager
+def deployed_gunicorn(
+    *,
+    port: int,
+    log: Path,
+    workers: int,
+    threads: int,
+    env: Mapping[str, str],
+    start_seconds: float = START_SECONDS,
+    stop_seconds: float = 30,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """gunicorn with the production configuration (settings/gunicorn.conf.py: gthread workers,
+    request-line and header limits) serving settings.wsgi on 127.0.0.1:``port`` only, with
+    ``workers`` x ``threads``, DEBUG off, warnings-only logs into ``log`` and no access log, on top
+    of ``env`` (the caller's DJANGO_SETTINGS_MODULE, DATABASE_URL, GUNICORN_* ...); yielded once
+    /healthz answers 200, stopped on the way out."""
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "settings/gunicorn.conf.py",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "settings.wsgi:application",
+    ]
+    full_env = {
+        **env,
+        "DEBUG": "false",
+        "LOG_LEVEL": "WARNING",
+        "GUNICORN_WORKERS": str(workers),
+        "GUNICORN_THREADS": str(threads),
+        "GUNICORN_ACCESS_LOG": "",
+        "GUNICORN_LOG_LEVEL": "warning",
+    }
+    with served(
+        command,
+        env=full_env,
+        log=log,
+        ready=lambda: healthy(port),
+        what="gunicorn",
+        start_seconds=start_seconds,
+        stop_seconds=stop_seconds,
+    ) as process:
+        yield process
+
+
+@contextlib.contextmanager
+def served(
+    command: list[str],
+    *,
+    env: Mapping[str, str],
+    log: Path,
+    ready: Callable[[], bool],
+    what: str,
+    start_seconds: float = START_SECONDS,
+    stop_seconds: float = 30,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``command`` run from the repository root with its output into ``log``, yielded once
+    ``ready()`` holds, stopped (``stop``) on the way out."""
     with log.open("w") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + START_SECONDS
-            while time.monotonic() < deadline:
-                with (
-                    contextlib.suppress(OSError),
-                    socket.create_connection(("127.0.0.1", port), 0.2),
-                ):
-                    break
-                time.sleep(0.2)
-            else:
-                raise RuntimeError(f"gunicorn did not start; see {log}")
+            wait_until(ready, process=process, what=what, log=log, seconds=start_seconds)
             yield process
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            stop(process, timeout=stop_seconds)
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    *,
+    process: subprocess.Popen[bytes],
+    what: str,
+    log: Path | None,
+    seconds: float = START_SECONDS,
+) -> None:
+    """Poll ``ready()`` every 0.2 s; RuntimeError (with the log) when ``process`` exits first or
+    ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while not ready():
+        if process.poll() is not None or time.monotonic() > deadline:
+            shown = f"; log: {log}\n{log.read_text(errors='replace')}" if log else ""
+            raise RuntimeError(f"{what} did not start{shown}")
+        time.sleep(0.2)
+
+
+def port_accepts(port: int) -> bool:
+    """Whether 127.0.0.1:``port`` accepts a TCP connection."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), 0.2):
+            return True
+    except OSError:
+        return False
+
+
+def healthy(port: int) -> bool:
+    """Whether GET /healthz on 127.0.0.1:``port`` answers 200 (any host: settings/base.py)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/healthz", headers={"Host": "localhost"})
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+def stop(process: subprocess.Popen[bytes], *, timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL if the process outlives ``timeout`` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 def wsgi_application(urlconf: str) -> Any:

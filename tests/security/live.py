@@ -7,27 +7,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
 from django.conf import settings
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks.serving import deployed_gunicorn, free_port
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["LiveServer", "free_port", "live_gunicorn", "test_database_url"]
 
 
 def test_database_url() -> str:
@@ -61,52 +51,16 @@ def live_gunicorn(*, workers: int = 2, name: str = "live") -> Iterator[LiveServe
         SECRET_KEY=settings.SECRET_KEY,
         BASE_DOMAIN=settings.BASE_DOMAIN,
         MEDIA_ROOT=str(settings.MEDIA_ROOT),
-        DEBUG="false",
-        LOG_LEVEL="WARNING",
         # Long fuzz runs outlast the default 15 minutes.
         JWT_ACCESS_MINUTES="240",
+        GUNICORN_TIMEOUT="60",
+        GUNICORN_WORKER_TMP_DIR=str(log.parent),
+        GUNICORN_MAX_REQUESTS="0",
     )
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     # The production configuration (gthread workers, request-line and header limits), bound to
-    # the loopback interface only.
-    env.update(
-        GUNICORN_WORKERS=str(workers),
-        GUNICORN_THREADS="2",
-        GUNICORN_TIMEOUT="60",
-        GUNICORN_WORKER_TMP_DIR=str(log.parent),
-        GUNICORN_ACCESS_LOG="",
-        GUNICORN_LOG_LEVEL="warning",
-        GUNICORN_MAX_REQUESTS="0",
-    )
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-c",
-        "settings/gunicorn.conf.py",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "settings.wsgi:application",
-    ]
-    with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            server = LiveServer(port=port, log=log)
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if requests.get(f"{server.url}/healthz", timeout=5).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"gunicorn did not start; log: {log}\n{log.read_text()}")
-                time.sleep(0.2)
-            yield server
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+    # the loopback interface only, DEBUG off.
+    with deployed_gunicorn(
+        port=port, log=log, workers=workers, threads=2, env=env, start_seconds=60, stop_seconds=20
+    ):
+        yield LiveServer(port=port, log=log)
