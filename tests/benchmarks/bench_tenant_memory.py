@@ -54,16 +54,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from tests.benchmarks import bench_tenant_scale as scale
 from tests.benchmarks.bulk import create_tenants
 from tests.benchmarks.common import (
     ROOT,
+    UNTHROTTLED_PLAN,
     Result,
     bench_database,
+    database_name,
     django_setup,
+    maintenance_url,
     mib,
     migrate_public_schema,
     output_path,
     pass_fail,
+    recreate_database,
     say,
 )
 from tests.benchmarks.serving import deployed_gunicorn, free_port, port_accepts, stop, wait_until
@@ -124,21 +129,13 @@ class RunResult:
 # --- the database ---------------------------------------------------------------------------------
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
 def copy_source_database(url: str, source: str) -> None:
     """Recreate the benchmark database as a copy of ``source`` (CREATE DATABASE ... TEMPLATE
     needs nobody connected to the source: say who is, and stop)."""
     import psycopg
 
-    target = urlsplit(url).path.lstrip("/")
-    with psycopg.connect(_with_database(url, "postgres"), autocommit=True) as conn:
+    target = database_name(url)
+    with psycopg.connect(maintenance_url(url), autocommit=True) as conn:
         if (
             conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [source]).fetchone()
             is None
@@ -157,15 +154,10 @@ def copy_source_database(url: str, source: str) -> None:
                 f"BENCH_SOURCE_DATABASE={source}: {len(users)} session(s) connected ({who}); "
                 "CREATE DATABASE ... TEMPLATE needs none. Wait for them to finish."
             )
-        say(f"database {target}: copying {source} (CREATE DATABASE ... TEMPLATE)")
-        started = time.perf_counter()
-        conn.execute(f"DROP DATABASE IF EXISTS {_quote(target)} WITH (FORCE)")
-        # FILE_COPY: one checkpoint and a file copy, instead of WAL-logging every block of a
-        # catalog of thousands of schemas (PostgreSQL 15+).
-        conn.execute(
-            f"CREATE DATABASE {_quote(target)} TEMPLATE {_quote(source)} STRATEGY = FILE_COPY"
-        )
-        say(f"database {target}: copied in {time.perf_counter() - started:.1f} s")
+    say(f"database {target}: copying {source} (CREATE DATABASE ... TEMPLATE)")
+    started = time.perf_counter()
+    recreate_database(url, template=source)
+    say(f"database {target}: copied in {time.perf_counter() - started:.1f} s")
 
 
 def tenants_ready(count: int, database_url: str) -> None:
@@ -175,7 +167,6 @@ def tenants_ready(count: int, database_url: str) -> None:
 
     from tenants.models import Plan, Tenant
     from tenants.services import template_schema_ensure
-    from tests.benchmarks import bench_tenant_scale as scale
 
     if Tenant._meta.db_table not in connection.introspection.table_names():
         say("migrating the public schema and the template")
@@ -188,14 +179,11 @@ def tenants_ready(count: int, database_url: str) -> None:
         slugs = [scale.slug_for(index) for index in range(start, min(start + BULK_CHUNK, count))]
         seconds = create_tenants(database_url, slugs)
         say(f"created tenants {start}..{start + len(slugs) - 1} in bulk ({seconds:.1f} s)")
-    Plan.objects.update(
-        requests_per_minute=10**9, user_burst_per_minute=10**9, user_sustained_per_day=10**9
-    )
+    Plan.objects.update(**UNTHROTTLED_PLAN)
 
 
 def tokens_for(count: int) -> dict[str, str]:
     from tenants.services import tenant_host
-    from tests.benchmarks import bench_tenant_scale as scale
 
     tokens = {}
     for index in range(count):
@@ -279,19 +267,11 @@ def gunicorn(*, database_url: str, bound: int, log: Path) -> Iterator[int]:
 # --- load and memory --------------------------------------------------------------------------------
 
 
-def rss_anon_bytes(pid: int) -> int | None:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) * 1024
-    return None
-
-
 class Monitor:
     """Samples RssAnon of every ``verdant-web`` backend of the database on its own connection."""
 
     def __init__(self, database_url: str, database: str) -> None:
-        self.url = _with_database(database_url, "postgres")
+        self.url = maintenance_url(database_url)
         self.database = database
         self.peak = 0
         self.pids: set[int] = set()
@@ -316,7 +296,7 @@ class Monitor:
         ).fetchall()
         current = {}
         for (pid,) in rows:
-            size = rss_anon_bytes(int(pid))
+            size = scale.rss_anon_bytes(int(pid))
             if size is not None:
                 current[int(pid)] = size
         self.last = current
@@ -378,7 +358,7 @@ def load(port: int, tokens: dict[str, str], seconds: float) -> tuple[int, int, f
 
 
 def one_run(setup: Setup, *, database_url: str, tokens: dict[str, str], workdir: Path) -> RunResult:
-    database = urlsplit(database_url).path.lstrip("/")
+    database = database_name(database_url)
     result = RunResult(setup=setup.name, tenants=len(tokens))
     with contextlib.ExitStack() as stack:
         url = database_url
