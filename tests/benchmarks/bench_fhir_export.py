@@ -41,7 +41,9 @@ from tests.benchmarks.common import (
     Result,
     RssSampler,
     bench_database,
+    cpu_seconds,
     django_setup,
+    http_json,
     mib,
     migrate_public_schema,
     output_path,
@@ -239,14 +241,8 @@ def request(
 
 
 def token_for(port: int, host: str) -> str:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    connection.request(
-        "POST", "/api/v1/auth/token/",
-        body=json.dumps({"email": f"admin@{SLUG}.test", "password": PASSWORD}),
-        headers={"Host": host, "Content-Type": "application/json"},
-    )  # fmt: skip
-    data = json.loads(connection.getresponse().read())
-    connection.close()
+    credentials = {"email": f"admin@{SLUG}.test", "password": PASSWORD}
+    _, data, _, _ = http_json(port, host, "POST", "/api/v1/auth/token/", body=credentials)
     return str(data["access"])
 
 
@@ -310,15 +306,6 @@ def sync_stream(port: int, host: str, token: str) -> dict[str, Any]:
     return {"seconds": seconds, "resources": lines, "rate": lines / seconds, "bytes": len(body)}
 
 
-def child_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of the worker child so far: with the machine shared, the export's
-    own cost per resource, apart from how much of a core it was given."""
-    import psutil
-
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
-
-
 def main() -> int:
     output = output_path(__doc__ or "")
     result = Result(benchmark="fhir_export", details={})
@@ -356,10 +343,11 @@ def main() -> int:
             bulk_export(port, host, token, "?_type=Organization,Location", seeded["schema"])
             child = worker.child_pid()
             say("everything")
-            cpu_before = child_cpu_seconds(child)
+            # The worker child's own CPU: with the machine shared, the export's cost per resource.
+            cpu_before = cpu_seconds(child)
             with RssSampler(pid=child, interval=0.05) as sampler:
                 full = bulk_export(port, host, token, "", seeded["schema"])
-            full["worker_cpu_seconds"] = child_cpu_seconds(child) - cpu_before
+            full["worker_cpu_seconds"] = cpu_seconds(child) - cpu_before
             say(f"everything: {full}")
             say("patients only, bulk")
             patients_bulk = bulk_export(port, host, token, "?_type=Patient", seeded["schema"])

@@ -58,12 +58,14 @@ from tests.benchmarks.common import (
     ROOT,
     Result,
     bench_database,
+    cpu_seconds,
     django_setup,
     http_json,
     migrate_public_schema,
     output_path,
     pass_fail,
     percentile,
+    rss_bytes,
     say,
     unthrottled_tenant_provision,
 )
@@ -480,19 +482,6 @@ async def write_load(
     return first + count
 
 
-def rss(pid: int) -> int:
-    import psutil  # type: ignore[import-untyped]
-
-    return int(psutil.Process(pid).memory_info().rss)
-
-
-def cpu_seconds(pid: int) -> float:
-    import psutil
-
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
-
-
 def expected_for(bench: Bench, client: Client) -> set[str]:
     board = client.board
     return {
@@ -551,7 +540,7 @@ async def measure(
         first = asyncio.create_task(bench.run_client(bench.clients[0], stop_clients))
         await asyncio.wait_for(bench.clients[0].subscribed.wait(), 60)
         await asyncio.sleep(1)
-        baseline = rss(realtime[0].pid)
+        baseline = rss_bytes(realtime[0].pid)
         say(f"connecting {CLIENTS} clients")
         connect_started = time.monotonic()
         tasks = [first] + [
@@ -560,7 +549,7 @@ async def measure(
         await asyncio.wait_for(asyncio.gather(*(c.subscribed.wait() for c in bench.clients)), 300)
         connect_seconds = time.monotonic() - connect_started
         await asyncio.sleep(2)
-        per_connection = (rss(realtime[0].pid) - baseline) / max(1, CLIENTS - 1)
+        per_connection = (rss_bytes(realtime[0].pid) - baseline) / max(1, CLIENTS - 1)
         say(f"all subscribed in {connect_seconds:.1f} s; {per_connection / 1024:.1f} KiB each")
 
         # --- steady phase ---

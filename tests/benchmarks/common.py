@@ -225,6 +225,22 @@ def mib(size: int) -> float:
     return size / (1024 * 1024)
 
 
+def rss_bytes(pid: int) -> int:
+    """The resident set size of one process."""
+    import psutil
+
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far: on a shared machine, its own cost, apart
+    from how much of a core it was given."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 # --- the result file run.py reads -------------------------------------------------------------
 
 
