@@ -107,22 +107,27 @@ def seed(database_url: str) -> dict[str, Any]:
             clinicians.append(clinician)
     connection.close()
     started = time.perf_counter()
-    patient_ids = copy_rows(
+    patients: list[tuple[str, Any]] = []
+    copy_rows(
         database_url,
         table=f'"{tenant.schema_name}".clinical_patient',
         columns=PATIENT_COLUMNS,
-        rows=_patients([f.pk for f in facilities], [c.pk for c in clinicians]),
+        rows=_patients([f.pk for f in facilities], [c.pk for c in clinicians], patients),
     )
     copy_rows(
         database_url,
         table=f'"{tenant.schema_name}".clinical_appointment',
         columns=APPOINTMENT_COLUMNS,
-        rows=_appointments(patient_ids, [c.pk for c in clinicians]),
+        rows=_appointments(patients, [c.pk for c in clinicians]),
     )
     return {"schema": tenant.schema_name, "load_seconds": time.perf_counter() - started}
 
 
-def _patients(facility_ids: list[Any], clinician_ids: list[Any]) -> Any:
+def _patients(
+    facility_ids: list[Any], clinician_ids: list[Any], written: list[tuple[str, Any]]
+) -> Any:
+    """The patient rows; each one's (id, facility id) is appended to ``written`` as it goes (the
+    appointments are booked at the patient's facility)."""
     import uuid_utils
 
     from clinical.rules import phone_is_mobile
@@ -131,12 +136,14 @@ def _patients(facility_ids: list[Any], clinician_ids: list[Any]) -> Any:
     now = datetime.now(UTC)
     for i in range(PATIENTS):
         phone = f"+49151{10**7 + i:08d}"
+        patient_id, facility_id = str(uuid_utils.uuid7()), facility_ids[i % len(facility_ids)]
+        written.append((patient_id, facility_id))
         yield (
-            str(uuid_utils.uuid7()), now, now, 1, f"P-{i:08d}",
+            patient_id, now, now, 1, f"P-{i:08d}",
             GIVEN[rng.randrange(len(GIVEN))], FAMILY[rng.randrange(len(FAMILY))],
             date(1940, 1, 1) + timedelta(days=rng.randrange(30_000)),
             ("female", "male", "other", "unknown")[i % 4], phone,
-            i % 3 == 0, 0, facility_ids[i % len(facility_ids)],
+            i % 3 == 0, 0, facility_id,
             clinician_ids[i % len(clinician_ids)] if i % 7 else None,
             # What the patient services store with the phone (clinical.rules).
             phone_is_mobile(phone=phone),
@@ -160,11 +167,10 @@ def _appointments(patients: list[tuple[str, Any]], clinician_ids: list[Any]) -> 
         )  # fmt: skip
 
 
-def copy_rows(database_url: str, *, table: str, columns: tuple[str, ...], rows: Any) -> Any:
-    """COPY ``rows`` into ``table``; for patients, returns their (id, facility id) pairs."""
+def copy_rows(database_url: str, *, table: str, columns: tuple[str, ...], rows: Any) -> None:
+    """COPY ``rows`` into ``table`` with triggers off, then VACUUM ANALYZE it."""
     import psycopg
 
-    kept: list[tuple[str, Any]] = []
     with psycopg.connect(database_url, autocommit=True) as conn:
         with conn.transaction():
             conn.execute("SET LOCAL session_replication_role = replica")
@@ -172,12 +178,9 @@ def copy_rows(database_url: str, *, table: str, columns: tuple[str, ...], rows: 
             with conn.cursor() as cursor, cursor.copy(sql) as copy:
                 for index, row in enumerate(rows):
                     copy.write_row(row)
-                    if table.endswith("clinical_patient"):
-                        kept.append((row[0], row[12]))
                     if index and index % 100_000 == 0:
                         say(f"{index:,} rows copied into {table}")
         conn.execute(f"VACUUM ANALYZE {table}")
-    return kept
 
 
 # --- serving -------------------------------------------------------------------------------------
