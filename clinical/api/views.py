@@ -47,6 +47,7 @@ from clinical.api.pagination import SearchAwarePagination
 from clinical.api.reminders import AppointmentDetailOutput
 from clinical.fhir import resources
 from clinical.fhir.selectors import builder_rows
+from clinical.fhir_api.outcome import FHIR_JSON
 from clinical.models import (
     Appointment,
     Facility,
@@ -64,7 +65,6 @@ APPOINTMENT_NOT_OF_PATIENT = "This appointment belongs to another patient."
 HARD_DELETE_ADMIN_ONLY = "Only a tenant admin may delete records for good."
 EXPORT_ADMIN_ONLY = "Only a tenant admin may export every patient."
 HARD_PARAM = "hard"
-FHIR_JSON = "application/fhir+json"
 FHIR_NDJSON = "application/fhir+ndjson"
 EXPORT_CHUNK = 500
 
