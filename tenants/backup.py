@@ -390,13 +390,24 @@ def _restore_plan(*, slug: str, path: Path, replace: bool) -> _RestorePlan:
     )
 
 
-def _extract(archive: tarfile.TarFile, name: str, target: Path, path: Path) -> None:
-    source = archive.extractfile(name)
-    if source is None:
-        raise BackupError(ERR_NOT_A_BACKUP.format(path=path, reason=f"{name} unreadable"))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("wb") as out:
-        shutil.copyfileobj(source, out)
+def _extract(path: Path, targets: dict[str, Path]) -> None:
+    """The archive's members named in ``targets`` (archive name -> file), in one pass over the
+    archive: looking members up by name reads a compressed archive through once to list them and
+    again from its start to reach each one."""
+    extracted: set[str] = set()
+    with tarfile.open(path, "r") as archive:
+        for member in archive:
+            target = targets.get(member.name)
+            source = archive.extractfile(member) if target is not None else None
+            if target is None or source is None:
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("wb") as out:
+                shutil.copyfileobj(source, out)
+            extracted.add(member.name)
+    unreadable = sorted(targets.keys() - extracted)
+    if unreadable:
+        raise BackupError(ERR_NOT_A_BACKUP.format(path=path, reason=f"{unreadable[0]} unreadable"))
 
 
 def _dump_restore(*, path: Path, manifest: dict[str, Any], schema: str) -> bool:
@@ -406,8 +417,7 @@ def _dump_restore(*, path: Path, manifest: dict[str, Any], schema: str) -> bool:
         return not expected_migrations() <= applied
     with tempfile.TemporaryDirectory(prefix="verdant-restore-") as workdir:
         dump = Path(workdir) / DUMP_NAME
-        with tarfile.open(path, "r") as archive:
-            _extract(archive, DUMP_NAME, dump, path)
+        _extract(path, {DUMP_NAME: dump})
         # One transaction: a failed restore leaves no half-built schema behind.
         _run_tool(
             "pg_restore",
@@ -433,14 +443,17 @@ def _copy_restore(
     rows = SchemaRows.from_manifest(manifest["rows"])
     with tempfile.TemporaryDirectory(prefix="verdant-restore-") as workdir:
         data = Path(workdir) / DATA_DIR
-        with tarfile.open(path, "r") as archive:
-            script_file = archive.extractfile(DDL_NAME)
-            if script_file is None:
-                raise BackupError(ERR_NOT_A_BACKUP.format(path=path, reason="DDL unreadable"))
-            script = script_file.read().decode()
-            for table in rows.tables:
-                _extract(archive, f"{DATA_DIR}/{table.file}", data / table.file, path)
-        ddl = rename_schema(script, source=manifest["ddl_schema"], target=schema)
+        script = Path(workdir) / DDL_NAME
+        _extract(
+            path,
+            {
+                DDL_NAME: script,
+                **{f"{DATA_DIR}/{table.file}": data / table.file for table in rows.tables},
+            },
+        )
+        ddl = rename_schema(
+            script.read_text(encoding="utf-8"), source=manifest["ddl_schema"], target=schema
+        )
         try:
             with pg_connection(application_name="verdant-restore") as conn, conn.transaction():
                 # No parameters: one simple query, as provisioning replays the same script.
