@@ -28,7 +28,6 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -37,7 +36,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tests.benchmarks.common import (
-    ROOT,
     Result,
     RssSampler,
     bench_database,
@@ -51,7 +49,7 @@ from tests.benchmarks.common import (
     say,
     unthrottled_tenant_provision,
 )
-from tests.benchmarks.serving import free_port, gunicorn, stop, wait_until
+from tests.benchmarks.serving import celery_worker, free_port, gunicorn
 
 PATIENTS = int(os.environ.get("BENCH_PATIENTS", "100000"))
 APPOINTMENTS = int(os.environ.get("BENCH_APPOINTMENTS", str(2 * PATIENTS)))
@@ -186,44 +184,25 @@ def copy_rows(database_url: str, *, table: str, columns: tuple[str, ...], rows: 
 # --- serving -------------------------------------------------------------------------------------
 
 
-class Worker:
+def export_worker(log: Path) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
     """A Celery worker (prefork, one child) consuming the export queue."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "settings.dev",
+        "DEBUG": "false",
+        "LOG_FORMAT": "plain",
+    }
+    return celery_worker(queue=QUEUE, log=log, env=env, pool="prefork", concurrency=1)
 
-    def __init__(self, log: Path) -> None:
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> Worker:
-        env = os.environ.copy()
-        env.update(DJANGO_SETTINGS_MODULE="settings.dev", DEBUG="false", LOG_FORMAT="plain")
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "settings.celery_app", "worker",
-                 "--pool", "prefork", "--concurrency", "1", "-Q", QUEUE, "-n", f"{QUEUE}@%h",
-                 "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        wait_until(
-            lambda: " ready." in self.log.read_text(errors="replace"),
-            process=self.process,
-            what="worker",
-            log=self.log,
-            seconds=60,
-        )
-        return self
+def only_child_pid(pid: int) -> int:
+    """The one child process of ``pid`` (the prefork worker's pool process)."""
+    import psutil  # type: ignore[import-untyped]
 
-    def child_pid(self) -> int:
-        import psutil  # type: ignore[import-untyped]
-
-        assert self.process is not None
-        children = psutil.Process(self.process.pid).children()
-        if len(children) != 1:
-            raise RuntimeError(f"expected one worker child, found {len(children)}")
-        return int(children[0].pid)
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.process is not None:
-            stop(self.process)
+    children = psutil.Process(pid).children()
+    if len(children) != 1:
+        raise RuntimeError(f"expected one worker child, found {len(children)}")
+    return int(children[0].pid)
 
 
 def request(
@@ -339,12 +318,12 @@ def main() -> int:
         with (
             gunicorn(app="settings.wsgi:application", port=port,
                      log=output.with_suffix(".gunicorn.log"), workers=1),
-            Worker(output.with_suffix(".worker.log")) as worker,
+            export_worker(output.with_suffix(".worker.log")) as worker,
         ):  # fmt: skip
             token = token_for(port, host)
             say("warm-up: a small export (Organization and Location)")
             bulk_export(port, host, token, "?_type=Organization,Location", seeded["schema"])
-            child = worker.child_pid()
+            child = only_child_pid(worker.pid)
             say("everything")
             # The worker child's own CPU: with the machine shared, the export's cost per resource.
             cpu_before = cpu_seconds(child)

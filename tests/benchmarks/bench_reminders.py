@@ -10,16 +10,13 @@ Target (issue 5): >= 500 messages/s per worker process, zero duplicates.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 import uuid
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 from tests.benchmarks.common import (
-    ROOT,
     Result,
     bench_database,
     django_setup,
@@ -29,6 +26,7 @@ from tests.benchmarks.common import (
     say,
     summarize,
 )
+from tests.benchmarks.serving import celery_worker
 
 TENANTS = 10
 PER_TENANT = 1000
@@ -132,19 +130,7 @@ def main() -> int:
         }
         connections.close_all()
         log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("wb") as out:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "settings.celery_app", "worker",
-                 "--pool", "solo", "-Q", queue, "-n", f"{queue}@%h", "--without-gossip",
-                 "--without-mingle", "--without-heartbeat", "-l", "INFO"],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 60
-            while " ready." not in Path(log).read_text(errors="replace"):
-                if worker.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("worker did not start:\n" + log.read_text(errors="replace"))
-                time.sleep(0.2)
+        with celery_worker(queue=queue, log=log, env=env, pool="solo"):
             start = timezone.now()
             for tenant in tenants:  # every reminder becomes due now
                 with tenant_context(tenant):
@@ -162,9 +148,6 @@ def main() -> int:
                     break
                 time.sleep(0.25)
             wall = time.perf_counter() - started
-        finally:
-            worker.terminate()
-            worker.wait(timeout=30)
         lags: list[float] = []
         first_claim: Any = None
         last_sent: Any = None

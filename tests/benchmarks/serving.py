@@ -1,7 +1,7 @@
 """Serving a benchmark over HTTP: a free loopback port, gunicorn started and stopped around the
 measurement (a plain one, or one with the production configuration, which the live-server test
-suites start too: tests/security/live.py), and the WSGI application of a benchmark module that
-adds its own comparison routes."""
+suites start too: tests/security/live.py), a Celery worker likewise, and the WSGI application of
+a benchmark module that adds its own comparison routes."""
 
 from __future__ import annotations
 
@@ -102,6 +102,36 @@ def deployed_gunicorn(
         what="gunicorn",
         start_seconds=start_seconds,
         stop_seconds=stop_seconds,
+    ) as process:
+        yield process
+
+
+@contextlib.contextmanager
+def celery_worker(
+    *,
+    queue: str,
+    log: Path,
+    env: Mapping[str, str],
+    pool: str,
+    concurrency: int | None = None,
+    start_seconds: float = 60,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A Celery worker of settings.celery_app consuming ``queue`` only (and named after it),
+    without gossip, mingle or heartbeat, INFO logs into ``log``, with ``env``; yielded once it
+    logs that it is ready, stopped on the way out."""
+    command = [
+        sys.executable, "-m", "celery", "-A", "settings.celery_app", "worker",
+        "--pool", pool, *(["--concurrency", str(concurrency)] if concurrency else []),
+        "-Q", queue, "-n", f"{queue}@%h",
+        "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
+    ]  # fmt: skip
+    with served(
+        command,
+        env=env,
+        log=log,
+        ready=lambda: " ready." in log.read_text(errors="replace"),
+        what="worker",
+        start_seconds=start_seconds,
     ) as process:
         yield process
 
