@@ -39,6 +39,7 @@ from tests.benchmarks.common import (
     Result,
     RssSampler,
     bench_database,
+    clinic_staff,
     cpu_seconds,
     django_setup,
     http_json,
@@ -82,27 +83,13 @@ def seed(database_url: str) -> dict[str, Any]:
     from django.db import connection
     from django_tenants.utils import tenant_context
 
-    from accounts.models import User
-    from accounts.roles import Role
-    from clinical.models import Facility
-
     tenant = unthrottled_tenant_provision(
         slug=SLUG, name="Bench bulk", kind="clinic", password=PASSWORD
     )
     with tenant_context(tenant):
-        facilities = [
-            Facility.objects.create(name=f"Clinic {i}", code=f"C{i}", timezone="Europe/Berlin")
-            for i in range(FACILITIES)
-        ]
-        clinicians = []
-        for i in range(CLINICIANS):
-            clinician = User(
-                email=f"doc{i}@{SLUG}.test", role=Role.CLINICIAN, is_active=True,
-                full_name=f"Dr. Bench {i}",
-            )  # fmt: skip
-            clinician.set_unusable_password()
-            clinician.save()
-            clinicians.append(clinician)
+        facilities, clinicians = clinic_staff(
+            slug=SLUG, facilities=FACILITIES, clinicians=CLINICIANS
+        )
     connection.close()
     started = time.perf_counter()
     patients: list[tuple[str, Any]] = []

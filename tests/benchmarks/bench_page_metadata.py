@@ -31,6 +31,7 @@ from typing import Any
 from tests.benchmarks.common import (
     Result,
     bench_database,
+    clinic_staff,
     django_setup,
     migrate_public_schema,
     output_path,
@@ -87,30 +88,15 @@ def seed(database_url: str) -> dict[str, Any]:
     from django.db import connection
     from django_tenants.utils import tenant_context
 
-    from accounts.models import User
-    from accounts.roles import Role
     from apikit.policy import AccessLevel, container_access_grant
-    from clinical.models import Facility
 
     tenant = unthrottled_tenant_provision(
         slug=SLUG, name="Bench pages", kind="clinic", password=PASSWORD
     )
     with tenant_context(tenant):
-        facilities = [
-            Facility.objects.create(name=f"Clinic {i}", code=f"C{i}", timezone="Europe/Berlin")
-            for i in range(FACILITIES)
-        ]
-        clinicians = []
-        for i in range(CLINICIANS):
-            clinician = User(
-                email=f"doc{i}@{SLUG}.test",
-                role=Role.CLINICIAN,
-                is_active=True,
-                full_name=f"Dr. Bench {i}",
-            )
-            clinician.set_password(PASSWORD)
-            clinician.save()
-            clinicians.append(clinician)
+        facilities, clinicians = clinic_staff(
+            slug=SLUG, facilities=FACILITIES, clinicians=CLINICIANS, password=PASSWORD
+        )
         container_access_grant(user=clinicians[0], container=facilities[0], level=AccessLevel.VIEW)
     connection.close()
     started = time.perf_counter()

@@ -346,6 +346,37 @@ UNTHROTTLED_PLAN = {
 }
 
 
+def clinic_staff(
+    *, slug: str, facilities: int, clinicians: int, password: str | None = None
+) -> tuple[list[Any], list[Any]]:
+    """In the active tenant: ``facilities`` facilities (``Clinic <i>``, Europe/Berlin) and
+    ``clinicians`` active clinicians (``doc<i>@<slug>.test``), who log in with ``password`` or,
+    without one, not at all."""
+    from accounts.models import User
+    from accounts.roles import Role
+    from clinical.models import Facility
+
+    made_facilities = [
+        Facility.objects.create(name=f"Clinic {i}", code=f"C{i}", timezone="Europe/Berlin")
+        for i in range(facilities)
+    ]
+    made_clinicians = []
+    for i in range(clinicians):
+        clinician = User(
+            email=f"doc{i}@{slug}.test",
+            role=Role.CLINICIAN,
+            is_active=True,
+            full_name=f"Dr. Bench {i}",
+        )
+        if password is None:
+            clinician.set_unusable_password()
+        else:
+            clinician.set_password(password)
+        clinician.save()
+        made_clinicians.append(clinician)
+    return made_facilities, made_clinicians
+
+
 def unthrottled_tenant_provision(*, slug: str, name: str, kind: str, password: str) -> Any:
     """A tenant whose plan lets a benchmark's traffic through (the throttles still run)."""
     from tenants.models import Plan
