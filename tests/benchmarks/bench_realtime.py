@@ -144,24 +144,16 @@ def seed() -> tuple[list[Board], dict[str, tuple[str, str, str]], dict[int, list
     clients' tokens per tenant."""
     from django.conf import settings
     from django_tenants.utils import tenant_context
-    from rest_framework_simplejwt.tokens import AccessToken
 
-    from accounts.authentication import CREDENTIALS_VERSION_CLAIM, TENANT_CLAIM
     from accounts.models import User
     from accounts.roles import Role
+    from accounts.tokens import token_pair_issue
     from clinical.models import Facility, Patient
 
     boards: list[Board] = []
     facilities: dict[str, tuple[str, str, str]] = {}
     client_tokens: dict[int, list[str]] = {}
     per_tenant = -(-CLIENTS // TENANTS)
-
-    def issue(user: Any, schema: str) -> str:
-        token = AccessToken.for_user(user)
-        token[TENANT_CLAIM] = schema
-        token[CREDENTIALS_VERSION_CLAIM] = user.credentials_version
-        token.set_exp(lifetime=dt.timedelta(hours=2))
-        return str(token)
 
     for t in range(TENANTS):
         slug = f"rtbench{t}"
@@ -171,12 +163,12 @@ def seed() -> tuple[list[Board], dict[str, tuple[str, str, str]], dict[int, list
         host = f"{slug}.{settings.BASE_DOMAIN}"
         with tenant_context(tenant):
             admin = User.objects.get(email=f"admin@{slug}.test")
-            token = issue(admin, tenant.schema_name)
+            token = token_pair_issue(user=admin).access
             desks = User.objects.bulk_create(
                 User(email=f"desk{n}@{slug}.test", role=Role.TENANT_ADMIN, is_active=True)
                 for n in range(per_tenant)
             )
-            client_tokens[t] = [issue(desk, tenant.schema_name) for desk in desks]
+            client_tokens[t] = [token_pair_issue(user=desk).access for desk in desks]
             for f in range(FACILITIES_PER_TENANT):
                 facility = Facility.objects.create(name=f"Clinic {f}", code=f"C{f}", timezone="UTC")
                 clinician = User.objects.create(
@@ -754,6 +746,8 @@ async def measure(
 def main() -> int:
     output = output_path(__doc__ or "")
     result = Result(benchmark="realtime", details={})
+    # Tokens are issued once, in seed(): they must outlive both servers' runs and reconnects.
+    os.environ["JWT_ACCESS_MINUTES"] = "120"
     with bench_database("realtime") as url:
         os.environ.setdefault("DEBUG", "false")
         django_setup("settings.dev")
