@@ -29,7 +29,7 @@ from accounts.roles import Role
 from apikit.policy import permissions_for
 from clinical.api.reminders import ReminderOutput
 from clinical.api.serializers import AppointmentOutput
-from clinical.models import Appointment, AppointmentStatus, ReminderMessage
+from clinical.models import Appointment, AppointmentStatus, Facility, ReminderMessage
 from clinical.selectors import facility_list
 from realtime.handshake import CLOSE_NOT_FOUND, RefusedError
 from realtime.registry import Entry, SubscriptionError, SubscriptionKind, register_kind
@@ -111,13 +111,24 @@ def _params(params: dict[str, Any]) -> tuple[uuid.UUID, dt.date, dt.date]:
     return facility, first, last
 
 
-def board_open(*, user: Any, identity: Any, params: dict[str, Any]) -> Board:
+def _board_facility(*, user: Any, params: dict[str, Any]) -> tuple[Facility, dt.date, dt.date]:
+    """The board's facility, if ``user`` may see its appointments (4404 otherwise), and days."""
     facility_id, first, last = _params(params)
     if "clinical.view_appointment" not in permissions_for(str(user.role)):
         raise RefusedError(CLOSE_NOT_FOUND, "no such facility")
     facility = facility_list(user=user).filter(pk=facility_id, archived_at__isnull=True).first()
     if facility is None:
         raise RefusedError(CLOSE_NOT_FOUND, "no such facility")
+    return facility, first, last
+
+
+def board_recheck(*, user: Any, identity: Any, params: dict[str, Any]) -> None:
+    """A re-check keeps the board's memory of its rows: the access alone, one query."""
+    _board_facility(user=user, params=params)
+
+
+def board_open(*, user: Any, identity: Any, params: dict[str, Any]) -> Board:
+    facility, first, last = _board_facility(user=user, params=params)
     zone = zoneinfo.ZoneInfo(facility.timezone)
     starts = dt.datetime.combine(first, dt.time(), tzinfo=zone)
     ends = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=zone)
@@ -225,6 +236,7 @@ register_kind(
         load=board_load,
         match=board_match,
         relevant=board_relevant,
+        recheck=board_recheck,
     )
 )
 

@@ -1,8 +1,8 @@
 """The ``changes`` subscription: a nudge naming the synced tables with new changes in the user's
 (or the token's device's) sync scope, carrying no row data, so a field app pulls at once instead
 of polling ``sync/pull``. The scope is sync's own (``sync.selectors``), computed when the
-subscription opens and again at every re-check (``refresh_state``: a published grant change or
-the periodic sweep), so a withdrawn facility stops producing nudges within seconds."""
+subscription opens and again at every re-check (its kind has no ``recheck``: a published grant change
+or the periodic sweep opens it again), so a withdrawn facility stops producing nudges within seconds."""
 
 from __future__ import annotations
 
@@ -61,6 +61,5 @@ register_kind(
         open=changes_open,
         load=changes_load,
         match=changes_match,
-        refresh_state=True,
     )
 )

@@ -174,7 +174,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def _sweep(self) -> None:
         """Authorization stays live (issue 18, item 6): at once when a change to this user is
         published, and every ``recheck_seconds`` as the safety net, the user is re-read and
-        every subscription's access re-checked with its kind's own ``open``; anything lost
+        every subscription's access re-checked by its kind (``recheck`` or ``open``); anything lost
         closes the socket with 4403."""
         while not self.closing:
             published = False
@@ -213,7 +213,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
             for sub_id, state in states.items():
                 subscription = self.subscriptions.get(sub_id)
-                if subscription is not None and subscription.kind.refresh_state:
+                if subscription is not None:
                     subscription.state = state
 
     # --- outbound ---------------------------------------------------------------------------------
@@ -358,7 +358,8 @@ def _recheck(
     fresh_devices: bool,
 ) -> dict[str, Any]:
     """The re-check, in the tenant's schema: the user as at the handshake, then each
-    subscription's kind's own ``open``; returns the fresh states by subscription id."""
+    subscription's access through its kind's own ``recheck`` (state kept) or ``open``; returns
+    the fresh states of the latter by subscription id."""
     if fresh_devices and identity.device_id is not None:
         # A revocation's own cache notice may reach this process after the publish: read the
         # device from the database rather than from a cache that may still hold it.
@@ -366,10 +367,12 @@ def _recheck(
     user = identity_recheck(identity=identity)
     states: dict[str, Any] = {}
     for subscription in subscriptions:
+        kind, params = subscription.kind, subscription.params
         try:
-            states[subscription.sub_id] = subscription.kind.open(
-                user=user, identity=identity, params=subscription.params
-            )
+            if kind.recheck is not None:
+                kind.recheck(user=user, identity=identity, params=params)
+            else:
+                states[subscription.sub_id] = kind.open(user=user, identity=identity, params=params)
         except RefusedError:
             raise RefusedError(CLOSE_FORBIDDEN, "access to a subscription was withdrawn") from None
     return states

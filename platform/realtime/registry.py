@@ -59,10 +59,12 @@ class SubscriptionKind:
     open: OpenFn
     load: LoadFn
     match: MatchFn
-    # True: a re-check (published change or sweep) replaces the subscription's state with what
-    # ``open`` returns now (a scope that follows grants); False: the state is kept (a board's
-    # memory of the rows it holds) and ``open`` only checks access.
-    refresh_state: bool = False
+    # ``recheck(*, user, identity, params) -> None`` (sync, in the tenant's schema): what a
+    # re-check (published change or sweep) runs for a kind whose state is kept (a board's memory
+    # of the rows it holds): access alone, ``RefusedError`` when withdrawn, without reading the
+    # state again. None: the re-check calls ``open`` and the subscription takes the fresh state
+    # (a scope that follows grants).
+    recheck: Callable[..., None] | None = None
     # ``relevant(state, entry) -> bool`` (pure): False for an entry ``match`` would ignore for
     # this subscription. A resume's catch-up, which loads for one subscription alone, drops such
     # entries before ``load`` (a board loads its facility's rows, not the whole tenant's).

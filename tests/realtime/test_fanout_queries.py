@@ -192,3 +192,38 @@ def test_boards_resuming_together_share_one_catch_up(rt: RealtimeWorld, unblocke
     # The live board saw nothing of the catch-ups (the booking was before it subscribed).
     assert live_one.messages == live_many.messages == []
     assert one == many, (one, many)
+
+
+def test_a_boards_recheck_checks_access_without_reading_its_rows(
+    rt: RealtimeWorld, unblocked: None
+) -> None:
+    """The sweep re-checks every socket every minute on the process's one database thread: a
+    board keeps its memory of its rows, so its re-check is the facility access alone."""
+    a = rt.world.a
+    # No booking of its own: the other tests' one-day boards count on the order of next_start().
+    params = {
+        "facility": str(SHARED["clinical.facility"]),
+        "from": "2031-05-01",
+        "to": "2031-05-31",
+    }
+    kind = subscription_kind("appointments")
+    assert kind is not None
+    assert kind.recheck is not None
+    recheck = kind.recheck
+
+    def run() -> list[str]:
+        user = User.objects.get(pk=USER_IDS[Role.RECEPTIONIST])
+        _open(params=params)  # as an open socket: it subscribed first (warm caches)
+        sqls: list[str] = []
+
+        def capture(execute: Any, sql: str, args: Any, many: bool, context: Any) -> Any:
+            sqls.append(sql)
+            return execute(sql, args, many, context)
+
+        with connection.execute_wrapper(capture):
+            recheck(user=user, identity=None, params=params)
+        return sqls
+
+    sqls = in_schema(a.schema, run)
+    assert len(sqls) == 1, sqls
+    assert "clinical_appointment" not in sqls[0]
