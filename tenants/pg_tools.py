@@ -90,8 +90,13 @@ def libpq_env() -> dict[str, str]:
 @contextmanager
 def pg_connection(*, application_name: str) -> Iterator[psycopg.Connection[Any]]:
     """A connection of its own (not Django's), with the same settings: its snapshot and
-    transaction belong to a backup or restore alone, as pg_dump's and pg_restore's do."""
-    conn = psycopg.connect(make_conninfo(**libpq_params(), application_name=application_name))
+    transaction belong to a backup or restore alone, as pg_dump's and pg_restore's do. In
+    autocommit, so the only transaction is the one the caller opens (``BEGIN ISOLATION LEVEL
+    ...`` or ``conn.transaction()``): psycopg would otherwise have begun one already, and a
+    second BEGIN only warns."""
+    conn = psycopg.connect(
+        make_conninfo(**libpq_params(), application_name=application_name), autocommit=True
+    )
     try:
         yield conn
     finally:

@@ -17,8 +17,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django_tenants.utils import quote_schema_name, schema_exists, tenant_context
@@ -32,7 +35,8 @@ from notify.services import sms_sender_save
 from tenants import backup as backup_module
 from tenants.backup import ASIDE_SUFFIX
 from tenants.models import Domain, Tenant
-from tenants.pg_tools import find_pg_tool, libpq_env, libpq_params
+from tenants.pg_tools import find_pg_tool, libpq_env, libpq_params, pg_connection
+from tenants.schema_copy import schema_rows_dump
 from tenants.services import schema_name_for, tenant_drop, tenant_host, tenant_provision
 from tests.apikit.toy.models import Item, Site
 from tests.committed import committed
@@ -435,6 +439,29 @@ def test_the_client_tools_and_the_backups_own_connection_get_the_same_settings(
     assert params["connect_timeout"] == env["PGCONNECT_TIMEOUT"] == "7"
     assert params["dbname"] == env["PGDATABASE"] == connection.settings_dict["NAME"]
     assert "application_name" not in params  # each connection names itself
+
+
+def test_the_copy_dump_reads_one_read_only_repeatable_read_snapshot(tmp_path: Path) -> None:
+    """The refusal check and every table's rows come from one snapshot: the dump's own BEGIN
+    sets it (no transaction of the driver's already open, which would turn it into a warning)."""
+    seen: dict[str, str] = {}
+
+    def refusal(cursor: Any) -> str:
+        for setting in ("transaction_isolation", "transaction_read_only"):
+            cursor.execute(f"SHOW {setting}")
+            seen[setting] = cursor.fetchone()[0]
+        return ""
+
+    with pg_connection(application_name="verdant-test") as conn:
+        notices: list[str] = []
+        conn.add_notice_handler(lambda notice: notices.append(str(notice.message_primary)))
+        rows = schema_rows_dump(
+            conn, schema=settings.TENANT_TEMPLATE_SCHEMA, directory=tmp_path, refusal=refusal
+        )
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert seen == {"transaction_isolation": "repeatable read", "transaction_read_only": "on"}
+    assert notices == []
+    assert "django_migrations" in {table.table for table in rows.tables}
 
 
 def test_without_the_template_script_auto_falls_back_to_pg_dump_and_copy_refuses(
