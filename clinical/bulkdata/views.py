@@ -72,9 +72,6 @@ def manifest(*, request: Request, export: BulkExport) -> dict[str, Any]:
 
 class _BulkViewSet(FhirNegotiationMixin, TenantScopedViewSet):
     model = BulkExport
-    # Not in the OpenAPI document: FHIR clients learn the export from the CapabilityStatement
-    # (``instantiates`` the Bulk Data one) and the IG, and docs/fhir.md describes it.
-    schema = None
     lookup_field = "pk"
 
     def scoped_queryset(self) -> QuerySet[BulkExport]:

@@ -20,7 +20,6 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
-from rest_framework.schemas.inspectors import ViewInspector
 from rest_framework.versioning import BaseVersioning
 
 from apikit.json import JSONRenderer
@@ -93,13 +92,10 @@ class FhirContentNegotiation(BaseContentNegotiation):
 
 class FhirNegotiationMixin:
     """Mixed into every FHIR view: renderer, negotiation, OperationOutcome errors, no versioning
-    (``/fhir/R4/`` names the version), not in the OpenAPI document. DRF's ``format`` override is
-    off: FHIR's is ``_format``."""
+    (``/fhir/R4/`` names the version). DRF's ``format`` override is off: FHIR's is ``_format``.
+    The OpenAPI document leaves the whole base out (``apikit.schema.rest_api_only``)."""
 
     renderer_classes: Sequence[type[BaseRenderer]] = (FhirJSONRenderer,)
-    # Not in the OpenAPI document (which describes /api/v1): a FHIR base's contract is its
-    # CapabilityStatement ([base]/metadata) and the FHIR specification; docs/fhir.md explains it.
-    schema: ViewInspector | None = None
     content_negotiation_class: type[BaseContentNegotiation] = FhirContentNegotiation
     versioning_class: type[BaseVersioning] | None = None
 
