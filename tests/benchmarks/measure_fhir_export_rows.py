@@ -18,10 +18,9 @@ import os
 import time
 from collections.abc import Callable
 from itertools import islice
-from pathlib import Path
 from typing import Any
 
-from tests.benchmarks.common import django_setup, say
+from tests.benchmarks.common import cpu_seconds, django_setup, say
 
 ROWS = int(os.environ.get("BENCH_ROWS", "20000"))
 SCHEMA = "t_benchbulk"
@@ -34,9 +33,7 @@ def backend_cpu_seconds() -> float:
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
-        pid = cursor.fetchone()[0]
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(cursor.fetchone()[0])
 
 
 def cpu_per_row(label: str, action: Callable[[], Any]) -> None:
