@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 import redis
 
@@ -26,8 +26,14 @@ from realtime.leases import Lease
 logger = logging.getLogger(__name__)
 
 
-class Recheckable(Protocol):
+class OpenSocket(Protocol):
+    """What a published change and the shutdown drain ask of a socket (``realtime.consumer``)."""
+
     def recheck_soon(self) -> None: ...
+
+    def recheck_tenant_soon(self) -> None: ...
+
+    async def go_away(self) -> None: ...
 
 
 class SocketRegistry:
@@ -41,7 +47,7 @@ class SocketRegistry:
     ) -> None:
         self.lease_seconds = lease_seconds
         self.renew_seconds = renew_seconds
-        self.open: dict[tuple[str, str], dict[Recheckable, Lease]] = {}
+        self.open: dict[tuple[str, str], dict[OpenSocket, Lease]] = {}
         # Leases whose acquisition is in flight: not renewed (a refused one was never added).
         self.acquiring: set[Lease] = set()
         # A renewal and a release of the same lease must not cross: a renewal landing after the
@@ -52,7 +58,7 @@ class SocketRegistry:
         self.renewer: asyncio.Task[None] | None = None
         self.releases: set[asyncio.Task[None]] = set()
 
-    async def register(self, *, schema: str, user_id: str, socket: Recheckable) -> bool:
+    async def register(self, *, schema: str, user_id: str, socket: OpenSocket) -> bool:
         """Count ``socket`` for its user; False (and not counted) when the user already holds
         the limit in this process or, through their leases, across all processes."""
         limit = limits.max_connections_per_user()
@@ -91,7 +97,7 @@ class SocketRegistry:
         leases.redis_succeeded()
         return admitted
 
-    def unregister(self, *, schema: str, user_id: str, socket: Recheckable) -> None:
+    def unregister(self, *, schema: str, user_id: str, socket: OpenSocket) -> None:
         """Stop counting ``socket``; its lease is released at once, in the background (the
         caller is a consumer closing, which must not wait on Redis)."""
         lease = self._forget(schema=schema, user_id=user_id, socket=socket)
@@ -101,7 +107,7 @@ class SocketRegistry:
         self.releases.add(task)
         task.add_done_callback(self.releases.discard)
 
-    def _forget(self, *, schema: str, user_id: str, socket: Recheckable) -> Lease | None:
+    def _forget(self, *, schema: str, user_id: str, socket: OpenSocket) -> Lease | None:
         held = self.open.get((schema, user_id))
         if held is None:
             return None
@@ -127,6 +133,23 @@ class SocketRegistry:
         for socket in held:
             socket.recheck_soon()
         return len(held)
+
+    def recheck_tenant(self, *, schema: str) -> int:
+        """Ask every socket of tenant ``schema`` (whatever its user) to re-check its tenant now;
+        how many were asked."""
+        held = [
+            socket
+            for (socket_schema, _), sockets in list(self.open.items())
+            if socket_schema == schema
+            for socket in list(sockets)
+        ]
+        for socket in held:
+            socket.recheck_tenant_soon()
+        return len(held)
+
+    def sockets(self) -> list[OpenSocket]:
+        """Every registered (authenticated) socket."""
+        return [socket for sockets in list(self.open.values()) for socket in list(sockets)]
 
     async def renew(self) -> None:
         """Extend the lease of every socket this process holds (one script call per batch)."""
@@ -178,12 +201,12 @@ class SocketRegistry:
 _registry = SocketRegistry()
 
 
-async def socket_register(*, schema: str, user_id: str, socket: Recheckable) -> bool:
+async def socket_register(*, schema: str, user_id: str, socket: OpenSocket) -> bool:
     """Count ``socket`` for its user; False (and not counted) beyond the per-user limit."""
     return await _registry.register(schema=schema, user_id=user_id, socket=socket)
 
 
-def socket_unregister(*, schema: str, user_id: str, socket: Recheckable) -> None:
+def socket_unregister(*, schema: str, user_id: str, socket: OpenSocket) -> None:
     _registry.unregister(schema=schema, user_id=user_id, socket=socket)
 
 
@@ -192,36 +215,12 @@ def user_recheck(*, schema: str, user_id: str) -> int:
     return _registry.recheck(schema=schema, user_id=user_id)
 
 
-@runtime_checkable
-class OpenSocket(Protocol):
-    """What a tenant-wide change and the shutdown drain ask of a socket (``realtime.consumer``;
-    a registered object without these, such as a test's stand-in, is left alone)."""
-
-    def recheck_tenant_soon(self) -> None: ...
-
-    async def go_away(self) -> None: ...
-
-
 def tenant_recheck(*, schema: str) -> int:
     """Ask every socket of tenant ``schema`` (whatever its user) to re-check its tenant now (a
     suspension or drop published by ``tenants.services``); how many were asked."""
-    held = [
-        socket
-        for (socket_schema, _), sockets in list(_registry.open.items())
-        if socket_schema == schema
-        for socket in list(sockets)
-        if isinstance(socket, OpenSocket)
-    ]
-    for socket in held:
-        socket.recheck_tenant_soon()
-    return len(held)
+    return _registry.recheck_tenant(schema=schema)
 
 
 def every_socket() -> list[OpenSocket]:
     """Every registered (authenticated) socket of this process: the ones the drain closes."""
-    return [
-        socket
-        for sockets in list(_registry.open.values())
-        for socket in list(sockets)
-        if isinstance(socket, OpenSocket)
-    ]
+    return _registry.sockets()

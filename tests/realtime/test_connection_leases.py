@@ -39,9 +39,16 @@ class FakeSocket:
 
     def __init__(self) -> None:
         self.rechecks = 0
+        self.tenant_rechecks = 0
 
     def recheck_soon(self) -> None:
         self.rechecks += 1
+
+    def recheck_tenant_soon(self) -> None:
+        self.tenant_rechecks += 1
+
+    async def go_away(self) -> None:
+        pass
 
 
 @pytest.fixture(autouse=True)
@@ -136,6 +143,27 @@ def test_colliding_tenants_are_counted_apart(user_id: str) -> None:
         # A published change for the user in B re-checks nothing in A.
         assert first.recheck(schema=SCHEMA_B, user_id=user_id) == 0
         await first.close()
+
+    run(scenario)
+
+
+def test_a_tenant_wide_recheck_asks_that_tenants_sockets_only(user_id: str) -> None:
+    """A suspension of A re-checks A's sockets, not those of the colliding user of B held by the
+    same process; every socket stays listed for the drain."""
+
+    async def scenario() -> None:
+        registry = SocketRegistry()
+        tenant_a = await fill(registry, SCHEMA_A, user_id, 2)
+        tenant_b = await fill(registry, SCHEMA_B, user_id, 1)
+        assert registry.recheck_tenant(schema=SCHEMA_A) == 2
+        assert [s.tenant_rechecks for s in tenant_a] == [1, 1]
+        assert [s.tenant_rechecks for s in tenant_b] == [0]
+        assert [s.rechecks for s in [*tenant_a, *tenant_b]] == [0, 0, 0]
+        assert set(registry.sockets()) == {*tenant_a, *tenant_b}
+        for schema, sockets in ((SCHEMA_A, tenant_a), (SCHEMA_B, tenant_b)):
+            for socket in sockets:
+                registry.unregister(schema=schema, user_id=user_id, socket=socket)
+        await registry.close()
 
     run(scenario)
 
