@@ -33,6 +33,7 @@ from tests.benchmarks.common import (
     bench_database,
     clinic_staff,
     django_setup,
+    http_json,
     migrate_public_schema,
     output_path,
     pass_fail,
@@ -183,17 +184,8 @@ def request_once(port: int, host: str, path: str, token: str) -> tuple[int, floa
 
 
 def token_for(port: int, host: str, email: str) -> str:
-    import json
-
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    connection.request(
-        "POST",
-        "/api/v1/auth/token/",
-        body=json.dumps({"email": email, "password": PASSWORD}),
-        headers={"Host": host, "Content-Type": "application/json"},
-    )
-    data = json.loads(connection.getresponse().read())
-    connection.close()
+    credentials = {"email": email, "password": PASSWORD}
+    _, data, _, _ = http_json(port, host, "POST", "/api/v1/auth/token/", body=credentials)
     return str(data["access"])
 
 

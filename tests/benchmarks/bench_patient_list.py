@@ -23,7 +23,6 @@ comparison endpoints.
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import random
 import statistics
@@ -36,11 +35,13 @@ from tests.benchmarks.common import (
     Result,
     bench_database,
     django_setup,
+    http_json,
     migrate_public_schema,
     output_path,
     pass_fail,
     say,
     summarize,
+    unthrottled_tenant_provision,
 )
 from tests.benchmarks.serving import free_port, gunicorn, lazy_urlconf
 
@@ -240,21 +241,15 @@ def seed() -> None:
     from accounts.models import User
     from accounts.roles import Role
     from clinical.models import Facility, Patient
-    from tenants.models import Plan
-    from tenants.services import tenant_provision
 
-    tenant = tenant_provision(
+    # Throttles stay on (every variant pays their Redis round trip) but must not refuse.
+    tenant = unthrottled_tenant_provision(
         slug=SLUG,
         name="Bench clinic",
         # Mixed: a clinic tenant's host serves settings.urls_clinic (issue 19, item 6), which
         # has none of the benchmark's own naive / floor routes (ROOT_URLCONF of bench_settings).
         kind="mixed",
-        admin_email=f"admin@{SLUG}.test",
-        admin_password=PASSWORD,
-    ).tenant
-    # Throttles stay on (every variant pays their Redis round trip) but must not refuse.
-    Plan.objects.filter(pk=tenant.plan_id).update(
-        requests_per_minute=10**9, user_burst_per_minute=10**9, user_sustained_per_day=10**9
+        password=PASSWORD,
     )
     rng = random.Random(4)  # noqa: S311  (bench data)
     with tenant_context(tenant):
@@ -363,17 +358,8 @@ def load(port: int, host: str, path: str, token: str, seconds: float) -> dict[st
 
 
 def token_for(port: int, host: str) -> str:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    body = json.dumps({"email": f"admin@{SLUG}.test", "password": PASSWORD})
-    connection.request(
-        "POST",
-        "/api/v1/auth/token/",
-        body=body,
-        headers={"Host": host, "Content-Type": "application/json"},
-    )
-    response = connection.getresponse()
-    data = json.loads(response.read())
-    connection.close()
+    credentials = {"email": f"admin@{SLUG}.test", "password": PASSWORD}
+    _, data, _, _ = http_json(port, host, "POST", "/api/v1/auth/token/", body=credentials)
     return str(data["access"])
 
 
