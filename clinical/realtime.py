@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 import zoneinfo
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -186,14 +187,29 @@ def board_relevant(board: Board, entry: Entry) -> bool:
     return board.facility_id in entry.scope_ids
 
 
+def _last_per_row(entries: Iterable[Entry]) -> dict[str, Entry]:
+    """Each row's last entry, in the order of those last entries: a row changed several times in
+    a batch makes one event, at its last change's position."""
+    last_entry: dict[str, Entry] = {}
+    for entry in entries:
+        last_entry.pop(entry.row_id, None)
+        last_entry[entry.row_id] = entry
+    return last_entry
+
+
+def _or_reload(
+    events: list[tuple[str, dict[str, Any]]], *, reload: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """``events``, or past ``RELOAD_THRESHOLD`` one ``reload`` event at the last one's id."""
+    if len(events) > RELOAD_THRESHOLD:
+        return [(events[-1][0], {"event": reload})]
+    return events
+
+
 def board_match(
     board: Board, batch: dict[str, Row], entries: list[Entry], *, role: str, resumed: bool
 ) -> list[tuple[str, dict[str, Any]]]:
-    last_entry: dict[str, Entry] = {}
-    for entry in entries:
-        if board_relevant(board, entry):
-            last_entry.pop(entry.row_id, None)
-            last_entry[entry.row_id] = entry
+    last_entry = _last_per_row(entry for entry in entries if board_relevant(board, entry))
     events: list[tuple[str, dict[str, Any]]] = []
     for row_id, entry in last_entry.items():
         row = batch.get(row_id)
@@ -223,9 +239,7 @@ def board_match(
             # By id only: it may now be at a facility this subscriber may not see.
             events.append((entry.event_id, {"event": name, "appointment": {"id": row_id}}))
             board.known.pop(row_id, None)
-    if len(events) > RELOAD_THRESHOLD:
-        return [(events[-1][0], {"event": "appointments.reload"})]
-    return events
+    return _or_reload(events, reload="appointments.reload")
 
 
 register_kind(
@@ -275,12 +289,8 @@ def reminders_match(
     role: str,
     resumed: bool,
 ) -> list[tuple[str, dict[str, Any]]]:
-    last_entry: dict[str, Entry] = {}
-    for entry in entries:
-        last_entry.pop(entry.row_id, None)
-        last_entry[entry.row_id] = entry
     events: list[tuple[str, dict[str, Any]]] = []
-    for row_id, entry in last_entry.items():
+    for row_id, entry in _last_per_row(entries).items():
         reminder = batch.get(row_id)
         if reminder is None:
             events.append(
@@ -290,9 +300,7 @@ def reminders_match(
             events.append(
                 (entry.event_id, {"event": f"reminder.{reminder['state']}", "reminder": reminder})
             )
-    if len(events) > RELOAD_THRESHOLD:
-        return [(events[-1][0], {"event": "reminders.reload"})]
-    return events
+    return _or_reload(events, reload="reminders.reload")
 
 
 register_kind(

@@ -18,7 +18,7 @@ from websockets.sync.client import ClientConnection
 
 from accounts.roles import Role
 from clinical.models import Appointment, ReminderMessage, ReminderState
-from clinical.realtime import reminders_load
+from clinical.realtime import RELOAD_THRESHOLD, ReminderFeed, reminders_load, reminders_match
 from realtime.registry import Entry
 from tests.realtime.board import book, next_start, transition
 from tests.realtime.conftest import (
@@ -162,3 +162,31 @@ def test_a_batch_of_reminders_is_read_with_one_query(rt: RealtimeWorld, committe
         assert one == 1
     finally:
         in_schema(a.schema, lambda: ReminderMessage.objects.filter(pk__in=ids).delete())
+
+
+def _removed(n: int) -> list[Entry]:
+    return [Entry(100, n, "reminders", f"r{n}", "delete", ()) for n in range(n)]
+
+
+def test_a_reminder_changed_twice_in_a_batch_makes_one_event_at_its_last_change() -> None:
+    entries = [
+        Entry(100, 1, "reminders", "r1", "update", ()),
+        Entry(100, 2, "reminders", "r2", "delete", ()),
+        Entry(100, 3, "reminders", "r1", "delete", ()),
+    ]
+    events = reminders_match(
+        ReminderFeed(role=Role.TENANT_ADMIN), {}, entries, role="", resumed=False
+    )
+    assert [(event_id, m["reminder"]["id"]) for event_id, m in events] == [
+        ("100:2", "r2"),
+        ("100:3", "r1"),
+    ]
+
+
+def test_more_reminder_events_than_the_threshold_become_one_reload() -> None:
+    feed = ReminderFeed(role=Role.TENANT_ADMIN)
+    at_threshold = reminders_match(feed, {}, _removed(RELOAD_THRESHOLD), role="", resumed=False)
+    assert len(at_threshold) == RELOAD_THRESHOLD
+    over = _removed(RELOAD_THRESHOLD + 1)
+    events = reminders_match(feed, {}, over, role="", resumed=False)
+    assert events == [(over[-1].event_id, {"event": "reminders.reload"})]
