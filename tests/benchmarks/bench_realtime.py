@@ -342,6 +342,8 @@ class Bench:
             self.clients.append(Client(i, board, tokens[board.tenant][used[board.tenant]]))
             used[board.tenant] += 1
         self.written: dict[str, Written] = {}
+        # The same appointments by board (tenant, facility): what each board's clients expect.
+        self.written_to: dict[tuple[int, str], set[str]] = defaultdict(set)
         self.txids: dict[str, int] = {}
         self.restarting = False
         self.server_back: float | None = None
@@ -470,17 +472,16 @@ async def write_load(
         )
     for done in await asyncio.gather(*pending):
         if done is not None:
-            bench.written[done[0]] = done[1]
+            appointment, written = done
+            bench.written[appointment] = written
+            bench.written_to[(written.tenant, written.facility)].add(appointment)
     return first + count
 
 
 def expected_for(bench: Bench, client: Client) -> set[str]:
-    board = client.board
-    return {
-        appointment
-        for appointment, written in bench.written.items()
-        if written.tenant == board.tenant and written.facility == board.facility
-    }
+    """The appointments written to the client's board: a lookup, not a scan of every write
+    (settle() asks for every client every 0.25 s, on the event loop that timestamps frames)."""
+    return bench.written_to.get((client.board.tenant, client.board.facility), set())
 
 
 async def settle(bench: Bench, timeout: float) -> float:
