@@ -26,6 +26,14 @@ def next_start() -> dt.datetime:
     return dt.datetime.combine(day, dt.time(6 + n % 12), tzinfo=dt.UTC)
 
 
+def board_params(day: dt.date, days: int = 1) -> dict[str, str]:
+    """An ``appointments`` subscription's params: the shared facility's board, ``days`` from
+    ``day``."""
+    last = day + dt.timedelta(days=days - 1)
+    facility = str(SHARED["clinical.facility"])
+    return {"facility": facility, "from": day.isoformat(), "to": last.isoformat()}
+
+
 def book(schema: str, *, starts_at: dt.datetime, facility: str = "clinical.facility") -> str:
     def work() -> str:
         admin = User.objects.get(pk=USER_IDS[Role.TENANT_ADMIN])

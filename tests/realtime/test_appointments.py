@@ -10,7 +10,7 @@ import datetime as dt
 import orjson
 
 from accounts.roles import Role
-from tests.realtime.board import book, move, next_start, transition
+from tests.realtime.board import board_params, book, move, next_start, transition
 from tests.realtime.conftest import (
     RealtimeWorld,
     access_token,
@@ -27,11 +27,6 @@ from tests.security.world import B_ONLY, SHARED
 FACILITY = str(SHARED["clinical.facility"])
 
 
-def _board(day: dt.date, days: int = 1) -> dict[str, str]:
-    last = day + dt.timedelta(days=days - 1)
-    return {"facility": FACILITY, "from": day.isoformat(), "to": last.isoformat()}
-
-
 def test_an_event_reaches_its_tenants_board_only(rt: RealtimeWorld, committed_db: None) -> None:
     a, b = rt.world.a, rt.world.b
     start = next_start()
@@ -39,8 +34,8 @@ def test_an_event_reaches_its_tenants_board_only(rt: RealtimeWorld, committed_db
         ready(rt, a.host, access_token(a.schema, Role.RECEPTIONIST)) as ws_a,
         ready(rt, b.host, access_token(b.schema, Role.RECEPTIONIST)) as ws_b,
     ):
-        ack_a = subscribe(ws_a, "board", "appointments", params=_board(start.date()))
-        ack_b = subscribe(ws_b, "board", "appointments", params=_board(start.date()))
+        ack_a = subscribe(ws_a, "board", "appointments", params=board_params(start.date()))
+        ack_b = subscribe(ws_b, "board", "appointments", params=board_params(start.date()))
         assert ack_a["type"] == ack_b["type"] == "subscribed"
 
         appointment = book(a.schema, starts_at=start)
@@ -82,7 +77,7 @@ def test_rescheduled_moved_out_and_cancelled(rt: RealtimeWorld, committed_db: No
     start = next_start()
     appointment = book(a.schema, starts_at=start)
     with ready(rt, a.host, access_token(a.schema, Role.NURSE)) as ws:
-        assert subscribe(ws, "s", "appointments", params=_board(start.date()))["type"] == (
+        assert subscribe(ws, "s", "appointments", params=board_params(start.date()))["type"] == (
             "subscribed"
         )
         move(a.schema, appointment, starts_at=start + dt.timedelta(minutes=5))
@@ -100,7 +95,7 @@ def test_rescheduled_moved_out_and_cancelled(rt: RealtimeWorld, committed_db: No
     second = book(a.schema, starts_at=next_start())
     with ready(rt, a.host, access_token(a.schema, Role.NURSE)) as ws:
         day = next_start().date()
-        subscribe(ws, "s", "appointments", params=_board(day - dt.timedelta(days=1), days=3))
+        subscribe(ws, "s", "appointments", params=board_params(day - dt.timedelta(days=1), days=3))
         transition(a.schema, second, "cancel")
         assert receive_about(ws, second)["event"] == "appointment.cancelled"
 
@@ -109,7 +104,7 @@ def test_a_viewer_never_gets_a_phone_number(rt: RealtimeWorld, committed_db: Non
     a = rt.world.a
     start = next_start()
     with ready(rt, a.host, access_token(a.schema, Role.VIEWER)) as ws:
-        assert subscribe(ws, "s", "appointments", params=_board(start.date()))["type"] == (
+        assert subscribe(ws, "s", "appointments", params=board_params(start.date()))["type"] == (
             "subscribed"
         )
         booked = book(a.schema, starts_at=start)
@@ -122,15 +117,18 @@ def test_only_visible_facilities_can_be_subscribed(rt: RealtimeWorld, committed_
     a = rt.world.a
     day = next_start().date()
     # Facility #2 exists in A but the receptionist holds no grant on it.
-    other = {**_board(day), "facility": str(SHARED["clinical.facility#2"])}
-    b_only = {**_board(day), "facility": str(B_ONLY["clinical.facility"])}
+    other = {**board_params(day), "facility": str(SHARED["clinical.facility#2"])}
+    b_only = {**board_params(day), "facility": str(B_ONLY["clinical.facility"])}
     for params in (other, b_only):
         with ready(rt, a.host, access_token(a.schema, Role.RECEPTIONIST)) as ws:
             send(ws, {"type": "subscribe", "sub": "s", "kind": "appointments", "params": params})
             assert close_code(ws) == 4404
     # A farm role has no appointments at all.
     with ready(rt, a.host, access_token(a.schema, Role.AGRONOMIST)) as ws:
-        send(ws, {"type": "subscribe", "sub": "s", "kind": "appointments", "params": _board(day)})
+        send(
+            ws,
+            {"type": "subscribe", "sub": "s", "kind": "appointments", "params": board_params(day)},
+        )
         assert close_code(ws) == 4404
     with ready(rt, a.host, access_token(a.schema, Role.RECEPTIONIST)) as ws:
         send(ws, {"type": "subscribe", "sub": "s", "kind": "invoices", "params": {}})

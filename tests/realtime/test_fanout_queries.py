@@ -25,9 +25,9 @@ from realtime.handshake import tenant_for_host
 from realtime.log import log_last_written, log_position
 from realtime.registry import Entry, subscription_kind
 from realtime.relay import Feed, Relay, Subscription
-from tests.realtime.board import book, next_start
+from tests.realtime.board import DAY, board_params, book, next_start
 from tests.realtime.conftest import RealtimeWorld, in_schema
-from tests.security.world import SHARED, USER_IDS
+from tests.security.world import USER_IDS
 
 
 class Sink:
@@ -66,7 +66,7 @@ def _queries_for_one_booking(rt: RealtimeWorld, sockets: int) -> tuple[int, list
     watermark is not what this counts)."""
     a = rt.world.a
     start = next_start()
-    params = {"facility": str(SHARED["clinical.facility"]), "from": start.date().isoformat()}
+    params = board_params(start.date())
     kind = subscription_kind("appointments")
     assert kind is not None
     counter = Counter()
@@ -135,7 +135,7 @@ def _queries_for_resumes(rt: RealtimeWorld, boards: int) -> tuple[int, list[Sink
     registration and catch-up cost, their sinks, and the sink of the board that was live."""
     a = rt.world.a
     start = next_start()
-    params = {"facility": str(SHARED["clinical.facility"]), "from": start.date().isoformat()}
+    params = board_params(start.date())
     kind = subscription_kind("appointments")
     assert kind is not None
     counter = Counter()
@@ -201,11 +201,7 @@ def test_a_boards_recheck_checks_access_without_reading_its_rows(
     board keeps its memory of its rows, so its re-check is the facility access alone."""
     a = rt.world.a
     # No booking of its own: the other tests' one-day boards count on the order of next_start().
-    params = {
-        "facility": str(SHARED["clinical.facility"]),
-        "from": "2031-05-01",
-        "to": "2031-05-31",
-    }
+    params = board_params(DAY, days=31)
     kind = subscription_kind("appointments")
     assert kind is not None
     assert kind.recheck is not None

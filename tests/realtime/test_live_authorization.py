@@ -24,7 +24,7 @@ from apikit.policy import (
 from clinical.models import Facility
 from sync.models import Device
 from sync.services import device_register, device_revoke
-from tests.realtime.board import next_start
+from tests.realtime.board import board_params, next_start
 from tests.realtime.conftest import (
     RealtimeWorld,
     access_token,
@@ -68,7 +68,7 @@ def test_a_withdrawn_grant_ends_the_subscription_with_4403_in_its_tenant_only(
     rt: RealtimeWorld, committed_db: None
 ) -> None:
     a, b = rt.world.a, rt.world.b
-    params = {"facility": str(SHARED["clinical.facility"]), "from": next_start().date().isoformat()}
+    params = board_params(next_start().date())
     with (
         ready(rt, a.host, access_token(a.schema, Role.RECEPTIONIST)) as ws_a,
         ready(rt, b.host, access_token(b.schema, Role.RECEPTIONIST)) as ws_b,

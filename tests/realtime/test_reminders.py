@@ -20,7 +20,7 @@ from accounts.roles import Role
 from clinical.models import Appointment, ReminderMessage, ReminderState
 from clinical.realtime import RELOAD_THRESHOLD, ReminderFeed, reminders_load, reminders_match
 from realtime.registry import Entry
-from tests.realtime.board import book, next_start, transition
+from tests.realtime.board import board_params, book, next_start, transition
 from tests.realtime.conftest import (
     RealtimeWorld,
     access_token,
@@ -122,7 +122,7 @@ def test_a_bookkeeping_only_appointment_write_makes_no_board_event(
 ) -> None:
     a = rt.world.a
     start = next_start()
-    params = {"facility": str(SHARED["clinical.facility"]), "from": start.date().isoformat()}
+    params = board_params(start.date())
     appointment = book(a.schema, starts_at=start)
     with ready(rt, a.host, access_token(a.schema, Role.RECEPTIONIST)) as ws:
         assert subscribe(ws, "board", "appointments", params=params)["type"] == "subscribed"

@@ -9,7 +9,7 @@ from typing import Any
 
 from accounts.roles import Role
 from sync.models import SyncState
-from tests.realtime.board import book, next_start, transition
+from tests.realtime.board import board_params, book, next_start, transition
 from tests.realtime.conftest import (
     RealtimeWorld,
     access_token,
@@ -21,11 +21,20 @@ from tests.realtime.conftest import (
     receive_about,
     send,
 )
-from tests.security.world import SHARED
 
 
-def _params(day: dt.date) -> dict[str, str]:
-    return {"facility": str(SHARED["clinical.facility"]), "from": day.isoformat()}
+def _subscribe(ws: Any, day: dt.date, **resume: str) -> None:
+    """Sends the board's subscription (with ``since=``: a resume); the replies are the test's."""
+    send(
+        ws,
+        {
+            "type": "subscribe",
+            "sub": "s",
+            "kind": "appointments",
+            "params": board_params(day),
+            **resume,
+        },
+    )
 
 
 def _position(event_id: str) -> tuple[int, int]:
@@ -55,15 +64,7 @@ def test_a_resumed_subscription_receives_what_it_missed_and_nothing_twice(
     start = next_start()
     token = access_token(a.schema, Role.RECEPTIONIST)
     with ready(rt, a.host, token) as ws:
-        send(
-            ws,
-            {
-                "type": "subscribe",
-                "sub": "s",
-                "kind": "appointments",
-                "params": _params(start.date()),
-            },
-        )
+        _subscribe(ws, start.date())
         assert receive(ws)["type"] == "subscribed"
         first = book(a.schema, starts_at=start)
         seen = receive_about(ws, first)
@@ -73,16 +74,7 @@ def test_a_resumed_subscription_receives_what_it_missed_and_nothing_twice(
     second = book(a.schema, starts_at=next_start())
     book(b.schema, starts_at=start)
     with ready(rt, a.host, token) as ws:
-        send(
-            ws,
-            {
-                "type": "subscribe",
-                "sub": "s",
-                "kind": "appointments",
-                "params": _params(start.date()),
-                "since": seen["id"],
-            },
-        )
+        _subscribe(ws, start.date(), since=seen["id"])
         replayed, ack = _until_events(ws, 2)
         assert [(m["event"], m["appointment"]["id"]) for m in replayed] == [
             ("appointment.checked_in", first),
@@ -112,19 +104,10 @@ def test_resuming_from_the_latest_position_replays_nothing(
     day = next_start().date()
     token = access_token(a.schema, Role.RECEPTIONIST)
     with ready(rt, a.host, token) as ws:
-        send(ws, {"type": "subscribe", "sub": "s", "kind": "appointments", "params": _params(day)})
+        _subscribe(ws, day)
         position = receive(ws)["position"]
     with ready(rt, a.host, token) as ws:
-        send(
-            ws,
-            {
-                "type": "subscribe",
-                "sub": "s",
-                "kind": "appointments",
-                "params": _params(day),
-                "since": position,
-            },
-        )
+        _subscribe(ws, day, since=position)
         assert receive(ws)["type"] == "subscribed"
 
 
@@ -139,16 +122,7 @@ def test_a_resume_point_below_the_retained_window_is_4409(
     in_schema(a.schema, lambda: set_window(10**15))
     try:
         with ready(rt, a.host, access_token(a.schema, Role.RECEPTIONIST)) as ws:
-            send(
-                ws,
-                {
-                    "type": "subscribe",
-                    "sub": "s",
-                    "kind": "appointments",
-                    "params": _params(next_start().date()),
-                    "since": "5:1",
-                },
-            )
+            _subscribe(ws, next_start().date(), since="5:1")
             assert close_code(ws) == 4409
     finally:
         in_schema(a.schema, lambda: set_window(0))
@@ -157,16 +131,7 @@ def test_a_resume_point_below_the_retained_window_is_4409(
 def test_a_malformed_resume_point_is_an_error(rt: RealtimeWorld, committed_db: None) -> None:
     a = rt.world.a
     with ready(rt, a.host, access_token(a.schema, Role.RECEPTIONIST)) as ws:
-        send(
-            ws,
-            {
-                "type": "subscribe",
-                "sub": "s",
-                "kind": "appointments",
-                "params": _params(next_start().date()),
-                "since": "yesterday",
-            },
-        )
+        _subscribe(ws, next_start().date(), since="yesterday")
         reply = receive(ws)
         assert reply["type"] == "error"
         assert reply["code"] == "invalid"

@@ -40,7 +40,7 @@ from tenants.services import (
     tenant_provision,
     tenant_set_status,
 )
-from tests.realtime.board import book, next_start
+from tests.realtime.board import board_params, book, next_start
 from tests.realtime.conftest import (
     RealtimeWorld,
     access_token,
@@ -51,7 +51,6 @@ from tests.realtime.conftest import (
     receive_about,
     subscribe,
 )
-from tests.security.world import SHARED
 
 # The bound for an affected socket to end after the change commits.
 WITHIN_SECONDS = 5
@@ -88,10 +87,6 @@ def _closed_in_time(ws: ClientConnection, code: int = 4403) -> None:
 def _still_open(ws: ClientConnection) -> None:
     ws.send('{"type": "ping"}')
     assert receive(ws, timeout=10)["type"] == "pong"
-
-
-def _board(rt: RealtimeWorld) -> dict[str, str]:
-    return {"facility": str(SHARED["clinical.facility"]), "from": next_start().date().isoformat()}
 
 
 # --- the publication ------------------------------------------------------------------------------
@@ -142,7 +137,7 @@ def test_a_suspension_closes_its_sockets_4403_and_leaves_the_colliding_tenant(
     rt: RealtimeWorld, committed_db: None, reactivate: None
 ) -> None:
     a, b = rt.world.a, rt.world.b
-    params = _board(rt)
+    params = board_params(next_start().date())
     with (
         ready(rt, a.host, access_token(a.schema, Role.RECEPTIONIST)) as board_a,
         ready(rt, a.host, access_token(a.schema, Role.FIELD_AGENT)) as sync_a,
