@@ -60,6 +60,21 @@ def _open(*, params: dict[str, str]) -> Any:
     return board_open(user=user, identity=None, params=params)
 
 
+async def _board(tenant: Any, sub_id: str, sink: Sink, *, params: dict[str, str]) -> Subscription:
+    """A receptionist's board subscription, opened as the consumer opens it."""
+    kind = subscription_kind("appointments")
+    assert kind is not None
+    return Subscription(
+        sub_id=sub_id,
+        schema=tenant.schema_name,
+        kind=kind,
+        state=await tenant_call(tenant, _open, params=params),
+        role=Role.RECEPTIONIST,
+        sink=sink,
+        params=params,
+    )
+
+
 def _queries_for_one_booking(rt: RealtimeWorld, sockets: int) -> tuple[int, list[Sink]]:
     """The queries the relay runs to deliver one booking's change-log entries to ``sockets``
     board subscriptions (delivery itself, not the log read, whose wait for the commit-safe
@@ -67,27 +82,15 @@ def _queries_for_one_booking(rt: RealtimeWorld, sockets: int) -> tuple[int, list
     a = rt.world.a
     start = next_start()
     params = board_params(start.date())
-    kind = subscription_kind("appointments")
-    assert kind is not None
     counter = Counter()
     relay = Relay()
     sinks = [Sink() for _ in range(sockets)]
 
     async def subscribe_all() -> tuple[Any, list[Subscription]]:
         tenant = await public_call(tenant_for_host, hostname=a.host)
-        subscriptions = []
-        for n, sink in enumerate(sinks):
-            state = await tenant_call(tenant, _open, params=params)
-            subscriptions.append(
-                Subscription(
-                    sub_id=f"s{n}",
-                    schema=tenant.schema_name,
-                    kind=kind,
-                    state=state,
-                    role=Role.RECEPTIONIST,
-                    sink=sink,
-                )
-            )
+        subscriptions = [
+            await _board(tenant, f"s{n}", sink, params=params) for n, sink in enumerate(sinks)
+        ]
         return tenant, subscriptions
 
     tenant, subscriptions = asyncio.run(subscribe_all())
@@ -136,8 +139,6 @@ def _queries_for_resumes(rt: RealtimeWorld, boards: int) -> tuple[int, list[Sink
     a = rt.world.a
     start = next_start()
     params = board_params(start.date())
-    kind = subscription_kind("appointments")
-    assert kind is not None
     counter = Counter()
     relay = Relay()
     live_sink, sinks = Sink(), [Sink() for _ in range(boards)]
@@ -147,24 +148,18 @@ def _queries_for_resumes(rt: RealtimeWorld, boards: int) -> tuple[int, list[Sink
     async def storm() -> None:
         tenant = await public_call(tenant_for_host, hostname=a.host)
 
-        async def subscription(sub_id: str, sink: Sink) -> Subscription:
-            state = await tenant_call(tenant, _open, params=params)
-            return Subscription(
-                sub_id=sub_id,
-                schema=tenant.schema_name,
-                kind=kind,
-                state=state,
-                role=Role.RECEPTIONIST,
-                sink=sink,
-            )
-
         # A live board first: the feed stands after the booking (the watermark has passed it).
         now = await tenant_call(tenant, log_position)
         assert now > since
         await relay.subscribe(
-            await subscription("live", live_sink), tenant=tenant, start=now, since=None
+            await _board(tenant, "live", live_sink, params=params),
+            tenant=tenant,
+            start=now,
+            since=None,
         )
-        resuming = [await subscription(f"r{n}", sink) for n, sink in enumerate(sinks)]
+        resuming = [
+            await _board(tenant, f"r{n}", sink, params=params) for n, sink in enumerate(sinks)
+        ]
         feed = relay.feeds[tenant.schema_name]
         await database_sync_to_async(lambda: connection.execute_wrappers.append(counter))()
         try:
