@@ -87,14 +87,12 @@ def log_read_between(*, after: Position, upto: Position, limit: int) -> tuple[li
     return _entries(rows[:limit])[::-1], truncated
 
 
-def log_read(*, after: Position, limit: int, upto: Position | None = None) -> LogRead:
+def log_read(*, after: Position, limit: int) -> LogRead:
+    """Up to ``limit`` entries after ``after`` below the watermark, oldest first."""
     watermark = watermark_now()
     with connection.cursor() as cursor:
         cursor.execute(_READ, [str(after[0]), after[1], str(watermark), limit + 1])
-        rows = cursor.fetchall()
-        entries = _entries(rows)
-        if upto is not None:
-            entries = [entry for entry in entries if (entry.txid, entry.seq) <= upto]
+        entries = _entries(cursor.fetchall())
         more = len(entries) > limit
         entries = entries[:limit]
         cursor.execute(_PENDING, [str(watermark)])
