@@ -50,13 +50,7 @@ def user_access_changed(*, user_id: Any) -> None:
     """Publish, once the current transaction commits, that ``user_id`` of the current tenant
     may see less (or more): open sockets re-check at once. Never fails the caller's write: the
     notification is sent after the commit (``robust``: an error is logged, the sweep remains)."""
-    payload = auth_payload(schema=current_schema_name(), user_id=user_id)
-
-    def send() -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, %s)", [AUTH_CHANNEL, payload])
-
-    transaction.on_commit(send, robust=True)
+    _notify_on_commit(AUTH_CHANNEL, auth_payload(schema=current_schema_name(), user_id=user_id))
 
 
 def parse_tenant_payload(payload: str) -> str | None:
@@ -71,9 +65,15 @@ def tenant_access_changed(*, schema: str) -> None:
     write; ``ValueError`` for a name that is not a schema name (a bug in the caller)."""
     if parse_tenant_payload(schema) is None:
         raise ValueError(f"not a schema name: {schema!r}")
+    _notify_on_commit(TENANT_CHANNEL, schema)
+
+
+def _notify_on_commit(channel: str, payload: str) -> None:
+    """``pg_notify`` once the current transaction commits; an error is logged, never raised
+    (``robust``): the caller's write stands and the periodic sweep remains."""
 
     def send() -> None:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, %s)", [TENANT_CHANNEL, schema])
+            cursor.execute("SELECT pg_notify(%s, %s)", [channel, payload])
 
     transaction.on_commit(send, robust=True)
