@@ -4,10 +4,10 @@ Contract (part B returns ``cursor_current`` after a push):
 
 - ``cursor_current(*, user, tables=None) -> str``: a fresh signed cursor whose low watermark is
   the current commit-safe watermark (``WATERMARK_SQL``: the oldest transaction of this database
-  still running), for ``user``'s current scope and ``tables`` (default: every table the user may sync). Call it *after* the
-  push transaction committed (``transaction.on_commit`` or after the atomic block): inside the
-  transaction the watermark is at most the push's own transaction id, so the next pull would
-  re-send the pushed rows (harmless, only wasteful). Note: a client that replaces its cursor with
+  still running), for ``user``'s current scope and ``tables`` (default: every table the user may
+  sync). Call it *after* the push transaction committed (``transaction.on_commit`` or after the
+  atomic block): inside the transaction the watermark is at most the push's own transaction id,
+  so the next pull would re-send the pushed rows (harmless, only wasteful). Note: a client that replaces its cursor with
   this one skips changes by *other* writers between its last pull and now; see docs/sync-internals.md.
 - ``cursor_decode(raw, *, schema=None) -> Cursor``: verify and parse; ``CursorInvalidError`` (400
   ``cursor_invalid``) for a malformed, tampered or other-tenant cursor.

@@ -30,10 +30,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db]
 FACILITY = str(SHARED["clinical.facility"])
 # A day no other browser test books (the clinician is the world's shared one).
 DAY = dt.date(2032, 2, 2)
-# Events wait for the commit-safe watermark, which is the whole PostgreSQL cluster's: on a
-# machine shared by test runs, another database's long transaction (a CREATE DATABASE ... TEMPLATE
-# of a benchmark took 3.5 min here) holds every event back. Generous, so a busy machine delays the
-# test instead of failing it.
+# Events wait for the commit-safe watermark: another database's transactions no longer hold it
+# (sync.cursor.WATERMARK_SQL), but one it cannot prove finished still does, as does any long
+# transaction of the test database. Generous, so a busy machine delays the test instead of
+# failing it.
 EVENT_TIMEOUT_MS = 120_000
 
 # The client a front desk would write: the browser's WebSocket, the bearer token as a
