@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -161,6 +162,24 @@ def close_code(ws: ClientConnection, timeout: float = 10) -> int:
         frame = closed.rcvd
     assert frame is not None, "closed without a close frame"
     return int(frame.code)
+
+
+# A published change (a withdrawn grant, a suspended or dropped tenant) closes the sockets it
+# concerns within this many seconds (issue 18, item 6).
+WITHIN_SECONDS = 5
+
+
+def closed_in_time(ws: ClientConnection, code: int = 4403) -> None:
+    """The server closes ``ws`` with ``code`` within ``WITHIN_SECONDS``."""
+    started = time.monotonic()
+    assert close_code(ws, timeout=WITHIN_SECONDS + 5) == code
+    assert time.monotonic() - started < WITHIN_SECONDS
+
+
+def still_open(ws: ClientConnection) -> None:
+    """``ws`` still answers a ping."""
+    ws.send('{"type": "ping"}')
+    assert receive(ws, timeout=10)["type"] == "pong"
 
 
 def quiet(ws: ClientConnection, seconds: float = 1.5) -> list[dict[str, Any]]:

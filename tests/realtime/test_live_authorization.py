@@ -10,8 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from websockets.sync.client import ClientConnection
-
 from accounts.models import User
 from accounts.roles import Role
 from accounts.services import user_password_set, user_update
@@ -29,16 +27,17 @@ from tests.realtime.conftest import (
     RealtimeWorld,
     access_token,
     close_code,
+    closed_in_time,
     in_schema,
     open_socket,
     ready,
     receive,
+    still_open,
     subscribe,
 )
 from tests.security.world import SHARED, USER_IDS
 
 # The bound for an affected subscription to end after the change commits.
-WITHIN_SECONDS = 5
 
 
 def _receptionist_grant(schema: str, *, granted: bool) -> None:
@@ -51,17 +50,6 @@ def _receptionist_grant(schema: str, *, granted: bool) -> None:
             container_access_revoke(user=user, container=facility, level=AccessLevel.VIEW)
 
     in_schema(schema, work)
-
-
-def _closed_in_time(ws: ClientConnection) -> None:
-    started = time.monotonic()
-    assert close_code(ws, timeout=WITHIN_SECONDS + 5) == 4403
-    assert time.monotonic() - started < WITHIN_SECONDS
-
-
-def _still_open(ws: ClientConnection) -> None:
-    ws.send('{"type": "ping"}')
-    assert receive(ws, timeout=10)["type"] == "pong"
 
 
 def test_a_withdrawn_grant_ends_the_subscription_with_4403_in_its_tenant_only(
@@ -77,9 +65,9 @@ def test_a_withdrawn_grant_ends_the_subscription_with_4403_in_its_tenant_only(
         assert subscribe(ws_b, "s", "appointments", params=params)["type"] == "subscribed"
         _receptionist_grant(a.schema, granted=False)
         try:
-            _closed_in_time(ws_a)
+            closed_in_time(ws_a)
             # B's receptionist (same id, same email, same facility id) keeps the board.
-            _still_open(ws_b)
+            still_open(ws_b)
         finally:
             _receptionist_grant(a.schema, granted=True)
 
@@ -95,8 +83,8 @@ def _user_change_closes_only_a(
     ):
         in_schema(a.schema, lambda: change(User.objects.get(pk=user_id)))
         try:
-            _closed_in_time(ws_a)
-            _still_open(ws_b)
+            closed_in_time(ws_a)
+            still_open(ws_b)
         finally:
             # The undo bypasses the services on purpose: nothing is open to re-check.
             in_schema(a.schema, lambda: User.objects.filter(pk=user_id).update(**undo))
@@ -166,9 +154,9 @@ def test_a_revoked_device_closes_its_open_socket_4403(
                 device=Device.objects.get(pk=device_a), actor=User.objects.get(pk=admin_id)
             ),
         )
-        _closed_in_time(ws_a)
-        _still_open(ws_b)
-        _still_open(ws_plain)
+        closed_in_time(ws_a)
+        still_open(ws_b)
+        still_open(ws_plain)
 
 
 def test_connections_per_user_are_limited_per_tenant_with_4429(
@@ -187,7 +175,7 @@ def test_connections_per_user_are_limited_per_tenant_with_4429(
         with open_socket(rt, a.host, token=token_a) as fourth:
             assert close_code(fourth) == 4429
         with ready(rt, b.host, access_token(b.schema, Role.CLINICIAN)) as other_tenant:
-            _still_open(other_tenant)
+            still_open(other_tenant)
         third.close()
         deadline = time.monotonic() + 10
         while True:

@@ -18,7 +18,6 @@ from django.db import connection, transaction
 from django.test import Client
 from django_tenants.utils import schema_context, tenant_context
 from rest_framework_simplejwt.tokens import AccessToken
-from websockets.sync.client import ClientConnection
 
 from accounts.authentication import CREDENTIALS_VERSION_CLAIM, TENANT_CLAIM
 from accounts.models import User
@@ -45,15 +44,16 @@ from tests.realtime.conftest import (
     RealtimeWorld,
     access_token,
     close_code,
+    closed_in_time,
     open_socket,
     ready,
     receive,
     receive_about,
+    still_open,
     subscribe,
 )
 
 # The issue's bound for an affected socket to end after the change commits.
-WITHIN_SECONDS = 5
 OPERATOR_EMAIL = "suspension-operator@verdant.example"
 OPERATOR_PASSWORD = "suspension-Operator-77"
 DROP_SLUG = "rt-gone"
@@ -76,17 +76,6 @@ def reactivate(rt: RealtimeWorld, committed_db: None) -> Iterator[None]:
     """The world is the package's: tenant A is active again after the test, whatever happened."""
     yield
     tenant_set_status(slug=rt.world.a.slug, status=Tenant.Status.ACTIVE)
-
-
-def _closed_in_time(ws: ClientConnection, code: int = 4403) -> None:
-    started = time.monotonic()
-    assert close_code(ws, timeout=WITHIN_SECONDS + 5) == code
-    assert time.monotonic() - started < WITHIN_SECONDS
-
-
-def _still_open(ws: ClientConnection) -> None:
-    ws.send('{"type": "ping"}')
-    assert receive(ws, timeout=10)["type"] == "pong"
 
 
 # --- the publication ------------------------------------------------------------------------------
@@ -153,10 +142,10 @@ def test_a_suspension_closes_its_sockets_4403_and_leaves_the_colliding_tenant(
 
         tenant_archive(slug=a.slug)
         for ws in (board_a, sync_a, idle_a):
-            _closed_in_time(ws)
+            closed_in_time(ws)
 
-        _still_open(board_b)
-        _still_open(sync_b)
+        still_open(board_b)
+        still_open(sync_b)
         booked = book(b.schema, starts_at=next_start())
         event = receive_about(board_b, booked)
         assert (event["type"], event["event"]) == ("event", "appointment.created")
@@ -214,8 +203,8 @@ def _suspended_through_the_admin(
     ):
         suspend(tenant)
         assert Tenant.objects.get(slug=a.slug).is_suspended
-        _closed_in_time(ws_a)
-        _still_open(ws_b)
+        closed_in_time(ws_a)
+        still_open(ws_b)
     reactivate_it(tenant)
     assert not Tenant.objects.get(slug=a.slug).is_suspended
 
@@ -282,8 +271,8 @@ def test_dropping_a_tenant_closes_its_sockets_4404(rt: RealtimeWorld, committed_
             ready(rt, b.host, access_token(b.schema, Role.TENANT_ADMIN)) as ws_b,
         ):
             tenant_drop(slug=DROP_SLUG)
-            _closed_in_time(ws_gone, code=4404)
-            _still_open(ws_b)
+            closed_in_time(ws_gone, code=4404)
+            still_open(ws_b)
     finally:
         if Tenant.objects.filter(slug=DROP_SLUG).exists():
             tenant_drop(slug=DROP_SLUG)
