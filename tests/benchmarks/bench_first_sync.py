@@ -57,6 +57,7 @@ from tests.benchmarks.common import (
     migrate_public_schema,
     output_path,
     pass_fail,
+    rss_bytes,
     say,
     unthrottled_tenant_provision,
     watermark_settle,
@@ -324,12 +325,6 @@ def gunicorn_worker(master_pid: int, timeout: float = 30.0) -> int:
             return int(children[0].pid)
         time.sleep(0.1)
     raise RuntimeError("gunicorn's worker did not appear")
-
-
-def rss_bytes(pid: int) -> int:
-    import psutil
-
-    return int(psutil.Process(pid).memory_info().rss)
 
 
 def reset_high_water_mark(pid: int) -> bool:
