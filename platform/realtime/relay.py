@@ -287,14 +287,14 @@ class Relay:
         """``entries`` (in log order) to ``subscriptions``: one load per kind, then each
         subscription's part in memory (the hot path: nothing here is per entry per socket)."""
         by_kind: dict[str, list[Subscription]] = defaultdict(list)
-        tables = {entry.tbl for entry in entries}
         for subscription in subscriptions:
-            kind_tables = subscription.kind.tables
-            if not subscription.closed and (kind_tables is None or kind_tables & tables):
+            if not subscription.closed:
                 by_kind[subscription.kind.name].append(subscription)
         for members in by_kind.values():
             kind = members[0].kind
             relevant = [e for e in entries if kind.tables is None or e.tbl in kind.tables]
+            if not relevant:
+                continue
             # Sorted as the log is: each subscription's part is found by bisection.
             positions = [(e.txid, e.seq) for e in relevant]
             roles = frozenset(member.role for member in members)
