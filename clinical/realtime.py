@@ -167,16 +167,13 @@ def board_load(*, entries: list[Entry], roles: frozenset[str]) -> dict[str, Row]
     return rows
 
 
-def _event(board: Board, row: Row | None, previous: Known | None) -> str:
-    if row is None or row.archived:
-        return "appointment.removed"
-    if previous is None:
-        if row.status in STATUS_EVENTS:
-            return STATUS_EVENTS[AppointmentStatus(row.status)]
-        return "appointment.created" if row.version == 1 else "appointment.rescheduled"
-    if row.status != previous[1] and row.status in STATUS_EVENTS:
+def _event(row: Row, previous: Known | None) -> str:
+    """The event for ``row``, on the board now; ``previous``: what the board held of it."""
+    if row.status in STATUS_EVENTS and (previous is None or row.status != previous.status):
         return STATUS_EVENTS[AppointmentStatus(row.status)]
-    if row.starts_at != previous[0]:
+    if previous is None:
+        return "appointment.created" if row.version == 1 else "appointment.rescheduled"
+    if row.starts_at != previous.starts_at:
         return "appointment.rescheduled"
     return "appointment.updated"
 
@@ -227,7 +224,7 @@ def board_match(
             events.append(
                 (
                     entry.event_id,
-                    {"event": _event(board, row, previous), "appointment": row.shown[role]},
+                    {"event": _event(row, previous), "appointment": row.shown[role]},
                 )
             )
             board.known[row_id] = Known(
