@@ -155,8 +155,8 @@ def _get_tenant(slug: str) -> Tenant:
     return tenant
 
 
-def _template_records() -> frozenset[tuple[str, str, str]]:
-    with pg_connection(application_name="verdant-backup") as conn, conn.cursor() as cursor:
+def _template_records(conn: psycopg.Connection[Any]) -> frozenset[tuple[str, str, str]]:
+    with conn.cursor() as cursor:
         return migration_records(cursor, settings.TENANT_TEMPLATE_SCHEMA)
 
 
@@ -195,19 +195,19 @@ def _write_archive(path: Path, manifest: dict[str, Any], files: dict[str, Path])
 def _backup_by_copy(*, schema: str, workdir: Path, manifest: dict[str, Any]) -> dict[str, Path]:
     """The copy method's files; raises CopyRefusedError (nothing written to the target) when the
     schema does not fit the template's script."""
-    # The template as of the script, read before and after fetching it: equal means the script
-    # is the one for these migrations (it is keyed by them).
-    records = _template_records()
-    script = template_script()
-    if script is None:
-        raise CopyRefusedError(NO_TEMPLATE_SCRIPT)
-    if _template_records() != records:
-        raise CopyRefusedError(TEMPLATE_CHANGED)
-    ddl = workdir / DDL_NAME
-    ddl.write_text(script)
-    data = workdir / DATA_DIR
-    data.mkdir()
     with pg_connection(application_name="verdant-backup") as conn:
+        # The template as of the script, read before and after fetching it: equal means the
+        # script is the one for these migrations (it is keyed by them).
+        records = _template_records(conn)
+        script = template_script()
+        if script is None:
+            raise CopyRefusedError(NO_TEMPLATE_SCRIPT)
+        if _template_records(conn) != records:
+            raise CopyRefusedError(TEMPLATE_CHANGED)
+        ddl = workdir / DDL_NAME
+        ddl.write_text(script)
+        data = workdir / DATA_DIR
+        data.mkdir()
         rows = schema_rows_dump(
             conn,
             schema=schema,

@@ -537,12 +537,12 @@ def test_a_template_migrated_during_the_backup_sends_it_to_pg_dump(
     target = tmp_path / "alpha.backup"
     before, after = frozenset({("app", "0001", "t1")}), frozenset({("app", "0002", "t2")})
     answers = iter([before, after])
-    monkeypatch.setattr(backup_module, "_template_records", lambda: next(answers))
+    monkeypatch.setattr(backup_module, "_template_records", lambda conn: next(answers))
     with pytest.raises(CommandError, match="the template was migrated during the backup"):
         _run("backup_tenant", "alpha", "--file", str(target), "--method", "copy")
 
     # Stable while the script is fetched, but not what the dump's snapshot reads.
-    monkeypatch.setattr(backup_module, "_template_records", lambda: before)
+    monkeypatch.setattr(backup_module, "_template_records", lambda conn: before)
     with pytest.raises(CommandError, match="the template was migrated during the backup"):
         _run("backup_tenant", "alpha", "--file", str(target), "--method", "copy")
     assert not target.exists()
