@@ -181,6 +181,10 @@ def _write_archive(path: Path, manifest: dict[str, Any], files: dict[str, Path])
     """``manifest`` and ``files`` (archive name -> file) into ``path``, renamed into place when
     complete."""
     partial = path.with_name(path.name + ".partial")
+    # A tenant's patient data: readable by the backup's owner only, whatever the umask (and a
+    # .partial left by an interrupted run keeps its old mode, hence the chmod).
+    partial.touch(mode=0o600)
+    partial.chmod(0o600)
     with tarfile.open(partial, "w:gz", compresslevel=GZIP_LEVEL) as archive:
         payload = json.dumps(manifest, indent=2).encode()
         info = tarfile.TarInfo(MANIFEST_NAME)

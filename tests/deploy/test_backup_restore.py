@@ -261,6 +261,8 @@ def test_replace_restores_old_data_over_live_tenant(tmp_path: Path) -> None:
     def scenario() -> None:
         schema_a = schema_name_for(SLUG_A)
         _run("backup_tenant", SLUG_A, "--file", str(backup))
+        # Patient data: the backup's owner alone may read it.
+        assert backup.stat().st_mode & 0o777 == 0o600
         before = schema_fingerprint(schema_a)
         tenant = Tenant.objects.get(slug=SLUG_A)
         with tenant_context(tenant):
