@@ -215,7 +215,7 @@ def patient_search(
 
 
 def patients_for_export(*, user: Any) -> QuerySet[Patient]:
-    return patient_scope(user=user).select_related("facility", "assigned_clinician").order_by("id")
+    return patient_scope(user=user).order_by("id")
 
 
 # --- appointments ------------------------------------------------------------------------------
